@@ -2,3 +2,11 @@
 //! natively under `cargo test` with a simulated clock, store and network.
 
 pub mod checksum;
+pub mod error;
+pub mod netpolicy;
+pub mod op;
+pub mod queue;
+pub mod retry;
+pub mod traits;
+
+pub use error::{Result, SyncError};

@@ -1,0 +1,174 @@
+//! The records tidesync keeps: entities, operations, dead letters, conflicts.
+//!
+//! Field names are camelCase because these structs are what IndexedDB stores and what JS reads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Identifies one record: a collection name and the record's id within it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EntityKey {
+    pub collection: String,
+    pub id: String,
+}
+
+impl EntityKey {
+    pub fn new(collection: impl Into<String>, id: impl Into<String>) -> Self {
+        EntityKey { collection: collection.into(), id: id.into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Create,
+    Update,
+    Delete,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Update => "update",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// Lower sorts first: high-priority ops are sent before medium, medium before low.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Priority> {
+        match s {
+            "high" => Some(Priority::High),
+            "medium" => Some(Priority::Medium),
+            "low" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    /// A local change waits to be sent.
+    Pending,
+    /// The server holds exactly this record.
+    Synced,
+    /// A manual conflict waits for the app; the entity's lane is paused.
+    Conflict,
+    /// The last op for this record was dead-lettered.
+    Error,
+}
+
+/// A pending write. `id` is the idempotency key: it never changes once the op may have been sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub id: String,
+    /// Local monotonic sequence: the order of writes, across tabs.
+    pub seq: u64,
+    pub collection: String,
+    pub entity_id: String,
+    pub kind: OpKind,
+    /// The full record for create/update; `None` for delete.
+    pub payload: Option<Value>,
+    /// The server version the write was made against (`If-Match` / `baseVersion`).
+    pub base_version: Option<u64>,
+    pub priority: Priority,
+    pub created_at: u64,
+    pub attempts: u32,
+    pub next_attempt_at: u64,
+    pub last_error: Option<String>,
+    pub last_status: Option<u16>,
+    pub checksum: String,
+    /// Set before the op leaves the device. A sent op is never changed again (a retry must carry
+    /// the same payload under the same idempotency key); later writes start a new op instead.
+    pub sent: bool,
+}
+
+impl Operation {
+    pub fn key(&self) -> EntityKey {
+        EntityKey::new(self.collection.clone(), self.entity_id.clone())
+    }
+}
+
+/// A record as the app sees it, plus what sync needs to know about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entity {
+    pub collection: String,
+    pub id: String,
+    /// The local state; `None` while a local delete is pending (a tombstone).
+    pub data: Option<Value>,
+    /// The last state the server acknowledged: the shadow for the 3-way merge.
+    pub base: Option<Value>,
+    /// The server's version of `base`.
+    pub version: Option<u64>,
+    pub last_modified: u64,
+    pub sync_status: SyncStatus,
+    /// Checksum of `data` (canonical JSON, SHA-256), checked on every read.
+    pub checksum: Option<String>,
+}
+
+impl Entity {
+    pub fn key(&self) -> EntityKey {
+        EntityKey::new(self.collection.clone(), self.id.clone())
+    }
+    pub fn is_deleted(&self) -> bool {
+        self.data.is_none()
+    }
+}
+
+/// An op the server refused for good (or that ran out of attempts), kept for the app to inspect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub op: Operation,
+    pub error: String,
+    /// The stable error code (`HTTP`, `PROTOCOL`, `AUTH`, `NETWORK`, ...).
+    pub code: String,
+    pub status: Option<u16>,
+    /// Whether the server may have applied the op (the failure was a retryable one). A retry then
+    /// keeps the op id, so the server's idempotency ledger prevents a second application.
+    pub maybe_applied: bool,
+    pub at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictReason {
+    Version,
+    Deleted,
+    Integrity,
+}
+
+/// A conflict waiting for the app (the `manual` strategy).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub id: String,
+    pub collection: String,
+    pub entity_id: String,
+    pub local: Option<Value>,
+    pub server: Option<Value>,
+    pub base: Option<Value>,
+    pub server_version: Option<u64>,
+    pub reason: ConflictReason,
+    pub detected_at: u64,
+}
+
+impl Conflict {
+    pub fn key(&self) -> EntityKey {
+        EntityKey::new(self.collection.clone(), self.entity_id.clone())
+    }
+}

@@ -1,0 +1,397 @@
+//! The pending-op queue: local writes with coalescing, and picking the ready lane heads.
+//!
+//! The queue lives in the store (it must survive reloads and be shared by tabs); these are the
+//! pure rules applied inside a store transaction.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::checksum::checksum;
+use super::error::{Result, SyncError};
+use super::op::{Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
+use super::traits::{Tx, Write};
+
+/// What the app asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    /// Replace the record (create it if absent).
+    Put(Value),
+    /// Merge these fields into the record (JSON merge patch: `null` removes a field).
+    Patch(Value),
+    Delete,
+}
+
+/// What a local write did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteEffect {
+    /// The entity after the write; `None` if it is gone.
+    pub entity: Option<Entity>,
+    /// Whether anything was written (a put of identical data to a synced record is not).
+    pub changed: bool,
+}
+
+/// Applies `m` to `key` inside `tx`: updates the entity and appends an op, coalescing with the
+/// lane's last op when that op has never been sent.
+pub fn local_write(
+    tx: &mut Tx,
+    key: &EntityKey,
+    m: Mutation,
+    now: u64,
+    new_op_id: impl FnOnce() -> String,
+    priority: Priority,
+) -> Result<WriteEffect> {
+    let existing = tx.entity(key).cloned();
+    let live = existing.as_ref().filter(|e| !e.is_deleted());
+    let new_data = match m {
+        Mutation::Put(v) => {
+            require_object(&v)?;
+            Some(v)
+        }
+        Mutation::Patch(p) => {
+            require_object(&p)?;
+            let Some(current) = live.and_then(|e| e.data.clone()) else {
+                return Err(SyncError::NotFound(format!("{}/{}", key.collection, key.id)));
+            };
+            Some(merge_patch(current, p))
+        }
+        Mutation::Delete => {
+            if live.is_none() {
+                return Ok(WriteEffect { entity: existing, changed: false });
+            }
+            None
+        }
+    };
+
+    let lane: Vec<Operation> = tx.lane(key).to_vec();
+    if lane.is_empty() {
+        if let (Some(e), Some(d)) = (live, &new_data) {
+            if e.sync_status == SyncStatus::Synced && e.data.as_ref() == Some(d) {
+                return Ok(WriteEffect { entity: existing, changed: false });
+            }
+        }
+    }
+
+    // Does the server hold the record once the lane's ops are applied?
+    let on_server = match lane.last() {
+        Some(last) => last.kind != OpKind::Delete,
+        None => existing.as_ref().is_some_and(|e| e.version.is_some() && e.base.is_some()),
+    };
+    let kind = match (&new_data, on_server) {
+        (None, _) => OpKind::Delete,
+        (Some(_), true) => OpKind::Update,
+        (Some(_), false) => OpKind::Create,
+    };
+
+    let version = existing.as_ref().and_then(|e| e.version);
+    let prev = lane.last().filter(|o| !o.sent).cloned();
+    // Coalesce: the previous unsent op takes the new state, keeping its id and place in the lane.
+    let coalesced_kind = prev.as_ref().map(|p| match (p.kind, kind) {
+        (OpKind::Create, OpKind::Delete) => None,
+        (OpKind::Create, _) => Some(OpKind::Create),
+        (OpKind::Update, k) => Some(k),
+        // A delete not yet sent followed by a re-create: the server still has the record.
+        (OpKind::Delete, _) => Some(OpKind::Update),
+    });
+    let mut lane_after = lane.clone();
+    match (prev, coalesced_kind) {
+        (Some(p), Some(None)) => {
+            tx.write(Write::DeleteOp(p.id.clone()));
+            lane_after.retain(|o| o.id != p.id);
+        }
+        (Some(mut p), Some(Some(k))) => {
+            p.kind = k;
+            p.payload = new_data.clone();
+            p.checksum = checksum(p.payload.as_ref().unwrap_or(&Value::Null));
+            p.priority = p.priority.min(priority);
+            p.next_attempt_at = p.next_attempt_at.min(now);
+            tx.write(Write::PutOp(p));
+        }
+        _ => {
+            let seq = tx.take_seq();
+            let op = Operation {
+                id: new_op_id(),
+                seq,
+                collection: key.collection.clone(),
+                entity_id: key.id.clone(),
+                kind,
+                checksum: checksum(new_data.as_ref().unwrap_or(&Value::Null)),
+                payload: new_data.clone(),
+                base_version: version,
+                priority,
+                created_at: now,
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+                last_status: None,
+                sent: false,
+            };
+            lane_after.push(op.clone());
+            tx.write(Write::PutOp(op));
+        }
+    }
+
+    // A record created and deleted locally, never seen by the server, leaves nothing behind.
+    if new_data.is_none() && lane_after.is_empty() && version.is_none() {
+        tx.write(Write::DeleteEntity(key.clone()));
+        return Ok(WriteEffect { entity: None, changed: true });
+    }
+    let entity = Entity {
+        collection: key.collection.clone(),
+        id: key.id.clone(),
+        checksum: new_data.as_ref().map(checksum),
+        data: new_data,
+        base: existing.as_ref().and_then(|e| e.base.clone()),
+        version,
+        last_modified: now,
+        sync_status: if lane_after.is_empty() { SyncStatus::Synced } else { SyncStatus::Pending },
+    };
+    tx.write(Write::PutEntity(entity.clone()));
+    Ok(WriteEffect { entity: Some(entity), changed: true })
+}
+
+fn require_object(v: &Value) -> Result<()> {
+    if v.is_object() {
+        Ok(())
+    } else {
+        Err(SyncError::InvalidInput("a record must be a plain object".into()))
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: Value, patch: Value) -> Value {
+    match patch {
+        Value::Object(p) => {
+            let mut t = match target {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    let old = t.remove(&k).unwrap_or(Value::Null);
+                    t.insert(k, merge_patch(old, v));
+                }
+            }
+            Value::Object(t)
+        }
+        other => other,
+    }
+}
+
+/// The ops to send next: the head (lowest `seq`) of each entity's lane, if it is due and its lane
+/// is not paused, ordered by priority then `seq`, at most `limit`.
+pub fn ready_heads<'a>(ops: &'a [Operation], paused: &BTreeSet<EntityKey>, now: u64, limit: usize) -> Vec<&'a Operation> {
+    let mut heads = lane_heads(ops);
+    heads.retain(|o| o.next_attempt_at <= now && (paused.is_empty() || !paused.contains(&o.key())));
+    heads.sort_unstable_by_key(|o| (o.priority, o.seq));
+    heads.truncate(limit);
+    heads
+}
+
+/// The earliest time a lane head becomes due (ignoring paused lanes), if any op is pending.
+pub fn next_due(ops: &[Operation], paused: &BTreeSet<EntityKey>) -> Option<u64> {
+    lane_heads(ops)
+        .into_iter()
+        .filter(|o| paused.is_empty() || !paused.contains(&o.key()))
+        .map(|o| o.next_attempt_at)
+        .min()
+}
+
+fn lane_heads(ops: &[Operation]) -> Vec<&Operation> {
+    let mut heads: HashMap<(&str, &str), &Operation> = HashMap::with_capacity(ops.len().min(4096));
+    for op in ops {
+        heads
+            .entry((op.collection.as_str(), op.entity_id.as_str()))
+            .and_modify(|h| {
+                if op.seq < h.seq {
+                    *h = op;
+                }
+            })
+            .or_insert(op);
+    }
+    heads.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> EntityKey {
+        EntityKey::new("notes", "n1")
+    }
+
+    struct Ids(u32);
+    impl Ids {
+        fn next(&mut self) -> String {
+            self.0 += 1;
+            format!("op{}", self.0)
+        }
+    }
+
+    /// Runs a write against `tx` and applies its writes back into a fresh snapshot, as a store would.
+    fn write(tx: &mut Tx, m: Mutation, ids: &mut Ids) -> Result<WriteEffect> {
+        let id = ids.next();
+        local_write(tx, &key(), m, 100, || id, Priority::Medium)
+    }
+
+    fn synced_tx(data: Value) -> Tx {
+        let mut tx = Tx::default();
+        tx.entities.insert(
+            key(),
+            Some(Entity {
+                collection: "notes".into(),
+                id: "n1".into(),
+                checksum: Some(checksum(&data)),
+                base: Some(data.clone()),
+                data: Some(data),
+                version: Some(3),
+                last_modified: 1,
+                sync_status: SyncStatus::Synced,
+            }),
+        );
+        tx
+    }
+
+    #[test]
+    fn create_then_updates_coalesce_into_one_create() {
+        let mut tx = Tx::default();
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Put(json!({"a": 1})), &mut ids).unwrap();
+        write(&mut tx, Mutation::Put(json!({"a": 2})), &mut ids).unwrap();
+        write(&mut tx, Mutation::Patch(json!({"b": 3})), &mut ids).unwrap();
+        let lane = tx.lane(&key());
+        assert_eq!(lane.len(), 1);
+        assert_eq!(lane[0].id, "op1");
+        assert_eq!(lane[0].kind, OpKind::Create);
+        assert_eq!(lane[0].payload, Some(json!({"a": 2, "b": 3})));
+        assert_eq!(lane[0].checksum, checksum(&json!({"a": 2, "b": 3})));
+    }
+
+    #[test]
+    fn create_then_delete_leaves_nothing() {
+        let mut tx = Tx::default();
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Put(json!({"a": 1})), &mut ids).unwrap();
+        let eff = write(&mut tx, Mutation::Delete, &mut ids).unwrap();
+        assert_eq!(eff.entity, None);
+        assert!(tx.lane(&key()).is_empty());
+        assert!(tx.entity(&key()).is_none());
+    }
+
+    #[test]
+    fn update_then_delete_is_a_delete_with_the_same_id() {
+        let mut tx = synced_tx(json!({"a": 1}));
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Patch(json!({"a": 2})), &mut ids).unwrap();
+        write(&mut tx, Mutation::Delete, &mut ids).unwrap();
+        let lane = tx.lane(&key());
+        assert_eq!(lane.len(), 1);
+        assert_eq!((lane[0].id.as_str(), lane[0].kind), ("op1", OpKind::Delete));
+        assert_eq!(lane[0].base_version, Some(3));
+        let e = tx.entity(&key()).unwrap();
+        assert!(e.is_deleted());
+        assert_eq!(e.sync_status, SyncStatus::Pending);
+    }
+
+    #[test]
+    fn a_sent_op_is_never_changed() {
+        let mut tx = synced_tx(json!({"a": 1}));
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Put(json!({"a": 2})), &mut ids).unwrap();
+        let mut sent = tx.lane(&key())[0].clone();
+        sent.sent = true;
+        tx.write(Write::PutOp(sent.clone()));
+        write(&mut tx, Mutation::Put(json!({"a": 3})), &mut ids).unwrap();
+        write(&mut tx, Mutation::Put(json!({"a": 4})), &mut ids).unwrap();
+        let lane = tx.lane(&key());
+        assert_eq!(lane.len(), 2);
+        assert_eq!(lane[0], sent);
+        assert_eq!((lane[1].kind, lane[1].payload.clone()), (OpKind::Update, Some(json!({"a": 4}))));
+        assert!(lane[1].seq > lane[0].seq);
+    }
+
+    #[test]
+    fn unsent_delete_then_put_becomes_an_update() {
+        let mut tx = synced_tx(json!({"a": 1}));
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Delete, &mut ids).unwrap();
+        write(&mut tx, Mutation::Put(json!({"a": 9})), &mut ids).unwrap();
+        let lane = tx.lane(&key());
+        assert_eq!(lane.len(), 1);
+        assert_eq!((lane[0].kind, lane[0].payload.clone()), (OpKind::Update, Some(json!({"a": 9}))));
+    }
+
+    #[test]
+    fn identical_put_on_synced_record_writes_nothing() {
+        let mut tx = synced_tx(json!({"a": 1}));
+        let eff = write(&mut tx, Mutation::Put(json!({"a": 1})), &mut Ids(0)).unwrap();
+        assert!(!eff.changed);
+        assert!(tx.writes.is_empty());
+    }
+
+    #[test]
+    fn invalid_input_is_rejected() {
+        let mut tx = Tx::default();
+        let mut ids = Ids(0);
+        assert_eq!(write(&mut tx, Mutation::Put(json!([1])), &mut ids).unwrap_err().code(), "INVALID_INPUT");
+        assert_eq!(write(&mut tx, Mutation::Patch(json!({"a": 1})), &mut ids).unwrap_err().code(), "NOT_FOUND");
+        assert!(!write(&mut tx, Mutation::Delete, &mut ids).unwrap().changed);
+        assert!(tx.writes.is_empty());
+    }
+
+    #[test]
+    fn priority_raises_on_coalesce() {
+        let mut tx = Tx::default();
+        local_write(&mut tx, &key(), Mutation::Put(json!({})), 0, || "a".into(), Priority::Low).unwrap();
+        local_write(&mut tx, &key(), Mutation::Put(json!({"x": 1})), 0, || "b".into(), Priority::High).unwrap();
+        assert_eq!(tx.lane(&key())[0].priority, Priority::High);
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let t = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        assert_eq!(merge_patch(t, json!({"a": null, "b": {"c": 5}, "e": [1]})), json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    fn op(entity: &str, seq: u64, prio: Priority, due: u64) -> Operation {
+        Operation {
+            id: format!("{entity}-{seq}"),
+            seq,
+            collection: "c".into(),
+            entity_id: entity.into(),
+            kind: OpKind::Update,
+            payload: Some(json!({})),
+            base_version: None,
+            priority: prio,
+            created_at: 0,
+            attempts: 0,
+            next_attempt_at: due,
+            last_error: None,
+            last_status: None,
+            checksum: String::new(),
+            sent: false,
+        }
+    }
+
+    #[test]
+    fn ready_heads_one_per_lane_by_priority_then_seq() {
+        let ops = vec![
+            op("a", 1, Priority::Low, 0),
+            op("a", 2, Priority::High, 0), // not a head: waits behind a#1
+            op("b", 3, Priority::Medium, 0),
+            op("c", 4, Priority::High, 50), // not due yet
+            op("d", 5, Priority::High, 0),
+            op("e", 6, Priority::Medium, 0),
+        ];
+        let ids: Vec<&str> = ready_heads(&ops, &BTreeSet::new(), 10, 10).iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["d-5", "b-3", "e-6", "a-1"]);
+        let paused: BTreeSet<EntityKey> = [EntityKey::new("c", "b")].into();
+        let ids: Vec<&str> = ready_heads(&ops, &paused, 10, 2).iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["d-5", "e-6"]);
+        assert_eq!(next_due(&ops, &BTreeSet::new()), Some(0));
+        assert_eq!(next_due(&ops[3..4], &BTreeSet::new()), Some(50));
+    }
+}

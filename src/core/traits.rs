@@ -1,0 +1,172 @@
+//! The three seams of the engine: where records live (`Store`), how ops reach the server
+//! (`Transport`) and what time it is (`Clock`). The browser and the native simulation each
+//! provide their own.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde_json::Value;
+
+use super::error::Result;
+use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+
+/// What one store transaction saw and what it will write. The engine's pure logic reads the
+/// entities and lanes, records writes, and the store applies them atomically with the reads.
+#[derive(Debug, Default)]
+pub struct Tx {
+    /// Every requested key, with its entity if one exists.
+    pub entities: BTreeMap<EntityKey, Option<Entity>>,
+    /// Every requested key's pending ops, ordered by `seq`.
+    pub lanes: BTreeMap<EntityKey, Vec<Operation>>,
+    /// The next local sequence number (persisted; shared by all tabs).
+    pub next_seq: u64,
+    pub(crate) seq_used: bool,
+    pub writes: Vec<Write>,
+}
+
+/// One write inside a transaction.
+#[derive(Clone, Debug)]
+pub enum Write {
+    PutEntity(Entity),
+    DeleteEntity(EntityKey),
+    PutOp(Operation),
+    DeleteOp(String),
+    PutDeadLetter(DeadLetter),
+    DeleteDeadLetter(String),
+    PutConflict(Conflict),
+    DeleteConflict(String),
+    PutMeta(String, Value),
+}
+
+impl Tx {
+    pub fn entity(&self, key: &EntityKey) -> Option<&Entity> {
+        self.entities.get(key).and_then(|e| e.as_ref())
+    }
+
+    pub fn lane(&self, key: &EntityKey) -> &[Operation] {
+        self.lanes.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Takes the next local sequence number.
+    pub fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        self.seq_used = true;
+        s
+    }
+
+    /// Records a write and keeps the snapshot in step with it, so later logic in the same
+    /// transaction sees its own writes.
+    pub fn write(&mut self, w: Write) {
+        match &w {
+            Write::PutEntity(e) => {
+                self.entities.insert(e.key(), Some(e.clone()));
+            }
+            Write::DeleteEntity(k) => {
+                self.entities.insert(k.clone(), None);
+            }
+            Write::PutOp(op) => {
+                let lane = self.lanes.entry(op.key()).or_default();
+                match lane.iter_mut().find(|o| o.id == op.id) {
+                    Some(existing) => *existing = op.clone(),
+                    None => {
+                        lane.push(op.clone());
+                        lane.sort_by_key(|o| o.seq);
+                    }
+                }
+            }
+            Write::DeleteOp(id) => {
+                for lane in self.lanes.values_mut() {
+                    lane.retain(|o| &o.id != id);
+                }
+            }
+            _ => {}
+        }
+        self.writes.push(w);
+    }
+
+    /// The writes to apply, with the sequence counter's if it moved.
+    pub fn into_writes(mut self) -> Vec<Write> {
+        if self.seq_used {
+            self.writes.push(Write::PutMeta(SEQ_META.into(), Value::from(self.next_seq)));
+        }
+        self.writes
+    }
+}
+
+/// The meta record holding the next local sequence number.
+pub const SEQ_META: &str = "nextSeq";
+
+/// Where entities, ops, conflicts, dead letters and meta records live. Every method is one atomic
+/// transaction; `transact` reads and writes in the same one.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Loads `keys`' entities and lanes and the sequence counter, runs `f`, and applies its writes,
+    /// all in one transaction. If `f` fails nothing is written.
+    async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R>;
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>>;
+    async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>>;
+    /// All pending ops and the keys of entities whose lane is paused by a manual conflict,
+    /// in one read.
+    async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)>;
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>>;
+    async fn conflicts(&self) -> Result<Vec<Conflict>>;
+    async fn get_meta(&self, name: &str) -> Result<Option<Value>>;
+    async fn put_meta(&self, name: &str, value: Value) -> Result<()>;
+}
+
+/// How the server answered one op.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Applied. `data` is the server's record (`None` for a delete or when not echoed).
+    Accepted { version: Option<u64>, data: Option<Value>, checksum: Option<String> },
+    /// Not applied: the server holds another version (or deleted the record).
+    Conflict { server_version: Option<u64>, server_data: Option<Value>, deleted: bool },
+    /// Not applied, for the reason given.
+    Failed(Failure),
+}
+
+/// A failed request or op: what went wrong, the HTTP status if any, and the server's
+/// `Retry-After` in milliseconds if it sent one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub error: super::error::SyncError,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Failure {
+    pub fn new(error: super::error::SyncError) -> Self {
+        Failure { error, retry_after_ms: None }
+    }
+}
+
+/// The server's answer for one op of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpResult {
+    pub op_id: String,
+    pub outcome: Outcome,
+}
+
+/// What a push returned: per-op results, and the server's clock if it sent one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PushResponse {
+    pub results: Vec<OpResult>,
+    pub server_time_ms: Option<u64>,
+}
+
+/// Sends ops to the server.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// Sends `ops` (all ready, at most one per entity). `Err` means the request as a whole failed
+    /// (no per-op answer); ops missing from `results` count as failed with a protocol error.
+    async fn push(&self, ops: &[Operation], device_id: &str) -> std::result::Result<PushResponse, Failure>;
+}
+
+/// Time and chance: a real clock and crypto randomness in the browser, simulated ones in tests.
+#[allow(async_fn_in_trait)]
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
+    /// A uniformly random 64-bit number (op ids, jitter).
+    fn random_u64(&self) -> u64;
+}
