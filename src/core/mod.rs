@@ -2,7 +2,10 @@
 //! natively under `cargo test` with a simulated clock, store and network.
 
 pub mod checksum;
+pub mod engine;
 pub mod error;
+pub mod merge;
+pub mod metrics;
 pub mod netpolicy;
 pub mod op;
 pub mod queue;

@@ -121,7 +121,7 @@ pub enum Outcome {
     /// Applied. `data` is the server's record (`None` for a delete or when not echoed).
     Accepted { version: Option<u64>, data: Option<Value>, checksum: Option<String> },
     /// Not applied: the server holds another version (or deleted the record).
-    Conflict { server_version: Option<u64>, server_data: Option<Value>, deleted: bool },
+    Conflict { server_version: Option<u64>, server_data: Option<Value>, deleted: bool, server_modified_ms: Option<u64> },
     /// Not applied, for the reason given.
     Failed(Failure),
 }

@@ -1,0 +1,971 @@
+//! The sync state machine: local writes, the flush cycle and conflict handling, over the
+//! `Store`, `Transport` and `Clock` traits.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::checksum::checksum;
+use super::error::{Result, SyncError};
+use super::merge::{merge, parse_time_ms, MergeSpec, Resolution, Stamps};
+use super::metrics::{ErrorEntry, Metrics, MetricsSnapshot};
+use super::netpolicy::{NetDecision, NetInfo, NetPolicy, RttEstimator};
+use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
+use super::queue::{local_write, next_due, ready_heads, Mutation};
+use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
+use super::traits::{Clock, Failure, Outcome, PushResponse, Store, Transport, Tx, Write};
+
+/// A collection the app syncs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionConfig {
+    /// Path (or URL) of the collection's REST endpoint, e.g. `/api/notes`.
+    pub endpoint: String,
+    #[serde(default)]
+    pub merge: MergeSpec,
+    /// Priority of writes that do not name one.
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub collections: BTreeMap<String, CollectionConfig>,
+    pub retry: RetryPolicy,
+    pub net_policy: NetPolicy,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown_ms: u64,
+    /// How many resolutions the audit log keeps.
+    pub audit_log_size: usize,
+    /// At most this many ops in one request, whatever the network policy says.
+    pub max_batch_size: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            collections: BTreeMap::new(),
+            retry: RetryPolicy::default(),
+            net_policy: NetPolicy::default(),
+            breaker_threshold: 5,
+            breaker_cooldown_ms: 30_000,
+            audit_log_size: 200,
+            max_batch_size: 1_000,
+        }
+    }
+}
+
+/// What one `flush()` did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushReport {
+    /// Ops sent (a retried op counts each time).
+    pub sent: usize,
+    pub accepted: usize,
+    /// Conflicts met (resolved automatically or queued for the app).
+    pub conflicts: usize,
+    /// Ops that failed and wait for a retry.
+    pub retried: usize,
+    pub dead_lettered: usize,
+    /// Ops still pending afterwards.
+    pub remaining: usize,
+    /// When the next pending op is due (ms since the epoch).
+    pub next_attempt_at: Option<u64>,
+    /// Nothing was sent because the device is offline.
+    pub offline: bool,
+    /// Nothing more was sent because the circuit breaker is open.
+    pub breaker_open: bool,
+}
+
+/// One resolved conflict, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub at: u64,
+    pub collection: String,
+    pub id: String,
+    /// `auto` (by the collection's policy) or `manual` (by the app).
+    pub how: String,
+    pub reason: ConflictReason,
+    pub base: Option<Value>,
+    pub local: Option<Value>,
+    pub server: Option<Value>,
+    pub result: Option<Value>,
+}
+
+/// What subscribers hear. Delivered after the call that caused it returns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Event {
+    /// A record changed (by this tab, or by a sync result).
+    #[serde(rename_all = "camelCase")]
+    Change { collection: String, id: String, sync_status: Option<SyncStatus>, deleted: bool },
+    /// A flush finished.
+    Sync { report: FlushReport },
+    #[serde(rename_all = "camelCase")]
+    Error { code: String, message: String, status: Option<u16> },
+    /// A conflict waits for the app.
+    #[serde(rename_all = "camelCase")]
+    Conflict { conflict_id: String, collection: String, id: String },
+    /// A conflict was resolved (automatically or by the app).
+    Resolved { entry: AuditEntry },
+    #[serde(rename_all = "camelCase")]
+    DeadLetter { op_id: String, collection: String, id: String, code: String, message: String },
+}
+
+/// The app's choice in `resolve_conflict`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Choice {
+    Local,
+    Server,
+    Merged(Value),
+}
+
+/// Sync status at a glance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub pending: usize,
+    pub conflicts: usize,
+    pub dead_letters: usize,
+    pub online: bool,
+    pub flushing: bool,
+    pub last_sync_at: Option<u64>,
+    pub last_error: Option<ErrorEntry>,
+    pub next_attempt_at: Option<u64>,
+    pub breaker: BreakerState,
+    pub network: NetDecision,
+}
+
+struct State {
+    breaker: CircuitBreaker,
+    metrics: Metrics,
+    net: NetInfo,
+    rtt: RttEstimator,
+    /// Server clock minus ours, ms.
+    skew_ms: i64,
+    flushing: bool,
+    flush_again: bool,
+    last_report: FlushReport,
+    events: Vec<Event>,
+    audit: VecDeque<AuditEntry>,
+    closed: bool,
+}
+
+/// The meta record holding this device's id.
+pub const DEVICE_META: &str = "deviceId";
+
+pub struct Engine<S, T, C> {
+    store: S,
+    transport: T,
+    clock: C,
+    config: EngineConfig,
+    device_id: String,
+    state: RefCell<State>,
+}
+
+impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
+    /// Opens the engine over `store`, creating this device's id on first use.
+    pub async fn open(store: S, transport: T, clock: C, config: EngineConfig) -> Result<Self> {
+        if config.collections.is_empty() {
+            return Err(SyncError::Config("declare at least one collection".into()));
+        }
+        let device_id = match store.get_meta(DEVICE_META).await? {
+            Some(Value::String(id)) if !id.is_empty() => id,
+            _ => {
+                let id = uuid(&clock);
+                store.put_meta(DEVICE_META, Value::String(id.clone())).await?;
+                id
+            }
+        };
+        let state = State {
+            breaker: CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown_ms),
+            metrics: Metrics::default(),
+            net: NetInfo::default(),
+            rtt: RttEstimator::default(),
+            skew_ms: 0,
+            flushing: false,
+            flush_again: false,
+            last_report: FlushReport::default(),
+            events: Vec::new(),
+            audit: VecDeque::new(),
+            closed: false,
+        };
+        Ok(Engine { store, transport, clock, config, device_id, state: RefCell::new(state) })
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.state.borrow_mut().events)
+    }
+
+    /// Marks the engine closed: every later call fails with `CLOSED`.
+    pub fn close(&self) {
+        self.state.borrow_mut().closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(SyncError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn emit(&self, e: Event) {
+        self.state.borrow_mut().events.push(e);
+    }
+
+    fn key(&self, collection: &str, id: &str) -> Result<EntityKey> {
+        self.check_open()?;
+        if !self.config.collections.contains_key(collection) {
+            return Err(SyncError::InvalidInput(format!("unknown collection '{collection}' (declare it in `collections`)")));
+        }
+        if id.is_empty() || id.len() > 512 {
+            return Err(SyncError::InvalidInput("a record id must be 1 to 512 characters".into()));
+        }
+        Ok(EntityKey::new(collection, id))
+    }
+
+    // ---- local writes and reads ----
+
+    /// Stores `data` as the record and queues it for the server, in one store transaction.
+    pub async fn put(&self, collection: &str, id: &str, data: Value, priority: Option<Priority>) -> Result<Option<Entity>> {
+        self.write(collection, id, Mutation::Put(data), priority).await
+    }
+
+    /// Merges `fields` into the record (`null` removes a field).
+    pub async fn patch(&self, collection: &str, id: &str, fields: Value, priority: Option<Priority>) -> Result<Option<Entity>> {
+        self.write(collection, id, Mutation::Patch(fields), priority).await
+    }
+
+    /// Deletes the record; `false` if there was none.
+    pub async fn delete(&self, collection: &str, id: &str, priority: Option<Priority>) -> Result<bool> {
+        let key = self.key(collection, id)?;
+        let existed = self.store.get_entity(&key).await?.is_some_and(|e| !e.is_deleted());
+        self.write(collection, id, Mutation::Delete, priority).await?;
+        Ok(existed)
+    }
+
+    async fn write(&self, collection: &str, id: &str, m: Mutation, priority: Option<Priority>) -> Result<Option<Entity>> {
+        let key = self.key(collection, id)?;
+        let priority = priority.unwrap_or(self.config.collections[collection].priority);
+        let now = self.clock.now_ms();
+        let op_id = uuid(&self.clock);
+        let eff = self.store.transact(std::slice::from_ref(&key), |tx| local_write(tx, &key, m, now, || op_id, priority)).await?;
+        if eff.changed {
+            self.emit(change_event(&key, eff.entity.as_ref()));
+        }
+        Ok(eff.entity)
+    }
+
+    /// The record's data, checked against its checksum.
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>> {
+        Ok(self.record(collection, id).await?.and_then(|e| e.data))
+    }
+
+    /// The record with its sync state (`None` if absent or deleted).
+    pub async fn record(&self, collection: &str, id: &str) -> Result<Option<Entity>> {
+        let key = self.key(collection, id)?;
+        match self.store.get_entity(&key).await? {
+            Some(e) if !e.is_deleted() => {
+                self.verify(&e)?;
+                Ok(Some(e))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Every live record of the collection, ordered by id. A record that fails its checksum is
+    /// left out and reported as an `INTEGRITY` error event.
+    pub async fn list(&self, collection: &str) -> Result<Vec<Entity>> {
+        self.check_open()?;
+        if !self.config.collections.contains_key(collection) {
+            return Err(SyncError::InvalidInput(format!("unknown collection '{collection}'")));
+        }
+        let mut out = self.store.list_entities(collection).await?;
+        out.retain(|e| !e.is_deleted() && self.verify(e).is_ok());
+        Ok(out)
+    }
+
+    fn verify(&self, e: &Entity) -> Result<()> {
+        let Some(data) = &e.data else { return Ok(()) };
+        if e.checksum.as_deref() == Some(checksum(data).as_str()) {
+            return Ok(());
+        }
+        let err = SyncError::Integrity(format!("{}/{} does not match its checksum", e.collection, e.id));
+        self.emit(Event::Error { code: err.code().into(), message: err.to_string(), status: None });
+        Err(err)
+    }
+
+    // ---- flush ----
+
+    /// Sends every due op, batch by batch, until none is due, the device is offline or the
+    /// circuit breaker opens. A flush already running in this engine is joined, not repeated.
+    pub async fn flush(&self) -> Result<FlushReport> {
+        self.check_open()?;
+        {
+            let mut st = self.state.borrow_mut();
+            if st.flushing {
+                st.flush_again = true;
+                drop(st);
+                while self.state.borrow().flushing {
+                    self.clock.sleep(5).await;
+                }
+                return Ok(self.state.borrow().last_report.clone());
+            }
+            st.flushing = true;
+        }
+        let started = self.clock.now_ms();
+        let result = self.flush_passes().await;
+        let mut st = self.state.borrow_mut();
+        st.flushing = false;
+        st.metrics.last_sync_duration_ms = Some(self.clock.now_ms().saturating_sub(started));
+        match result {
+            Ok(report) => {
+                st.last_report = report.clone();
+                st.events.push(Event::Sync { report: report.clone() });
+                Ok(report)
+            }
+            Err(e) => {
+                st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
+                Err(e)
+            }
+        }
+    }
+
+    async fn flush_passes(&self) -> Result<FlushReport> {
+        let mut report = FlushReport::default();
+        loop {
+            self.state.borrow_mut().flush_again = false;
+            let now = self.clock.now_ms();
+            let decision = self.network();
+            let (ops, conflicts) = self.store.load_queue().await?;
+            let paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+            self.state.borrow_mut().metrics.record_queue_size(ops.len());
+            report.remaining = ops.len();
+            report.next_attempt_at = next_due(&ops, &paused);
+            if decision.paused {
+                report.offline = true;
+                return Ok(report);
+            }
+            if !self.state.borrow_mut().breaker.allow(now) {
+                report.breaker_open = true;
+                report.next_attempt_at = report.next_attempt_at.map(|t| t.max(self.state.borrow().breaker.reopens_at().unwrap_or(t)));
+                return Ok(report);
+            }
+            let limit = decision.batch_size.min(self.config.max_batch_size).max(1);
+            let heads: Vec<Operation> = ready_heads(&ops, &paused, now, limit).into_iter().cloned().collect();
+            drop(ops);
+            if heads.is_empty() {
+                return Ok(report);
+            }
+            let batch = self.mark_sent(heads).await?;
+            if batch.is_empty() {
+                continue;
+            }
+            let t0 = self.clock.now_ms();
+            let response = self.transport.push(&batch, &self.device_id).await;
+            let t1 = self.clock.now_ms();
+            let had_failure = self.apply_response(&batch, response, t0, t1, &mut report).await?;
+            if had_failure && !self.state.borrow().flush_again {
+                let (ops, conflicts) = self.store.load_queue().await?;
+                let paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+                report.remaining = ops.len();
+                report.next_attempt_at = next_due(&ops, &paused);
+                report.breaker_open = matches!(self.state.borrow().breaker.state(), BreakerState::Open { .. });
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Marks the batch's ops as sent, in one transaction, and returns them as they are now:
+    /// another tab may have coalesced a write into one of them since we read the queue.
+    async fn mark_sent(&self, heads: Vec<Operation>) -> Result<Vec<Operation>> {
+        if heads.iter().all(|o| o.sent) {
+            return Ok(heads);
+        }
+        let keys: Vec<EntityKey> = heads.iter().map(Operation::key).collect();
+        self.store
+            .transact(&keys, |tx| {
+                let mut batch = Vec::with_capacity(heads.len());
+                for expected in &heads {
+                    // Only the op that is still the lane's head goes out.
+                    let Some(head) = tx.lane(&expected.key()).first().cloned() else { continue };
+                    if head.id != expected.id {
+                        continue;
+                    }
+                    if !head.sent {
+                        let mut h = head.clone();
+                        h.sent = true;
+                        tx.write(Write::PutOp(h.clone()));
+                        batch.push(h);
+                    } else {
+                        batch.push(head);
+                    }
+                }
+                Ok(batch)
+            })
+            .await
+    }
+
+    /// Applies the server's answers to the batch in one transaction. Returns whether any op failed.
+    async fn apply_response(
+        &self,
+        batch: &[Operation],
+        response: std::result::Result<PushResponse, Failure>,
+        t0: u64,
+        t1: u64,
+        report: &mut FlushReport,
+    ) -> Result<bool> {
+        let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
+        {
+            let mut st = self.state.borrow_mut();
+            st.metrics.ops_sent += batch.len() as u64;
+            report.sent += batch.len();
+            match &response {
+                Ok(r) => {
+                    st.breaker.on_success();
+                    st.rtt.record((t1 - t0) as f64);
+                    st.metrics.record_latency((t1 - t0) as f64);
+                    if let Some(server) = r.server_time_ms {
+                        st.skew_ms = server as i64 - ((t0 + t1) / 2) as i64;
+                    }
+                }
+                Err(f) if f.error == SyncError::Offline => {}
+                Err(_) => st.breaker.on_failure(t1),
+            }
+        }
+        let now = t1;
+        let outcome = self
+            .store
+            .transact(&keys, |tx| {
+                let mut out = Applied::default();
+                let results: HashMap<&str, &Outcome> = match &response {
+                    Ok(r) => r.results.iter().map(|r| (r.op_id.as_str(), &r.outcome)).collect(),
+                    Err(_) => HashMap::new(),
+                };
+                for op in batch {
+                    // Only act on the op if it is still queued (another flusher may have finished it).
+                    if !tx.lane(&op.key()).iter().any(|o| o.id == op.id) {
+                        continue;
+                    }
+                    match (&response, results.get(op.id.as_str())) {
+                        (Err(f), _) => self.on_failure(tx, op, f, now, &mut out),
+                        (Ok(_), None) => {
+                            let f = Failure::new(SyncError::Protocol(format!("the server's response has no result for op {}", op.id)));
+                            self.on_failure(tx, op, &f, now, &mut out)
+                        }
+                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => {
+                            self.on_accepted(tx, op, *version, data.clone(), &mut out)
+                        }
+                        (Ok(_), Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms })) => {
+                            let data = if *deleted { None } else { server_data.clone() };
+                            self.on_conflict(tx, op, *server_version, data, *server_modified_ms, now, &mut out)?
+                        }
+                        (Ok(_), Some(Outcome::Failed(f))) => self.on_failure(tx, op, f, now, &mut out),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+
+        let mut st = self.state.borrow_mut();
+        report.accepted += outcome.accepted;
+        report.conflicts += outcome.conflicts;
+        report.retried += outcome.retried;
+        report.dead_lettered += outcome.dead;
+        st.metrics.ops_failed += (outcome.retried + outcome.dead) as u64;
+        st.metrics.dead_lettered += outcome.dead as u64;
+        st.metrics.conflicts_resolved += outcome.audit.len() as u64;
+        if outcome.accepted > 0 {
+            st.metrics.last_successful_sync = Some(now);
+        }
+        for a in &outcome.attempts_accepted {
+            st.metrics.record_accepted(*a);
+        }
+        if let Err(f) = &response {
+            let e = ErrorEntry { at: now, code: f.error.code().into(), message: f.error.to_string(), status: f.error.status() };
+            st.metrics.record_error(e);
+        }
+        for e in &outcome.errors {
+            st.metrics.record_error(e.clone());
+        }
+        for entry in outcome.audit {
+            if st.audit.len() == self.config.audit_log_size.max(1) {
+                st.audit.pop_front();
+            }
+            st.audit.push_back(entry.clone());
+            st.events.push(Event::Resolved { entry });
+        }
+        st.events.extend(outcome.events);
+        Ok(outcome.retried + outcome.dead > 0 || response.is_err())
+    }
+
+    fn on_accepted(&self, tx: &mut Tx, op: &Operation, version: Option<u64>, data: Option<Value>, out: &mut Applied) {
+        let key = op.key();
+        tx.write(Write::DeleteOp(op.id.clone()));
+        out.accepted += 1;
+        out.attempts_accepted.push(op.attempts);
+        let rest: Vec<Operation> = tx.lane(&key).to_vec();
+        let Some(mut e) = tx.entity(&key).cloned() else { return };
+        let server_state = if op.kind == OpKind::Delete { None } else { data.or_else(|| op.payload.clone()) };
+        e.base = server_state.clone();
+        e.version = version.or(e.version);
+        if rest.is_empty() && op.kind == OpKind::Delete && e.data.is_none() {
+            tx.write(Write::DeleteEntity(key.clone()));
+            out.events.push(change_event(&key, None));
+            return;
+        }
+        if let Some(next) = rest.first() {
+            // The next write in the lane was made on top of this one: it now expects the new version.
+            let mut next = next.clone();
+            next.base_version = e.version;
+            tx.write(Write::PutOp(next));
+            e.sync_status = SyncStatus::Pending;
+        } else {
+            // Nothing newer is pending: the server's state (it may have added fields) is ours.
+            if server_state.is_some() {
+                e.data = server_state;
+                e.checksum = e.data.as_ref().map(checksum);
+            }
+            e.sync_status = SyncStatus::Synced;
+        }
+        out.events.push(change_event(&key, Some(&e)));
+        tx.write(Write::PutEntity(e));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_conflict(
+        &self,
+        tx: &mut Tx,
+        op: &Operation,
+        server_version: Option<u64>,
+        server: Option<Value>,
+        server_modified_ms: Option<u64>,
+        now: u64,
+        out: &mut Applied,
+    ) -> Result<()> {
+        out.conflicts += 1;
+        let key = op.key();
+        let entity = tx.entity(&key).cloned();
+        let local = entity.as_ref().and_then(|e| e.data.clone());
+        let base = entity.as_ref().and_then(|e| e.base.clone());
+        let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
+        let skew = self.state.borrow().skew_ms;
+        let local_modified = entity.as_ref().map_or(now, |e| e.last_modified);
+        let stamps = Stamps {
+            local_ms: record_time(local.as_ref()).unwrap_or_else(|| (local_modified as i64 + skew).max(0) as u64),
+            server_ms: record_time(server.as_ref()).or(server_modified_ms).unwrap_or(0),
+            local_device: self.device_id.clone(),
+            server_device: String::new(),
+        };
+        let reason = if server.is_none() { ConflictReason::Deleted } else { ConflictReason::Version };
+        // The rejected op and any later ones in the lane are folded into `local` already.
+        let lane: Vec<Operation> = tx.lane(&key).to_vec();
+        for o in &lane {
+            tx.write(Write::DeleteOp(o.id.clone()));
+        }
+        let priority = lane.iter().map(|o| o.priority).min().unwrap_or(op.priority);
+        let mut e = entity.unwrap_or_else(|| Entity {
+            collection: key.collection.clone(),
+            id: key.id.clone(),
+            data: None,
+            base: None,
+            version: None,
+            last_modified: now,
+            sync_status: SyncStatus::Pending,
+            checksum: None,
+        });
+        e.base = server.clone();
+        e.version = server_version.or(e.version);
+        match merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps) {
+            Resolution::Manual => {
+                let conflict = Conflict {
+                    id: format!("{}-{}", op.id, now),
+                    collection: key.collection.clone(),
+                    entity_id: key.id.clone(),
+                    local,
+                    server,
+                    base,
+                    server_version,
+                    reason,
+                    detected_at: now,
+                };
+                e.sync_status = SyncStatus::Conflict;
+                out.events.push(Event::Conflict { conflict_id: conflict.id.clone(), collection: key.collection.clone(), id: key.id.clone() });
+                out.events.push(change_event(&key, Some(&e)));
+                tx.write(Write::PutConflict(conflict));
+                tx.write(Write::PutEntity(e));
+            }
+            Resolution::Merged(result) => {
+                out.audit.push(AuditEntry {
+                    at: now,
+                    collection: key.collection.clone(),
+                    id: key.id.clone(),
+                    how: "auto".into(),
+                    reason,
+                    base,
+                    local,
+                    server: server.clone(),
+                    result: result.clone(),
+                });
+                self.requeue(tx, &key, e, result, server.is_some(), priority, now, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `result` as the entity's state on top of the server's (already in `e.base`), and
+    /// queues what the server needs to reach it, under a fresh op id (the old id's conflict is in
+    /// the server's idempotency ledger).
+    #[allow(clippy::too_many_arguments)]
+    fn requeue(&self, tx: &mut Tx, key: &EntityKey, mut e: Entity, result: Option<Value>, on_server: bool, priority: Priority, now: u64, out: &mut Applied) {
+        let kind = match (&result, on_server) {
+            _ if result == e.base => None,
+            (None, _) => Some(OpKind::Delete),
+            (Some(_), true) => Some(OpKind::Update),
+            (Some(_), false) => Some(OpKind::Create),
+        };
+        e.data = result;
+        e.checksum = e.data.as_ref().map(checksum);
+        match kind {
+            None if e.data.is_none() => {
+                tx.write(Write::DeleteEntity(key.clone()));
+                out.events.push(change_event(key, None));
+                return;
+            }
+            None => e.sync_status = SyncStatus::Synced,
+            Some(kind) => {
+                e.sync_status = SyncStatus::Pending;
+                let seq = tx.take_seq();
+                tx.write(Write::PutOp(Operation {
+                    id: uuid(&self.clock),
+                    seq,
+                    collection: key.collection.clone(),
+                    entity_id: key.id.clone(),
+                    kind,
+                    checksum: checksum(e.data.as_ref().unwrap_or(&Value::Null)),
+                    payload: e.data.clone(),
+                    base_version: e.version,
+                    priority,
+                    created_at: now,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_error: None,
+                    last_status: None,
+                    sent: false,
+                }));
+            }
+        }
+        out.events.push(change_event(key, Some(&e)));
+        tx.write(Write::PutEntity(e));
+    }
+
+    fn on_failure(&self, tx: &mut Tx, op: &Operation, f: &Failure, now: u64, out: &mut Applied) {
+        let Some(mut o) = tx.lane(&op.key()).iter().find(|o| o.id == op.id).cloned() else { return };
+        let class = match &f.error {
+            SyncError::Http { status, .. } => classify_status(*status, op.kind == OpKind::Create),
+            SyncError::Network(_) | SyncError::Timeout | SyncError::Protocol(_) | SyncError::Offline => Class::Retryable,
+            _ => Class::Permanent,
+        };
+        let status = f.error.status();
+        let code = match status {
+            Some(401) | Some(403) => "AUTH".to_string(),
+            _ => f.error.code().to_string(),
+        };
+        let message = f.error.to_string();
+        out.errors.push(ErrorEntry { at: now, code: code.clone(), message: message.clone(), status });
+        if f.error != SyncError::Offline {
+            o.attempts += 1;
+        }
+        o.last_error = Some(message.clone());
+        o.last_status = status;
+        // A conflict status without the server's state, or a 401 the transport could not cure
+        // with a fresh token: retry later rather than lose the write.
+        let retryable = matches!(class, Class::Retryable | Class::Reauth | Class::Conflict);
+        let exhausted = o.attempts >= self.config.retry.max_attempts || now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
+        if retryable && !exhausted {
+            let (r1, r2) = (self.clock.random_u64(), self.clock.random_u64());
+            o.next_attempt_at = now + self.config.retry.next_delay(o.attempts.saturating_sub(1), f.retry_after_ms, r1, r2);
+            tx.write(Write::PutOp(o));
+            out.retried += 1;
+            return;
+        }
+        let key = o.key();
+        tx.write(Write::DeleteOp(o.id.clone()));
+        out.dead += 1;
+        out.events.push(Event::DeadLetter { op_id: o.id.clone(), collection: key.collection.clone(), id: key.id.clone(), code: code.clone(), message: message.clone() });
+        tx.write(Write::PutDeadLetter(DeadLetter { op: o, error: message, code, status, maybe_applied: retryable, at: now }));
+        if let Some(mut e) = tx.entity(&key).cloned() {
+            e.sync_status = SyncStatus::Error;
+            out.events.push(change_event(&key, Some(&e)));
+            tx.write(Write::PutEntity(e));
+        }
+    }
+
+    // ---- network ----
+
+    /// Tells the engine what the platform knows about the network.
+    pub fn set_network(&self, net: NetInfo) {
+        self.state.borrow_mut().net = net;
+    }
+
+    pub fn network(&self) -> NetDecision {
+        let st = self.state.borrow();
+        self.config.net_policy.decide(&st.net, st.rtt.average())
+    }
+
+    // ---- status, metrics, dead letters, conflicts ----
+
+    pub async fn status(&self) -> Result<Status> {
+        self.check_open()?;
+        let (ops, conflicts) = self.store.load_queue().await?;
+        let dead = self.store.dead_letters().await?.len();
+        let paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        let network = self.network();
+        let st = self.state.borrow();
+        Ok(Status {
+            pending: ops.len(),
+            conflicts: conflicts.len(),
+            dead_letters: dead,
+            online: st.net.online,
+            flushing: st.flushing,
+            last_sync_at: st.metrics.last_successful_sync,
+            last_error: st.metrics.sync_errors.back().cloned(),
+            next_attempt_at: next_due(&ops, &paused),
+            breaker: st.breaker.state(),
+            network,
+        })
+    }
+
+    pub async fn metrics(&self) -> Result<MetricsSnapshot> {
+        self.check_open()?;
+        let (ops, conflicts) = self.store.load_queue().await?;
+        let dead = self.store.dead_letters().await?.len();
+        Ok(self.state.borrow().metrics.snapshot(ops.len(), conflicts.len(), dead))
+    }
+
+    /// Pending ops in send order (priority, then sequence).
+    pub async fn queue(&self) -> Result<Vec<Operation>> {
+        self.check_open()?;
+        let (mut ops, _) = self.store.load_queue().await?;
+        ops.sort_by_key(|o| (o.priority, o.seq));
+        Ok(ops)
+    }
+
+    pub fn audit_log(&self) -> Vec<AuditEntry> {
+        self.state.borrow().audit.iter().cloned().collect()
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.check_open()?;
+        self.store.dead_letters().await
+    }
+
+    /// Puts a dead-lettered op back at the end of its lane with a fresh attempt count. It keeps
+    /// its id if the server may have applied it (so the server's ledger still deduplicates it),
+    /// and gets a new one if the server refused it (so the ledger does not replay the refusal).
+    pub async fn retry_dead_letter(&self, op_id: &str) -> Result<()> {
+        let dl = self.find_dead_letter(op_id).await?;
+        let key = dl.op.key();
+        let now = self.clock.now_ms();
+        let fresh_id = uuid(&self.clock);
+        let entity = self
+            .store
+            .transact(std::slice::from_ref(&key), |tx| {
+                let mut op = dl.op.clone();
+                if !dl.maybe_applied {
+                    op.id = fresh_id;
+                    op.sent = false;
+                }
+                op.seq = tx.take_seq();
+                op.attempts = 0;
+                op.next_attempt_at = now;
+                op.created_at = now;
+                op.last_error = None;
+                op.last_status = None;
+                let base = tx.entity(&key).and_then(|e| e.version);
+                op.base_version = if tx.lane(&key).is_empty() { base } else { op.base_version };
+                tx.write(Write::DeleteDeadLetter(dl.op.id.clone()));
+                tx.write(Write::PutOp(op));
+                let e = tx.entity(&key).cloned().map(|mut e| {
+                    e.sync_status = SyncStatus::Pending;
+                    e
+                });
+                if let Some(e) = &e {
+                    tx.write(Write::PutEntity(e.clone()));
+                }
+                Ok(e)
+            })
+            .await?;
+        self.emit(change_event(&key, entity.as_ref()));
+        Ok(())
+    }
+
+    /// Drops a dead-lettered op for good. The local record keeps its state.
+    pub async fn discard_dead_letter(&self, op_id: &str) -> Result<()> {
+        let dl = self.find_dead_letter(op_id).await?;
+        let key = dl.op.key();
+        self.store
+            .transact(std::slice::from_ref(&key), |tx| {
+                tx.write(Write::DeleteDeadLetter(dl.op.id.clone()));
+                Ok(())
+            })
+            .await
+    }
+
+    async fn find_dead_letter(&self, op_id: &str) -> Result<DeadLetter> {
+        self.check_open()?;
+        self.store
+            .dead_letters()
+            .await?
+            .into_iter()
+            .find(|d| d.op.id == op_id)
+            .ok_or_else(|| SyncError::NotFound(format!("dead letter {op_id}")))
+    }
+
+    pub async fn conflicts(&self) -> Result<Vec<Conflict>> {
+        self.check_open()?;
+        self.store.conflicts().await
+    }
+
+    /// Resolves a queued conflict with the app's choice and resumes the record's lane.
+    pub async fn resolve_conflict(&self, conflict_id: &str, choice: Choice) -> Result<Option<Entity>> {
+        self.check_open()?;
+        let c = self
+            .store
+            .conflicts()
+            .await?
+            .into_iter()
+            .find(|c| c.id == conflict_id)
+            .ok_or_else(|| SyncError::NotFound(format!("conflict {conflict_id}")))?;
+        let result = match choice {
+            Choice::Local => c.local.clone(),
+            Choice::Server => c.server.clone(),
+            Choice::Merged(v) if v.is_object() => Some(v),
+            Choice::Merged(_) => return Err(SyncError::InvalidInput("a merged record must be a plain object".into())),
+        };
+        let key = c.key();
+        let now = self.clock.now_ms();
+        let (entity, events) = self
+            .store
+            .transact(std::slice::from_ref(&key), |tx| {
+                let mut out = Applied::default();
+                tx.write(Write::DeleteConflict(c.id.clone()));
+                // Writes made while the conflict waited are superseded by the app's decision.
+                let lane: Vec<Operation> = tx.lane(&key).to_vec();
+                for o in &lane {
+                    tx.write(Write::DeleteOp(o.id.clone()));
+                }
+                let e = tx.entity(&key).cloned().unwrap_or(Entity {
+                    collection: key.collection.clone(),
+                    id: key.id.clone(),
+                    data: None,
+                    base: c.server.clone(),
+                    version: c.server_version,
+                    last_modified: now,
+                    sync_status: SyncStatus::Pending,
+                    checksum: None,
+                });
+                let on_server = e.base.is_some();
+                let priority = lane.iter().map(|o| o.priority).min().unwrap_or(Priority::High);
+                self.requeue(tx, &key, Entity { last_modified: now, ..e }, result.clone(), on_server, priority, now, &mut out);
+                Ok((tx.entity(&key).cloned(), out.events))
+            })
+            .await?;
+        let entry = AuditEntry {
+            at: now,
+            collection: c.collection,
+            id: c.entity_id,
+            how: "manual".into(),
+            reason: c.reason,
+            base: c.base,
+            local: c.local,
+            server: c.server,
+            result,
+        };
+        let mut st = self.state.borrow_mut();
+        st.metrics.conflicts_resolved += 1;
+        if st.audit.len() == self.config.audit_log_size.max(1) {
+            st.audit.pop_front();
+        }
+        st.audit.push_back(entry.clone());
+        st.events.extend(events);
+        st.events.push(Event::Resolved { entry });
+        Ok(entity)
+    }
+
+    /// Discards every pending op (the local records keep their state). For the debug tools.
+    pub async fn clear_queue(&self) -> Result<usize> {
+        self.check_open()?;
+        let (ops, _) = self.store.load_queue().await?;
+        let keys: BTreeSet<EntityKey> = ops.iter().map(Operation::key).collect();
+        let keys: Vec<EntityKey> = keys.into_iter().collect();
+        self.store
+            .transact(&keys, |tx| {
+                let ops: Vec<Operation> = tx.lanes.values().flatten().cloned().collect();
+                for o in &ops {
+                    tx.write(Write::DeleteOp(o.id.clone()));
+                }
+                Ok(ops.len())
+            })
+            .await
+    }
+}
+
+#[derive(Default)]
+struct Applied {
+    accepted: usize,
+    conflicts: usize,
+    retried: usize,
+    dead: usize,
+    attempts_accepted: Vec<u32>,
+    errors: Vec<ErrorEntry>,
+    audit: Vec<AuditEntry>,
+    events: Vec<Event>,
+}
+
+fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
+    Event::Change {
+        collection: key.collection.clone(),
+        id: key.id.clone(),
+        sync_status: e.map(|e| e.sync_status),
+        deleted: e.is_none_or(Entity::is_deleted),
+    }
+}
+
+/// The record's own `lastModified` field, when it has one (the reference design's records do).
+fn record_time(v: Option<&Value>) -> Option<u64> {
+    parse_time_ms(v?.get("lastModified")?)
+}
+
+/// A random (version 4) UUID.
+pub fn uuid(clock: &impl Clock) -> String {
+    let (a, b) = (clock.random_u64(), clock.random_u64());
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
+}

@@ -1,0 +1,360 @@
+//! Conflict policies: per collection, per field, declared as data.
+//!
+//! Every conflict is a 3-way question: `base` (the last state the server acknowledged to us),
+//! `local` (ours now) and `server` (theirs now). `None` means "no record" (never existed or deleted).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+
+use super::checksum::canonical_json;
+use super::error::{Result, SyncError};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Last write wins by modification time (clock-skew corrected), device id breaking ties.
+    #[default]
+    Lww,
+    Server,
+    Client,
+    Max,
+    Min,
+    /// Counters: the local change since base is added to the server's value.
+    Sum,
+    /// Sets: the union of both arrays.
+    Union,
+    /// Field-level 3-way merge, recursive into objects; both changed -> last write wins.
+    Merge3,
+    /// The app decides: the conflict waits in the conflict queue.
+    Manual,
+}
+
+impl Strategy {
+    pub fn parse(name: &str) -> Result<Strategy> {
+        Ok(match name {
+            "lww" => Strategy::Lww,
+            "server" => Strategy::Server,
+            "client" => Strategy::Client,
+            "max" => Strategy::Max,
+            "min" => Strategy::Min,
+            "sum" => Strategy::Sum,
+            "union" => Strategy::Union,
+            "merge3" => Strategy::Merge3,
+            "manual" => Strategy::Manual,
+            other => {
+                return Err(SyncError::Config(format!(
+                    "unknown merge strategy '{other}' (expected lww, server, client, max, min, sum, union, merge3 or manual)"
+                )))
+            }
+        })
+    }
+}
+
+/// When the server deleted a record we changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeleted {
+    /// Our change brings the record back (no local work is lost).
+    #[default]
+    Recreate,
+    /// The deletion stands; our change is dropped (and logged).
+    Accept,
+}
+
+/// A collection's merge declaration: `{ default: 'lww', fields: { xp: 'sum' }, onDeleted: 'recreate' }`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeSpec {
+    pub default: Strategy,
+    pub fields: BTreeMap<String, Strategy>,
+    pub on_deleted: OnDeleted,
+}
+
+/// Everything a merge looks at besides the three states: who wrote last.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stamps {
+    /// When the local state was written, on the server's clock (skew corrected), ms.
+    pub local_ms: u64,
+    /// When the server's state was written, ms (0 if unknown).
+    pub server_ms: u64,
+    pub local_device: String,
+    pub server_device: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolution {
+    /// The merged state (`None`: the record is deleted).
+    Merged(Option<Value>),
+    /// Left to the app.
+    Manual,
+}
+
+struct Manual;
+
+/// Resolves a conflict by `spec`.
+pub fn merge(spec: &MergeSpec, base: Option<&Value>, local: Option<&Value>, server: Option<&Value>, st: &Stamps) -> Resolution {
+    if local == server {
+        return Resolution::Merged(local.cloned());
+    }
+    match (local, server) {
+        (Some(l), None) => {
+            if spec.default == Strategy::Manual {
+                return Resolution::Manual;
+            }
+            match spec.on_deleted {
+                OnDeleted::Recreate => Resolution::Merged(Some(l.clone())),
+                OnDeleted::Accept => Resolution::Merged(None),
+            }
+        }
+        (None, Some(s)) => {
+            // We deleted; the server changed the record meanwhile (or never saw our delete).
+            let server_changed = base != Some(s);
+            match spec.default {
+                Strategy::Manual if server_changed => Resolution::Manual,
+                Strategy::Server => Resolution::Merged(Some(s.clone())),
+                Strategy::Lww | Strategy::Merge3 if server_changed && !local_wins(st) => Resolution::Merged(Some(s.clone())),
+                _ => Resolution::Merged(None),
+            }
+        }
+        (Some(l), Some(s)) => match merge_fields(spec, base, l, s, st) {
+            Ok(v) => Resolution::Merged(Some(v)),
+            Err(Manual) => Resolution::Manual,
+        },
+        (None, None) => Resolution::Merged(None),
+    }
+}
+
+fn merge_fields(spec: &MergeSpec, base: Option<&Value>, l: &Value, s: &Value, st: &Stamps) -> std::result::Result<Value, Manual> {
+    let (Value::Object(lm), Value::Object(sm)) = (l, s) else {
+        return Ok(merge_value(spec.default, base, Some(l), Some(s), st)?.unwrap_or(Value::Null));
+    };
+    let empty = Map::new();
+    let bm = base.and_then(Value::as_object).unwrap_or(&empty);
+    let mut out = Map::new();
+    let mut keys: Vec<&String> = lm.keys().chain(sm.keys()).chain(bm.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in keys {
+        let strategy = spec.fields.get(k.as_str()).copied().unwrap_or(spec.default);
+        if let Some(v) = merge_value(strategy, bm.get(k), lm.get(k), sm.get(k), st)? {
+            out.insert(k.clone(), v);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// Merges one field. `None` in or out: the field is absent.
+fn merge_value(strategy: Strategy, o: Option<&Value>, l: Option<&Value>, s: Option<&Value>, st: &Stamps) -> std::result::Result<Option<Value>, Manual> {
+    match strategy {
+        Strategy::Server => return Ok(s.cloned()),
+        Strategy::Client => return Ok(l.cloned()),
+        Strategy::Max | Strategy::Min => {
+            if let (Some(a), Some(b)) = (l.and_then(Value::as_f64), s.and_then(Value::as_f64)) {
+                let pick_local = if strategy == Strategy::Max { a > b } else { a < b };
+                return Ok(if pick_local { l } else { s }.cloned());
+            }
+        }
+        Strategy::Sum => {
+            if let Some(v) = sum(o, l, s) {
+                return Ok(Some(v));
+            }
+        }
+        Strategy::Union => {
+            if let (Some(Value::Array(a)), Some(Value::Array(b))) = (l, s) {
+                return Ok(Some(union(a, b)));
+            }
+        }
+        _ => {}
+    }
+    // Three-way: take the side that changed since base.
+    if l == s {
+        return Ok(l.cloned());
+    }
+    if l == o {
+        return Ok(s.cloned());
+    }
+    if s == o {
+        return Ok(l.cloned());
+    }
+    match strategy {
+        Strategy::Manual => Err(Manual),
+        Strategy::Merge3 => match (l, s) {
+            (Some(Value::Object(_)), Some(Value::Object(_))) => {
+                let nested = MergeSpec { default: Strategy::Merge3, ..MergeSpec::default() };
+                Ok(Some(merge_fields(&nested, o, l.unwrap_or(&Value::Null), s.unwrap_or(&Value::Null), st)?))
+            }
+            _ => Ok(if local_wins(st) { l } else { s }.cloned()),
+        },
+        _ => Ok(if local_wins(st) { l } else { s }.cloned()),
+    }
+}
+
+fn local_wins(st: &Stamps) -> bool {
+    (st.local_ms, st.local_device.as_str()) > (st.server_ms, st.server_device.as_str())
+}
+
+/// `server + (local - base)`, in integers when all three are integers.
+fn sum(o: Option<&Value>, l: Option<&Value>, s: Option<&Value>) -> Option<Value> {
+    let zero = Value::from(0);
+    let (o, l, s) = (o.unwrap_or(&zero), l.unwrap_or(&zero), s.unwrap_or(&zero));
+    if let (Some(o), Some(l), Some(s)) = (o.as_i64(), l.as_i64(), s.as_i64()) {
+        return s.checked_add(l.checked_sub(o)?).map(Value::from);
+    }
+    let (o, l, s) = (o.as_f64()?, l.as_f64()?, s.as_f64()?);
+    Number::from_f64(s + (l - o)).map(Value::Number)
+}
+
+/// Set union, ordered by canonical JSON so that `union(a, b) == union(b, a)`.
+fn union(a: &[Value], b: &[Value]) -> Value {
+    let mut items: Vec<(String, &Value)> = a.iter().chain(b).map(|v| (canonical_json(v), v)).collect();
+    items.sort_by(|x, y| x.0.cmp(&y.0));
+    items.dedup_by(|x, y| x.0 == y.0);
+    Value::Array(items.into_iter().map(|(_, v)| v.clone()).collect())
+}
+
+/// Parses an RFC 3339 UTC timestamp (`2024-01-15T10:30:00.123Z`) or a number of ms.
+pub fn parse_time_ms(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_f64() {
+        return (n.is_finite() && n >= 0.0).then_some(n as u64);
+    }
+    let s = v.as_str()?;
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut ms = 0;
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+        rest = &frac[digits.len()..];
+        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
+        ms = padded.parse::<u64>().ok()?;
+    }
+    if rest != "Z" && rest != "+00:00" || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let date = super::retry::parse_http_date(&format!(
+        "Mon, {d:02} {} {y} {h:02}:{mi:02}:{sec:02} GMT",
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(mo - 1) as usize]
+    ))?;
+    Some(date + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn st(local_ms: u64, server_ms: u64) -> Stamps {
+        Stamps { local_ms, server_ms, local_device: "a".into(), server_device: "b".into() }
+    }
+
+    fn spec(default: Strategy, fields: &[(&str, Strategy)]) -> MergeSpec {
+        MergeSpec { default, fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(), on_deleted: OnDeleted::Recreate }
+    }
+
+    fn merged(r: Resolution) -> Value {
+        match r {
+            Resolution::Merged(Some(v)) => v,
+            other => panic!("expected a merged record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_side_keeps_the_fields_it_changed() {
+        let base = json!({"a": 1, "b": 1, "c": 1});
+        let local = json!({"a": 2, "b": 1, "c": 1});
+        let server = json!({"a": 1, "b": 3, "c": 1});
+        let r = merge(&spec(Strategy::Lww, &[]), Some(&base), Some(&local), Some(&server), &st(1, 2));
+        assert_eq!(merged(r), json!({"a": 2, "b": 3, "c": 1}));
+    }
+
+    #[test]
+    fn lww_picks_the_later_write_and_breaks_ties_by_device() {
+        let (b, l, s) = (json!({"x": 0}), json!({"x": 1}), json!({"x": 2}));
+        let sp = spec(Strategy::Lww, &[]);
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&l), Some(&s), &st(5, 4))), json!({"x": 1}));
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&l), Some(&s), &st(4, 5))), json!({"x": 2}));
+        // Equal times: device "b" > "a", so the server's write wins, on both devices alike.
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&l), Some(&s), &st(5, 5))), json!({"x": 2}));
+    }
+
+    #[test]
+    fn counters_sets_and_extremes() {
+        let sp = spec(Strategy::Lww, &[("xp", Strategy::Sum), ("tags", Strategy::Union), ("best", Strategy::Max), ("low", Strategy::Min)]);
+        let base = json!({"xp": 10, "tags": ["a"], "best": 5, "low": 5});
+        let local = json!({"xp": 15, "tags": ["a", "b"], "best": 7, "low": 4});
+        let server = json!({"xp": 13, "tags": ["c", "a"], "best": 9, "low": 6});
+        let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2)));
+        assert_eq!(r, json!({"xp": 18, "tags": ["a", "b", "c"], "best": 9, "low": 4}));
+    }
+
+    #[test]
+    fn merge3_recurses_into_objects() {
+        let sp = spec(Strategy::Merge3, &[]);
+        let base = json!({"p": {"a": 1, "b": 1}});
+        let local = json!({"p": {"a": 2, "b": 1}});
+        let server = json!({"p": {"a": 1, "b": 2}});
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2))), json!({"p": {"a": 2, "b": 2}}));
+    }
+
+    #[test]
+    fn manual_only_when_both_sides_changed_a_field() {
+        let sp = spec(Strategy::Manual, &[]);
+        let base = json!({"a": 1, "b": 1});
+        let one_sided = merge(&sp, Some(&base), Some(&json!({"a": 2, "b": 1})), Some(&json!({"a": 1, "b": 2})), &st(1, 2));
+        assert_eq!(merged(one_sided), json!({"a": 2, "b": 2}));
+        let both = merge(&sp, Some(&base), Some(&json!({"a": 2, "b": 1})), Some(&json!({"a": 3, "b": 1})), &st(1, 2));
+        assert_eq!(both, Resolution::Manual);
+    }
+
+    #[test]
+    fn deletions() {
+        let l = json!({"a": 1});
+        let mut sp = spec(Strategy::Lww, &[]);
+        assert_eq!(merge(&sp, Some(&l), Some(&l), None, &st(1, 2)), Resolution::Merged(Some(l.clone())));
+        sp.on_deleted = OnDeleted::Accept;
+        assert_eq!(merge(&sp, Some(&l), Some(&l), None, &st(1, 2)), Resolution::Merged(None));
+        // We deleted, the server did not change since our base: the delete stands.
+        assert_eq!(merge(&sp, Some(&l), None, Some(&l), &st(1, 2)), Resolution::Merged(None));
+        // We deleted, the server changed later: its change wins under lww.
+        let s2 = json!({"a": 2});
+        assert_eq!(merge(&sp, Some(&l), None, Some(&s2), &st(1, 2)), Resolution::Merged(Some(s2.clone())));
+        assert_eq!(merge(&sp, Some(&l), None, Some(&s2), &st(3, 2)), Resolution::Merged(None));
+    }
+
+    #[test]
+    fn unknown_strategy_is_a_config_error() {
+        assert_eq!(Strategy::parse("newest").unwrap_err().code(), "CONFIG");
+        assert_eq!(Strategy::parse("merge3").unwrap(), Strategy::Merge3);
+    }
+
+    #[test]
+    fn reference_stats_merge() {
+        // sync-architecture.md "Statistics Merge": max of the totals, the server's streak,
+        // the latest study date.
+        let sp = spec(
+            Strategy::Lww,
+            &[("totalCardsStudied", Strategy::Max), ("totalStudyTime", Strategy::Max), ("currentStreak", Strategy::Server), ("lastStudyDate", Strategy::Max)],
+        );
+        let base = json!({"totalCardsStudied": 10, "totalStudyTime": 100, "currentStreak": 2, "lastStudyDate": 1_700_000_000_000u64});
+        let local = json!({"totalCardsStudied": 14, "totalStudyTime": 130, "currentStreak": 5, "lastStudyDate": 1_700_000_500_000u64});
+        let server = json!({"totalCardsStudied": 12, "totalStudyTime": 160, "currentStreak": 3, "lastStudyDate": 1_700_000_100_000u64});
+        let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2)));
+        assert_eq!(r, json!({"totalCardsStudied": 14, "totalStudyTime": 160, "currentStreak": 3, "lastStudyDate": 1_700_000_500_000u64}));
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_time_ms(&json!("1994-11-06T08:49:37Z")), Some(784_111_777_000));
+        assert_eq!(parse_time_ms(&json!("1994-11-06T08:49:37.5Z")), Some(784_111_777_500));
+        assert_eq!(parse_time_ms(&json!("1994-11-06T08:49:37.123456+00:00")), Some(784_111_777_123));
+        assert_eq!(parse_time_ms(&json!(12)), Some(12));
+        assert_eq!(parse_time_ms(&json!("yesterday")), None);
+        assert_eq!(parse_time_ms(&json!("1994-13-06T08:49:37Z")), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! An in-memory `Store`: for the native tests and the simulation, and the fallback where
+//! IndexedDB is unavailable (records then last only as long as the page).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::core::error::{Result, SyncError};
+use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+use crate::core::traits::{Store, Tx, Write, SEQ_META};
+
+#[derive(Clone, Debug, Default)]
+pub struct MemoryData {
+    pub entities: BTreeMap<EntityKey, Entity>,
+    pub ops: BTreeMap<String, Operation>,
+    pub dead_letters: BTreeMap<String, DeadLetter>,
+    pub conflicts: BTreeMap<String, Conflict>,
+    pub meta: BTreeMap<String, Value>,
+}
+
+/// Cheap to clone: clones share the same data (like two handles on one IndexedDB database).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    data: std::rc::Rc<RefCell<MemoryData>>,
+    /// Fail the next N transactions with this error (tests: quota, a closed database).
+    fail_next: std::rc::Rc<RefCell<Option<(usize, SyncError)>>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of everything stored.
+    pub fn dump(&self) -> MemoryData {
+        self.data.borrow().clone()
+    }
+
+    /// Makes the next `n` transactions fail with `error`, writing nothing.
+    pub fn fail_next(&self, n: usize, error: SyncError) {
+        *self.fail_next.borrow_mut() = Some((n, error));
+    }
+
+    fn injected_failure(&self) -> Result<()> {
+        let mut f = self.fail_next.borrow_mut();
+        if let Some((n, e)) = f.as_mut() {
+            let e = e.clone();
+            *n -= 1;
+            if *n == 0 {
+                *f = None;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+        self.injected_failure()?;
+        let mut tx = Tx::default();
+        {
+            let d = self.data.borrow();
+            for k in keys {
+                tx.entities.insert(k.clone(), d.entities.get(k).cloned());
+                let mut lane: Vec<Operation> =
+                    d.ops.values().filter(|o| o.collection == k.collection && o.entity_id == k.id).cloned().collect();
+                lane.sort_by_key(|o| o.seq);
+                tx.lanes.insert(k.clone(), lane);
+            }
+            tx.next_seq = d.meta.get(SEQ_META).and_then(Value::as_u64).unwrap_or(1);
+        }
+        let r = f(&mut tx)?;
+        let mut d = self.data.borrow_mut();
+        for w in tx.into_writes() {
+            match w {
+                Write::PutEntity(e) => {
+                    d.entities.insert(e.key(), e);
+                }
+                Write::DeleteEntity(k) => {
+                    d.entities.remove(&k);
+                }
+                Write::PutOp(o) => {
+                    d.ops.insert(o.id.clone(), o);
+                }
+                Write::DeleteOp(id) => {
+                    d.ops.remove(&id);
+                }
+                Write::PutDeadLetter(dl) => {
+                    d.dead_letters.insert(dl.op.id.clone(), dl);
+                }
+                Write::DeleteDeadLetter(id) => {
+                    d.dead_letters.remove(&id);
+                }
+                Write::PutConflict(c) => {
+                    d.conflicts.insert(c.id.clone(), c);
+                }
+                Write::DeleteConflict(id) => {
+                    d.conflicts.remove(&id);
+                }
+                Write::PutMeta(k, v) => {
+                    d.meta.insert(k, v);
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>> {
+        Ok(self.data.borrow().entities.get(key).cloned())
+    }
+
+    async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>> {
+        Ok(self.data.borrow().entities.values().filter(|e| e.collection == collection).cloned().collect())
+    }
+
+    async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
+        let d = self.data.borrow();
+        Ok((d.ops.values().cloned().collect(), d.conflicts.values().cloned().collect()))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        Ok(self.data.borrow().dead_letters.values().cloned().collect())
+    }
+
+    async fn conflicts(&self) -> Result<Vec<Conflict>> {
+        Ok(self.data.borrow().conflicts.values().cloned().collect())
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Value>> {
+        Ok(self.data.borrow().meta.get(name).cloned())
+    }
+
+    async fn put_meta(&self, name: &str, value: Value) -> Result<()> {
+        self.injected_failure()?;
+        self.data.borrow_mut().meta.insert(name.to_string(), value);
+        Ok(())
+    }
+}
