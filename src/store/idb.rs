@@ -1,0 +1,1 @@
+//! The IndexedDB store (in progress).
