@@ -1,0 +1,230 @@
+//! The tidesync reference backend: a batch sync endpoint, plain REST CRUD, a change feed for
+//! pulls, an idempotency ledger shared by all writes, and fault injection for tests.
+//!
+//! The contract (every endpoint and shape) is in this crate's README.
+
+mod admin;
+mod batch;
+mod body;
+mod clock;
+mod error;
+mod faults;
+mod rest;
+mod store;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::services::{ServeDir, ServeFile};
+
+pub use body::MAX_BODY_BYTES;
+pub use faults::{FaultConfig, MalformedKind};
+pub use store::DB_FILE;
+
+use error::ApiError;
+
+/// Longest collection name, record id or operation id accepted.
+pub const MAX_NAME_LEN: usize = 200;
+
+pub(crate) fn valid_name(value: &str) -> bool {
+    !value.is_empty() && value.chars().count() <= MAX_NAME_LEN
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Holds `tidesync.db`; reusing the directory keeps all data across restarts.
+    pub data_dir: PathBuf,
+    /// Served at `/` with an `index.html` fallback when set.
+    pub static_dir: Option<PathBuf>,
+}
+
+pub struct AppState {
+    store: Arc<store::Store>,
+    faults: Mutex<FaultConfig>,
+    requests: AtomicU64,
+}
+
+impl AppState {
+    /// Opens (or creates) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(data_dir).map_err(StartError::Io)?;
+        let store = store::Store::open(data_dir).map_err(StartError::Db)?;
+        Ok(Arc::new(Self {
+            store: Arc::new(store),
+            faults: Mutex::new(FaultConfig::default()),
+            requests: AtomicU64::new(0),
+        }))
+    }
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    Io(std::io::Error),
+    Db(rusqlite::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(err) => write!(f, "i/o error: {err}"),
+            Self::Db(err) => write!(f, "database error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+async fn not_found() -> Response {
+    axum::response::IntoResponse::into_response(ApiError::not_found("no such endpoint"))
+}
+
+/// Unrouted paths: the static site, except under `/api`, which stays JSON even when a site is
+/// served (an SPA fallback would answer a mistyped API path with `index.html` and a 200).
+async fn serve_static(mut site: ServeDir<ServeFile>, req: Request) -> Response {
+    let path = req.uri().path();
+    if path == "/api" || path.starts_with("/api/") {
+        return not_found().await;
+    }
+    match site.try_call(req).await {
+        Ok(response) => response.map(Body::new),
+        Err(err) => axum::response::IntoResponse::into_response(ApiError::internal(format!(
+            "static file error: {err}"
+        ))),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    axum::response::IntoResponse::into_response(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed",
+    ))
+}
+
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-operation-id"),
+            HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("x-client-version"),
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER])
+}
+
+/// The whole application. `static_dir` is served at `/` for anything no route claims.
+pub fn app(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(admin::healthz))
+        .route(
+            "/admin/faults",
+            get(faults::get_config)
+                .post(faults::set_config)
+                .delete(faults::clear_config),
+        )
+        .route("/admin/ledger", get(admin::ledger))
+        .route("/admin/stats", get(admin::stats))
+        .route("/admin/reset", post(admin::reset))
+        .route("/api/sync/batch", post(batch::handle))
+        .route("/api/{collection}", get(rest::list).post(rest::create))
+        .route(
+            "/api/{collection}/{id}",
+            get(rest::get_one)
+                .put(rest::replace)
+                .patch(rest::patch)
+                .delete(rest::delete),
+        )
+        .method_not_allowed_fallback(method_not_allowed);
+    let router = match static_dir {
+        Some(dir) => {
+            let site = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
+            router.fallback(move |req: Request| serve_static(site.clone(), req))
+        }
+        None => router.fallback(not_found),
+    };
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::middleware,
+        ))
+        .layer(cors())
+        .with_state(state)
+}
+
+/// A server running in the background; tests and `main` both use it.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds, opens the database and starts serving.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let state = AppState::open(&config.data_dir)?;
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .map_err(StartError::Io)?;
+        let addr = listener.local_addr().map_err(StartError::Io)?;
+        let router = app(state, config.static_dir.as_deref());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    // A dropped sender also means stop.
+                    let _ = stop.await;
+                })
+                .await
+        });
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns once the server is gone.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(std::io::Error::other(err)),
+        }
+    }
+}
