@@ -4,11 +4,10 @@
 //! to IndexedDB, `fetch`, the browser's events and JavaScript.
 
 pub mod core;
+pub mod net;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 pub mod js;
-#[cfg(target_arch = "wasm32")]
-pub mod net;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

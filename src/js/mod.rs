@@ -1,9 +1,23 @@
-//! Browser glue (wasm32 only).
+//! The JS API: one file per exported class, plus error and value conversion.
+
+pub mod convert;
+pub mod engine;
+pub mod errors;
 
 use wasm_bindgen::prelude::*;
 
-/// Crate version, for checking which build a cached offline app runs.
-#[wasm_bindgen(js_name = "version")]
-pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
+/// Panics become readable console errors instead of "unreachable".
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Which build this is: offline apps can run a cached old one.
+#[wasm_bindgen(js_name = "buildInfo", unchecked_return_type = "BuildInfo")]
+pub fn build_info() -> JsValue {
+    convert::to_js(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "gitSha": option_env!("TIDESYNC_GIT_SHA").unwrap_or("unknown"),
+        "schemaVersion": crate::store::idb::SCHEMA_VERSION,
+    }))
 }

@@ -1,1 +1,6 @@
-//! Browser glue (wasm32 only).
+//! Transports: the wire protocols (pure, tested natively) and `fetch` (browser only).
+
+pub mod batch;
+
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;

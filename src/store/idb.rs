@@ -1,1 +1,336 @@
-//! The IndexedDB store (in progress).
+//! The IndexedDB `Store`: the only code in tidesync that talks to IndexedDB.
+//!
+//! Discipline (every method here keeps it):
+//! - One method call is one IndexedDB transaction. Inside it we await only IndexedDB requests:
+//!   no fetch, no timers, no crypto. Reads are issued together, the engine's pure logic runs, the
+//!   writes are issued together, and then we wait for `complete`.
+//! - A transaction that does not complete is aborted by the browser: its writes are all undone.
+//!   Its error (`QuotaExceededError`, ...) comes from `transaction.error`, which is why this is
+//!   written on web-sys directly: wrappers we tried report only "commit failed".
+//! - Records are plain JS objects (serde-wasm-bindgen, JSON-compatible), readable in devtools.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Promise, Reflect};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    DomException, IdbDatabase, IdbFactory, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbObjectStoreParameters,
+    IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode,
+};
+
+use crate::core::error::{Result, SyncError};
+use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+use crate::core::traits::{Store, Tx, Write, SEQ_META};
+
+/// The schema version. Bump it with a migration in `upgrade`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const ENTITIES: &str = "entities";
+const OPS: &str = "ops";
+const DEAD_LETTERS: &str = "deadLetters";
+const CONFLICTS: &str = "conflicts";
+const META: &str = "meta";
+const ALL: [&str; 5] = [ENTITIES, OPS, DEAD_LETTERS, CONFLICTS, META];
+
+pub struct IdbStore {
+    db: IdbDatabase,
+    closed: Rc<Cell<bool>>,
+    // Kept alive as long as the database is open.
+    _on_version_change: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl IdbStore {
+    /// Opens (creating or upgrading) the database `name`. `on_closed` runs when another tab
+    /// upgrades the database: we close ours at once so its upgrade is not blocked, and tell the app.
+    /// `on_blocked` runs when our upgrade waits for an old tab to close.
+    pub async fn open(name: &str, on_closed: Function, on_blocked: Function) -> Result<IdbStore> {
+        let factory = factory()?;
+        let req: IdbOpenDbRequest = factory.open_with_u32(name, SCHEMA_VERSION).map_err(js_error)?;
+        let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new({
+            let req = req.clone();
+            move |e: web_sys::IdbVersionChangeEvent| {
+                if let Err(err) = upgrade(&req, e.old_version() as u32) {
+                    web_sys::console::error_2(&"tidesync: database upgrade failed".into(), &err);
+                }
+            }
+        });
+        req.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+        req.set_onblocked(Some(&on_blocked));
+        let db: IdbDatabase = request(req.unchecked_ref()).await?.unchecked_into();
+        req.set_onupgradeneeded(None);
+        req.set_onblocked(None);
+        drop(upgrade);
+
+        let closed = Rc::new(Cell::new(false));
+        let on_version_change = Closure::<dyn FnMut(web_sys::Event)>::new({
+            let db = db.clone();
+            let closed = closed.clone();
+            move |_e: web_sys::Event| {
+                db.close();
+                closed.set(true);
+                let _ = on_closed.call0(&JsValue::NULL);
+            }
+        });
+        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        Ok(IdbStore { db, closed, _on_version_change: on_version_change })
+    }
+
+    pub fn close(&self) {
+        self.db.set_onversionchange(None);
+        self.db.close();
+        self.closed.set(true);
+    }
+
+    pub fn name(&self) -> String {
+        self.db.name()
+    }
+
+    /// Deletes a whole database (tests, and `SyncEngine.deleteDatabase`).
+    pub async fn delete_database(name: &str) -> Result<()> {
+        let req = factory()?.delete_database(name).map_err(js_error)?;
+        request(req.unchecked_ref()).await.map(|_| ())
+    }
+
+    fn tx(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction> {
+        if self.closed.get() {
+            return Err(SyncError::Closed);
+        }
+        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        self.db.transaction_with_str_sequence_and_mode(&names, mode).map_err(js_error)
+    }
+}
+
+fn factory() -> Result<IdbFactory> {
+    let f = Reflect::get(&js_sys::global(), &"indexedDB".into()).map_err(js_error)?;
+    if f.is_undefined() || f.is_null() {
+        return Err(SyncError::Storage("IndexedDB is not available here".into()));
+    }
+    Ok(f.unchecked_into())
+}
+
+/// Creates the stores of each schema version the database has not seen yet.
+fn upgrade(req: &IdbOpenDbRequest, old_version: u32) -> std::result::Result<(), JsValue> {
+    let db: IdbDatabase = req.result()?.unchecked_into();
+    if old_version < 1 {
+        let params = IdbObjectStoreParameters::new();
+        params.set_key_path(&Array::of2(&"collection".into(), &"id".into()));
+        db.create_object_store_with_optional_parameters(ENTITIES, &params)?;
+
+        let params = IdbObjectStoreParameters::new();
+        params.set_key_path(&"id".into());
+        let ops = db.create_object_store_with_optional_parameters(OPS, &params)?;
+        ops.create_index_with_str_sequence_and_optional_parameters(
+            "entity",
+            &Array::of2(&"collection".into(), &"entityId".into()),
+            &IdbIndexParameters::new(),
+        )?;
+
+        let params = IdbObjectStoreParameters::new();
+        params.set_key_path(&"op.id".into());
+        db.create_object_store_with_optional_parameters(DEAD_LETTERS, &params)?;
+
+        let params = IdbObjectStoreParameters::new();
+        params.set_key_path(&"id".into());
+        db.create_object_store_with_optional_parameters(CONFLICTS, &params)?;
+
+        db.create_object_store(META)?;
+    }
+    Ok(())
+}
+
+/// Awaits an IndexedDB request and returns its result.
+async fn request(req: &IdbRequest) -> Result<JsValue> {
+    let p = Promise::new(&mut |resolve, reject| {
+        req.set_onsuccess(Some(&resolve));
+        req.set_onerror(Some(&reject));
+    });
+    match JsFuture::from(p).await {
+        Ok(_) => req.result().map_err(js_error),
+        Err(_) => Err(dom_error(req.error().ok().flatten())),
+    }
+}
+
+/// A promise for the transaction's end, made before any request is issued so no event is missed.
+fn completion(tx: &IdbTransaction) -> JsFuture {
+    JsFuture::from(Promise::new(&mut |resolve, reject| {
+        tx.set_oncomplete(Some(&resolve));
+        tx.set_onerror(Some(&reject));
+        tx.set_onabort(Some(&reject));
+    }))
+}
+
+async fn finish(tx: &IdbTransaction, done: JsFuture) -> Result<()> {
+    match done.await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(match tx.error() {
+            Some(e) => dom_error(Some(e)),
+            None => SyncError::Storage("the transaction was aborted".into()),
+        }),
+    }
+}
+
+pub(crate) fn dom_error(e: Option<DomException>) -> SyncError {
+    let Some(e) = e else { return SyncError::Storage("unknown IndexedDB error".into()) };
+    let (name, msg) = (e.name(), e.message());
+    match name.as_str() {
+        "QuotaExceededError" => SyncError::QuotaExceeded(msg),
+        "InvalidStateError" => SyncError::Closed,
+        _ => SyncError::Storage(format!("{name}: {msg}")),
+    }
+}
+
+pub(crate) fn js_error(v: JsValue) -> SyncError {
+    if let Some(d) = v.dyn_ref::<DomException>() {
+        return dom_error(Some(d.clone()));
+    }
+    let msg = v.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| v.as_string());
+    SyncError::Storage(msg.unwrap_or_else(|| "IndexedDB error".into()))
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))
+}
+
+fn from_js<T: DeserializeOwned>(v: JsValue) -> Result<T> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::Storage(format!("unreadable record in IndexedDB: {e}")))
+}
+
+fn all_from_js<T: DeserializeOwned>(v: JsValue) -> Result<Vec<T>> {
+    v.dyn_into::<Array>()
+        .map_err(|_| SyncError::Storage("getAll did not return an array".into()))?
+        .iter()
+        .map(from_js)
+        .collect()
+}
+
+fn entity_key(k: &EntityKey) -> JsValue {
+    Array::of2(&k.collection.as_str().into(), &k.id.as_str().into()).into()
+}
+
+fn store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore> {
+    tx.object_store(name).map_err(js_error)
+}
+
+impl Store for IdbStore {
+    async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+        let tx = self.tx(&ALL, IdbTransactionMode::Readwrite)?;
+        let done = completion(&tx);
+        let (entities, ops, meta) = (store(&tx, ENTITIES)?, store(&tx, OPS)?, store(&tx, META)?);
+        let lanes_index = ops.index("entity").map_err(js_error)?;
+
+        // Issue every read at once; they complete in order.
+        let mut reads = Vec::with_capacity(keys.len());
+        for k in keys {
+            let key = entity_key(k);
+            let e = entities.get(&key).map_err(js_error)?;
+            let lane = lanes_index.get_all_with_key(&key).map_err(js_error)?;
+            reads.push((k, e, lane));
+        }
+        let seq = meta.get(&SEQ_META.into()).map_err(js_error)?;
+
+        let mut snapshot = Tx::default();
+        for (k, e, lane) in reads {
+            let e = request(&e).await?;
+            let entity = if e.is_undefined() { None } else { Some(from_js::<Entity>(e)?) };
+            let mut lane: Vec<Operation> = all_from_js(request(&lane).await?)?;
+            lane.sort_by_key(|o| o.seq);
+            snapshot.entities.insert(k.clone(), entity);
+            snapshot.lanes.insert(k.clone(), lane);
+        }
+        snapshot.next_seq = request(&seq).await?.as_f64().map_or(1, |s| s as u64);
+
+        let result = match f(&mut snapshot) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.abort();
+                return Err(e);
+            }
+        };
+        let writes = snapshot.into_writes();
+        if writes.is_empty() {
+            finish(&tx, done).await?;
+            return Ok(result);
+        }
+        let (dead, conflicts) = (store(&tx, DEAD_LETTERS)?, store(&tx, CONFLICTS)?);
+        let issued = writes.iter().try_for_each(|w| -> Result<()> {
+            match w {
+                Write::PutEntity(e) => entities.put(&to_js(e)?).map(drop),
+                Write::DeleteEntity(k) => entities.delete(&entity_key(k)).map(drop),
+                Write::PutOp(o) => ops.put(&to_js(o)?).map(drop),
+                Write::DeleteOp(id) => ops.delete(&id.as_str().into()).map(drop),
+                Write::PutDeadLetter(d) => dead.put(&to_js(d)?).map(drop),
+                Write::DeleteDeadLetter(id) => dead.delete(&id.as_str().into()).map(drop),
+                Write::PutConflict(c) => conflicts.put(&to_js(c)?).map(drop),
+                Write::DeleteConflict(id) => conflicts.delete(&id.as_str().into()).map(drop),
+                Write::PutMeta(k, v) => meta.put_with_key(&to_js(v)?, &k.as_str().into()).map(drop),
+            }
+            .map_err(js_error)
+        });
+        if let Err(e) = issued {
+            let _ = tx.abort();
+            return Err(e);
+        }
+        finish(&tx, done).await?;
+        Ok(result)
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>> {
+        let tx = self.tx(&[ENTITIES], IdbTransactionMode::Readonly)?;
+        let v = request(&store(&tx, ENTITIES)?.get(&entity_key(key)).map_err(js_error)?).await?;
+        if v.is_undefined() {
+            Ok(None)
+        } else {
+            from_js(v).map(Some)
+        }
+    }
+
+    async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>> {
+        let tx = self.tx(&[ENTITIES], IdbTransactionMode::Readonly)?;
+        // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
+        let lower: JsValue = Array::of1(&collection.into()).into();
+        let upper: JsValue = Array::of2(&collection.into(), &Array::new()).into();
+        let range = IdbKeyRange::bound(&lower, &upper).map_err(js_error)?;
+        all_from_js(request(&store(&tx, ENTITIES)?.get_all_with_key(&range).map_err(js_error)?).await?)
+    }
+
+    async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
+        let tx = self.tx(&[OPS, CONFLICTS], IdbTransactionMode::Readonly)?;
+        let ops = store(&tx, OPS)?.get_all().map_err(js_error)?;
+        let conflicts = store(&tx, CONFLICTS)?.get_all().map_err(js_error)?;
+        Ok((all_from_js(request(&ops).await?)?, all_from_js(request(&conflicts).await?)?))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let tx = self.tx(&[DEAD_LETTERS], IdbTransactionMode::Readonly)?;
+        all_from_js(request(&store(&tx, DEAD_LETTERS)?.get_all().map_err(js_error)?).await?)
+    }
+
+    async fn conflicts(&self) -> Result<Vec<Conflict>> {
+        let tx = self.tx(&[CONFLICTS], IdbTransactionMode::Readonly)?;
+        all_from_js(request(&store(&tx, CONFLICTS)?.get_all().map_err(js_error)?).await?)
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Value>> {
+        let tx = self.tx(&[META], IdbTransactionMode::Readonly)?;
+        let v = request(&store(&tx, META)?.get(&name.into()).map_err(js_error)?).await?;
+        if v.is_undefined() {
+            Ok(None)
+        } else {
+            from_js(v).map(Some)
+        }
+    }
+
+    async fn put_meta(&self, name: &str, value: Value) -> Result<()> {
+        let tx = self.tx(&[META], IdbTransactionMode::Readwrite)?;
+        let done = completion(&tx);
+        store(&tx, META)?.put_with_key(&to_js(&value)?, &name.into()).map_err(js_error)?;
+        finish(&tx, done).await
+    }
+}

@@ -1,1 +1,58 @@
-//! Browser glue (wasm32 only).
+//! Browser glue shared by the store, the transport and the JS classes: timers, the clock,
+//! `navigator.onLine`. Works the same in a page, a worker and a service worker (all through the
+//! global object, never `window`).
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::core::traits::Clock;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    pub fn set_timeout(handler: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    pub fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_name = fetch)]
+    pub fn fetch_request(input: &web_sys::Request) -> Promise;
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]);
+}
+
+/// Resolves after `ms` milliseconds.
+pub async fn sleep(ms: u64) {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms.min(i32::MAX as u64) as i32);
+    });
+    let _ = JsFuture::from(p).await;
+}
+
+/// `navigator.onLine` (true where the browser does not say).
+pub fn navigator_online() -> bool {
+    Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &"onLine".into()))
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true)
+}
+
+/// The real clock, and crypto randomness.
+#[derive(Clone, Copy, Default)]
+pub struct WebClock;
+
+impl Clock for WebClock {
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+
+    fn sleep(&self, ms: u64) -> impl std::future::Future<Output = ()> {
+        sleep(ms)
+    }
+
+    fn random_u64(&self) -> u64 {
+        let mut b = [0u8; 8];
+        get_random_values(&mut b);
+        u64::from_le_bytes(b)
+    }
+}

@@ -1,0 +1,166 @@
+//! Values across the JS boundary: JSON-compatible plain objects both ways, and the options of
+//! `SyncEngine.open()`.
+
+use std::collections::BTreeMap;
+
+use js_sys::{Function, Reflect};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::core::engine::{CollectionConfig, EngineConfig};
+use crate::core::error::{Result, SyncError};
+use crate::core::merge::{MergeSpec, OnDeleted, Strategy};
+use crate::core::netpolicy::NetPolicy;
+use crate::core::op::Priority;
+use crate::core::retry::RetryPolicy;
+
+/// Rust value -> plain JS object (maps as objects, no BigInt).
+pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// JS value -> Rust, as `INVALID_INPUT` when it does not fit.
+pub fn from_js<T: DeserializeOwned>(v: JsValue, what: &str) -> Result<T> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::InvalidInput(format!("{what}: {e}")))
+}
+
+/// A record from the app: a plain, JSON-compatible object.
+pub fn record(v: JsValue) -> Result<Value> {
+    if !v.is_object() || v.is_function() || js_sys::Array::is_array(&v) {
+        return Err(SyncError::InvalidInput("a record must be a plain object".into()));
+    }
+    let value: Value = from_js(v, "the record is not JSON-compatible")?;
+    if !value.is_object() {
+        return Err(SyncError::InvalidInput("a record must be a plain object".into()));
+    }
+    Ok(value)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MergeOptions {
+    default: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    on_deleted: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CollectionOptions {
+    endpoint: String,
+    merge: Option<MergeOptions>,
+    priority: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BreakerOptions {
+    threshold: Option<u32>,
+    cooldown_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOptions {
+    name: String,
+    user_id: Option<String>,
+    base_url: Option<String>,
+    collections: BTreeMap<String, CollectionOptions>,
+    transport: Option<String>,
+    batch_endpoint: Option<String>,
+    timeout_ms: Option<u32>,
+    retry: Option<RetryPolicy>,
+    network: Option<NetPolicy>,
+    breaker: Option<BreakerOptions>,
+    #[serde(default)]
+    debug: bool,
+    auto_sync: Option<bool>,
+}
+
+/// `SyncEngine.open()`'s options, checked.
+pub struct OpenOptions {
+    pub db_name: String,
+    pub base_url: String,
+    pub batch_endpoint: String,
+    pub timeout_ms: u32,
+    pub auth: Option<Function>,
+    pub debug: bool,
+    pub auto_sync: bool,
+    pub engine: EngineConfig,
+}
+
+pub fn open_options(v: JsValue) -> Result<OpenOptions> {
+    if !v.is_object() {
+        return Err(SyncError::Config("open() takes an options object".into()));
+    }
+    let auth = match Reflect::get(&v, &"auth".into()) {
+        Ok(f) if f.is_function() => Some(f.unchecked_into::<Function>()),
+        Ok(f) if f.is_undefined() || f.is_null() => None,
+        _ => return Err(SyncError::Config("`auth` must be a function returning a token".into())),
+    };
+    let raw: RawOptions = serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::Config(e.to_string()))?;
+    if raw.name.is_empty() {
+        return Err(SyncError::Config("`name` must not be empty".into()));
+    }
+    match raw.transport.as_deref() {
+        None | Some("batch") => {}
+        Some(other) => return Err(SyncError::Config(format!("transport '{other}' is not available (use 'batch')"))),
+    }
+    let mut collections = BTreeMap::new();
+    for (name, c) in raw.collections {
+        if c.endpoint.is_empty() {
+            return Err(SyncError::Config(format!("collection '{name}' needs an `endpoint`")));
+        }
+        let merge = match c.merge {
+            None => MergeSpec::default(),
+            Some(m) => MergeSpec {
+                default: m.default.as_deref().map(Strategy::parse).transpose()?.unwrap_or_default(),
+                fields: m.fields.iter().map(|(k, s)| Ok((k.clone(), Strategy::parse(s)?))).collect::<Result<_>>()?,
+                on_deleted: match m.on_deleted.as_deref() {
+                    None | Some("recreate") => OnDeleted::Recreate,
+                    Some("accept") => OnDeleted::Accept,
+                    Some(o) => return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')"))),
+                },
+            },
+        };
+        let priority = match c.priority.as_deref() {
+            None => Priority::Medium,
+            Some(p) => Priority::parse(p).ok_or_else(|| SyncError::Config(format!("priority '{p}' (expected high, medium or low)")))?,
+        };
+        collections.insert(name, CollectionConfig { endpoint: c.endpoint, merge, priority });
+    }
+    let base_url = match raw.base_url {
+        Some(u) => u,
+        None => location_origin().ok_or_else(|| SyncError::Config("`baseUrl` is required here".into()))?,
+    };
+    let mut engine = EngineConfig { collections, ..EngineConfig::default() };
+    if let Some(r) = raw.retry {
+        engine.retry = r;
+    }
+    if let Some(n) = raw.network {
+        engine.net_policy = n;
+    }
+    if let Some(b) = raw.breaker {
+        engine.breaker_threshold = b.threshold.unwrap_or(engine.breaker_threshold);
+        engine.breaker_cooldown_ms = b.cooldown_ms.unwrap_or(engine.breaker_cooldown_ms);
+    }
+    let user = raw.user_id.unwrap_or_else(|| "anonymous".into());
+    Ok(OpenOptions {
+        db_name: format!("tidesync:{}:{}", raw.name, user),
+        base_url,
+        batch_endpoint: raw.batch_endpoint.unwrap_or_else(|| "/api/sync/batch".into()),
+        timeout_ms: raw.timeout_ms.unwrap_or(30_000).max(1),
+        auth,
+        debug: raw.debug,
+        auto_sync: raw.auto_sync.unwrap_or(true),
+        engine,
+    })
+}
+
+fn location_origin() -> Option<String> {
+    let loc = Reflect::get(&js_sys::global(), &"location".into()).ok()?;
+    Reflect::get(&loc, &"origin".into()).ok()?.as_string()
+}

@@ -1,0 +1,449 @@
+//! `SyncEngine`, the class apps use.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use js_sys::{Function, Promise};
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, spawn_local};
+
+use super::convert::{open_options, record, to_js, OpenOptions};
+use super::errors;
+use crate::core::engine::{Choice, Engine, Event};
+use crate::core::error::{Result, SyncError};
+use crate::core::netpolicy::NetInfo;
+use crate::core::op::{Entity, Priority};
+use crate::net::fetch::FetchTransport;
+use crate::store::idb::IdbStore;
+use crate::web::{clear_timeout, navigator_online, set_timeout, WebClock};
+
+pub(crate) type WebEngine = Engine<IdbStore, FetchTransport, WebClock>;
+
+pub(crate) struct Inner {
+    pub(crate) engine: WebEngine,
+    listeners: RefCell<Vec<(u32, Function)>>,
+    next_listener: Cell<u32>,
+    auto_sync: bool,
+    /// The pending flush timer: when it fires, its id and its callback.
+    timer: RefCell<Option<(u64, JsValue, Closure<dyn FnMut()>)>>,
+    /// `online`/`offline` listeners, removed on close.
+    net_listeners: RefCell<Vec<(&'static str, Closure<dyn FnMut()>)>>,
+}
+
+/// The sync engine: records in IndexedDB, writes queued and pushed to your backend.
+///
+/// ```ts
+/// const engine = await SyncEngine.open({
+///   name: 'study', userId: 'u1', baseUrl: 'https://api.example.com',
+///   collections: { progress: { endpoint: '/api/progress', merge: { default: 'lww', fields: { xp: 'sum' } } } },
+/// });
+/// await engine.put('progress', 'card-1', { grade: 3 }, { priority: 'high' });
+/// ```
+#[wasm_bindgen]
+pub struct SyncEngine {
+    inner: Rc<Inner>,
+}
+
+/// Runs `f` on the engine and turns its result into a Promise; events are delivered after.
+fn promise<F, Fut>(inner: &Rc<Inner>, f: F) -> Promise
+where
+    F: FnOnce(Rc<Inner>) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<JsValue>> + 'static,
+{
+    let inner = inner.clone();
+    future_to_promise(async move {
+        let r = f(inner.clone()).await;
+        inner.dispatch();
+        r.map_err(errors::to_js)
+    })
+}
+
+fn priority_of(options: &JsValue) -> Result<Option<Priority>> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(None);
+    }
+    let p = js_sys::Reflect::get(options, &"priority".into()).unwrap_or(JsValue::UNDEFINED);
+    match p.as_string() {
+        None if p.is_undefined() => Ok(None),
+        Some(s) => Priority::parse(&s).map(Some).ok_or_else(|| SyncError::InvalidInput(format!("priority '{s}' (expected high, medium or low)"))),
+        None => Err(SyncError::InvalidInput("priority must be 'high', 'medium' or 'low'".into())),
+    }
+}
+
+fn entity_js(e: Option<Entity>) -> JsValue {
+    match e {
+        Some(e) if !e.is_deleted() => to_js(&RecordView::from(e)),
+        _ => JsValue::UNDEFINED,
+    }
+}
+
+/// What JS sees of a record.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordView {
+    collection: String,
+    id: String,
+    data: Option<Value>,
+    version: Option<u64>,
+    sync_status: crate::core::op::SyncStatus,
+    last_modified: u64,
+}
+
+impl From<Entity> for RecordView {
+    fn from(e: Entity) -> Self {
+        RecordView { collection: e.collection, id: e.id, data: e.data, version: e.version, sync_status: e.sync_status, last_modified: e.last_modified }
+    }
+}
+
+impl SyncEngine {
+    /// Opens the engine (the Rust twin of the JS `open`).
+    pub async fn open_with(options: OpenOptions) -> Result<SyncEngine> {
+        let weak: Rc<RefCell<Weak<Inner>>> = Rc::new(RefCell::new(Weak::new()));
+        let on_closed = {
+            let weak = weak.clone();
+            Closure::<dyn FnMut()>::new(move || {
+                if let Some(inner) = weak.borrow().upgrade() {
+                    inner.engine.close();
+                    inner.emit_js("closed", "a newer version of this app opened the database in another tab");
+                }
+            })
+            .into_js_value()
+        };
+        let on_blocked = {
+            let weak = weak.clone();
+            Closure::<dyn FnMut()>::new(move || {
+                if let Some(inner) = weak.borrow().upgrade() {
+                    inner.emit_js("blocked", "an older tab keeps the database open; close it to finish the upgrade");
+                }
+            })
+            .into_js_value()
+        };
+        let store = IdbStore::open(&options.db_name, on_closed.unchecked_into(), on_blocked.unchecked_into()).await?;
+        let transport = FetchTransport::new(&options.base_url, &options.batch_endpoint, options.timeout_ms, options.auth);
+        let engine = Engine::open(store, transport, WebClock, options.engine).await?;
+        engine.set_network(NetInfo { online: navigator_online(), ..NetInfo::default() });
+        let inner = Rc::new(Inner {
+            engine,
+            listeners: RefCell::new(Vec::new()),
+            next_listener: Cell::new(1),
+            auto_sync: options.auto_sync,
+            timer: RefCell::new(None),
+            net_listeners: RefCell::new(Vec::new()),
+        });
+        *weak.borrow_mut() = Rc::downgrade(&inner);
+        if inner.auto_sync {
+            inner.listen_network();
+            inner.schedule(0);
+        }
+        Ok(SyncEngine { inner })
+    }
+}
+
+#[wasm_bindgen]
+impl SyncEngine {
+    /// Opens (or creates) the database `tidesync:{name}:{userId}` and starts syncing.
+    /// Rejects with a `SyncError` (`CONFIG`, `STORAGE`, ...) when it cannot.
+    #[wasm_bindgen(js_name = "open")]
+    pub async fn open_js(options: JsValue) -> std::result::Result<SyncEngine, JsValue> {
+        let options = open_options(options).map_err(errors::to_js)?;
+        SyncEngine::open_with(options).await.map_err(errors::to_js)
+    }
+
+    /// Stores `data` as the record `collection/id` (replacing it) and queues it for the server.
+    /// Resolves to the stored record. `options.priority`: `'high'` syncs now, `'medium'` with the
+    /// next batch, `'low'` in the background.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncRecord>")]
+    pub fn put(&self, collection: String, id: String, data: JsValue, options: JsValue) -> Promise {
+        let args = record(data).and_then(|d| Ok((d, priority_of(&options)?)));
+        promise(&self.inner, move |inner| async move {
+            let (data, priority) = args?;
+            let e = inner.engine.put(&collection, &id, data, priority).await?;
+            inner.after_write(priority.unwrap_or(inner.engine.config().collections.get(&collection).map_or(Priority::Medium, |c| c.priority)));
+            Ok(entity_js(e))
+        })
+    }
+
+    /// Merges `fields` into the record (a `null` field is removed). Rejects with `NOT_FOUND`
+    /// if the record does not exist.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncRecord>")]
+    pub fn patch(&self, collection: String, id: String, fields: JsValue, options: JsValue) -> Promise {
+        let args = record(fields).and_then(|d| Ok((d, priority_of(&options)?)));
+        promise(&self.inner, move |inner| async move {
+            let (fields, priority) = args?;
+            let e = inner.engine.patch(&collection, &id, fields, priority).await?;
+            inner.after_write(priority.unwrap_or(Priority::Medium));
+            Ok(entity_js(e))
+        })
+    }
+
+    /// Deletes the record. Resolves to `false` if there was none.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn delete(&self, collection: String, id: String, options: JsValue) -> Promise {
+        let priority = priority_of(&options);
+        promise(&self.inner, move |inner| async move {
+            let priority = priority?;
+            let existed = inner.engine.delete(&collection, &id, priority).await?;
+            inner.after_write(priority.unwrap_or(Priority::Medium));
+            Ok(existed.into())
+        })
+    }
+
+    /// The record's data, or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown> | undefined>")]
+    pub fn get(&self, collection: String, id: String) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(inner.engine.get(&collection, &id).await?.map_or(JsValue::UNDEFINED, |v| to_js(&v))) })
+    }
+
+    /// The record with its sync state, or `undefined`.
+    #[wasm_bindgen(js_name = "getRecord", unchecked_return_type = "Promise<SyncRecord | undefined>")]
+    pub fn get_record(&self, collection: String, id: String) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(entity_js(inner.engine.record(&collection, &id).await?)) })
+    }
+
+    /// Every record of the collection, ordered by id.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncRecord[]>")]
+    pub fn list(&self, collection: String) -> Promise {
+        promise(&self.inner, move |inner| async move {
+            let records: Vec<RecordView> = inner.engine.list(&collection).await?.into_iter().map(RecordView::from).collect();
+            Ok(to_js(&records))
+        })
+    }
+
+    /// Sends every due write now. Resolves to what was done.
+    #[wasm_bindgen(unchecked_return_type = "Promise<FlushReport>")]
+    pub fn flush(&self) -> Promise {
+        promise(&self.inner, move |inner| async move {
+            let report = inner.engine.flush().await?;
+            inner.after_flush(&report);
+            Ok(to_js(&report))
+        })
+    }
+
+    /// Pending, conflict and dead-letter counts, network and breaker state.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
+    pub fn status(&self) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.status().await?)) })
+    }
+
+    /// Counters, latency and the retry histogram.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncMetrics>")]
+    pub fn metrics(&self) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.metrics().await?)) })
+    }
+
+    /// Ops waiting for the server, in send order.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PendingOp[]>")]
+    pub fn queue(&self) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.queue().await?)) })
+    }
+
+    #[wasm_bindgen(js_name = "deadLetters", unchecked_return_type = "Promise<DeadLetter[]>")]
+    pub fn dead_letters(&self) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.dead_letters().await?)) })
+    }
+
+    /// Puts a dead-lettered write back in its queue with a fresh attempt count.
+    #[wasm_bindgen(js_name = "retryDeadLetter", unchecked_return_type = "Promise<void>")]
+    pub fn retry_dead_letter(&self, op_id: String) -> Promise {
+        promise(&self.inner, move |inner| async move {
+            inner.engine.retry_dead_letter(&op_id).await?;
+            inner.after_write(Priority::High);
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Drops a dead-lettered write for good.
+    #[wasm_bindgen(js_name = "discardDeadLetter", unchecked_return_type = "Promise<void>")]
+    pub fn discard_dead_letter(&self, op_id: String) -> Promise {
+        promise(&self.inner, move |inner| async move {
+            inner.engine.discard_dead_letter(&op_id).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Conflicts waiting for the app (collections whose merge policy is `manual`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncConflict[]>")]
+    pub fn conflicts(&self) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.conflicts().await?)) })
+    }
+
+    /// Resolves a conflict with `'local'`, `'server'` or a merged record, and resumes syncing it.
+    #[wasm_bindgen(js_name = "resolveConflict", unchecked_return_type = "Promise<SyncRecord | undefined>")]
+    pub fn resolve_conflict(&self, conflict_id: String, #[wasm_bindgen(unchecked_param_type = "'local' | 'server' | Record<string, unknown>")] choice: JsValue) -> Promise {
+        let choice = match choice.as_string().as_deref() {
+            Some("local") => Ok(Choice::Local),
+            Some("server") => Ok(Choice::Server),
+            Some(other) => Err(SyncError::InvalidInput(format!("choice '{other}' (expected 'local', 'server' or a record)"))),
+            None => record(choice).map(Choice::Merged),
+        };
+        promise(&self.inner, move |inner| async move {
+            let e = inner.engine.resolve_conflict(&conflict_id, choice?).await?;
+            inner.after_write(Priority::High);
+            Ok(entity_js(e))
+        })
+    }
+
+    /// The last automatic and manual conflict resolutions, oldest first.
+    #[wasm_bindgen(js_name = "auditLog", unchecked_return_type = "AuditEntry[]")]
+    pub fn audit_log(&self) -> JsValue {
+        to_js(&self.inner.engine.audit_log())
+    }
+
+    /// Calls `listener` with every `SyncEvent`; returns a function that unsubscribes.
+    /// Works with React's `useSyncExternalStore`.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(&self, #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")] listener: Function) -> JsValue {
+        let id = self.inner.next_listener.get();
+        self.inner.next_listener.set(id + 1);
+        self.inner.listeners.borrow_mut().push((id, listener));
+        let weak = Rc::downgrade(&self.inner);
+        Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.listeners.borrow_mut().retain(|(i, _)| *i != id);
+            }
+        })
+        .into_js_value()
+    }
+
+    /// This device's id (sent as `X-Device-ID`).
+    #[wasm_bindgen(getter, js_name = "deviceId")]
+    pub fn device_id(&self) -> String {
+        self.inner.engine.device_id().to_string()
+    }
+
+    /// Stops syncing and closes the database. Later calls reject with `CLOSED`.
+    pub fn close(&self) {
+        self.inner.shutdown();
+    }
+}
+
+impl Inner {
+    /// Delivers queued events to the listeners. Runs after the engine call returned, with no
+    /// engine state borrowed; a listener that throws is reported and the others still run.
+    pub(crate) fn dispatch(self: &Rc<Self>) {
+        let events = self.engine.take_events();
+        if events.is_empty() {
+            return;
+        }
+        let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
+        for e in &events {
+            if let Event::Sync { report } = e {
+                self.after_flush(report);
+            }
+            let js = to_js(e);
+            for f in &listeners {
+                if let Err(err) = f.call1(&JsValue::NULL, &js) {
+                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+                }
+            }
+        }
+    }
+
+    fn emit_js(&self, kind: &str, message: &str) {
+        let ev = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&ev, &"type".into(), &kind.into());
+        let _ = js_sys::Reflect::set(&ev, &"message".into(), &message.into());
+        let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
+        for f in listeners {
+            if let Err(err) = f.call1(&JsValue::NULL, &ev) {
+                web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+            }
+        }
+    }
+
+    /// Schedules a flush for a write of this priority: high now, the rest with the next batch.
+    fn after_write(self: &Rc<Self>, priority: Priority) {
+        if !self.auto_sync {
+            return;
+        }
+        let interval = self.engine.network().interval_ms;
+        self.schedule(match priority {
+            Priority::High => 0,
+            Priority::Medium => interval,
+            Priority::Low => interval * 2,
+        });
+    }
+
+    fn after_flush(self: &Rc<Self>, report: &crate::core::engine::FlushReport) {
+        if !self.auto_sync || report.remaining == 0 || report.offline {
+            return;
+        }
+        let now = js_sys::Date::now() as u64;
+        let due = report.next_attempt_at.map_or(self.engine.network().interval_ms, |t| t.saturating_sub(now));
+        self.schedule(due.max(50));
+    }
+
+    /// Arranges a flush in `delay_ms`, unless one is already due sooner.
+    pub(crate) fn schedule(self: &Rc<Self>, delay_ms: u64) {
+        if self.engine.is_closed() {
+            return;
+        }
+        let due = js_sys::Date::now() as u64 + delay_ms;
+        if let Some((at, _, _)) = self.timer.borrow().as_ref() {
+            if *at <= due {
+                return;
+            }
+        }
+        if let Some((_, id, _)) = self.timer.borrow_mut().take() {
+            clear_timeout(&id);
+        }
+        let weak = Rc::downgrade(self);
+        let cb = Closure::<dyn FnMut()>::new(move || {
+            let Some(inner) = weak.upgrade() else { return };
+            // Take the timer out first: the flush may schedule the next one.
+            let fired = inner.timer.borrow_mut().take();
+            spawn_local(async move {
+                let _keep_alive = fired;
+                let result = inner.engine.flush().await;
+                if let Err(e) = result {
+                    if e == SyncError::Closed {
+                        return;
+                    }
+                }
+                inner.dispatch();
+            });
+        });
+        let id = set_timeout(cb.as_ref().unchecked_ref(), delay_ms.min(i32::MAX as u64) as i32);
+        *self.timer.borrow_mut() = Some((due, id, cb));
+    }
+
+    fn listen_network(self: &Rc<Self>) {
+        let target: web_sys::EventTarget = js_sys::global().unchecked_into();
+        for (name, online) in [("online", true), ("offline", false)] {
+            let weak = Rc::downgrade(self);
+            let cb = Closure::<dyn FnMut()>::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.engine.set_network(NetInfo { online, ..NetInfo::default() });
+                    if online {
+                        inner.schedule(0);
+                    }
+                }
+            });
+            let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+            self.net_listeners.borrow_mut().push((name, cb));
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.engine.close();
+        self.engine.store().close();
+        if let Some((_, id, _)) = self.timer.borrow_mut().take() {
+            clear_timeout(&id);
+        }
+        let target: web_sys::EventTarget = js_sys::global().unchecked_into();
+        for (name, cb) in self.net_listeners.borrow_mut().drain(..) {
+            let _ = target.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+        }
+    }
+}
+
+/// Deletes the database of `name` and `userId` (for sign-out flows and tests).
+#[wasm_bindgen(js_name = "deleteDatabase", unchecked_return_type = "Promise<void>")]
+pub fn delete_database(name: String, user_id: Option<String>) -> Promise {
+    future_to_promise(async move {
+        let db = format!("tidesync:{}:{}", name, user_id.unwrap_or_else(|| "anonymous".into()));
+        IdbStore::delete_database(&db).await.map(|_| JsValue::UNDEFINED).map_err(errors::to_js)
+    })
+}

@@ -1,0 +1,235 @@
+//! The batch protocol (`POST /api/sync/batch`): encoding requests and decoding responses.
+//!
+//! Pure Rust, so the decoder is tested and fuzzed natively. A response we cannot understand is
+//! a `PROTOCOL` failure (retryable), never a panic.
+
+use serde_json::{json, Map, Value};
+
+use crate::core::error::SyncError;
+use crate::core::merge::parse_time_ms;
+use crate::core::op::Operation;
+use crate::core::retry::parse_retry_after;
+use crate::core::traits::{Failure, OpResult, Outcome, PushResponse};
+
+/// Larger bodies are refused unread (a server that sends megabytes is not answering us).
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The request body for `ops`.
+pub fn encode_request(ops: &[Operation], device_id: &str, client_time_ms: u64) -> String {
+    let operations: Vec<Value> = ops
+        .iter()
+        .map(|o| {
+            json!({
+                "id": o.id,
+                "type": o.kind.as_str(),
+                "entityType": o.collection,
+                "entityId": o.entity_id,
+                "payload": o.payload,
+                "checksum": o.checksum,
+                "baseVersion": o.base_version,
+            })
+        })
+        .collect();
+    json!({ "operations": operations, "clientTime": iso_time(client_time_ms), "deviceId": device_id }).to_string()
+}
+
+/// Decodes an HTTP answer to a batch request. `retry_after` is the `Retry-After` header, if any.
+pub fn decode_response(status: u16, body: &str, retry_after: Option<&str>, now_ms: u64) -> Result<PushResponse, Failure> {
+    if !(200..300).contains(&status) {
+        let message = error_message(body).unwrap_or_else(|| format!("the server answered {status}"));
+        return Err(Failure { error: SyncError::Http { status, message }, retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)) });
+    }
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", body.len())));
+    }
+    let v: Value = serde_json::from_str(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))?;
+    let obj = v.as_object().ok_or_else(|| protocol("the response is not a JSON object".into()))?;
+    let results = obj.get("results").and_then(Value::as_array).ok_or_else(|| protocol("the response has no `results` array".into()))?;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.push(decode_result(r)?);
+    }
+    let server_time_ms = obj.get("serverTime").and_then(parse_time_ms);
+    Ok(PushResponse { results: out, server_time_ms })
+}
+
+fn decode_result(r: &Value) -> Result<OpResult, Failure> {
+    let r = r.as_object().ok_or_else(|| protocol("a result is not an object".into()))?;
+    let op_id = r.get("operationId").and_then(Value::as_str).ok_or_else(|| protocol("a result has no `operationId`".into()))?;
+    let success = r.get("success").and_then(Value::as_bool).ok_or_else(|| protocol(format!("result {op_id} has no boolean `success`")))?;
+    let outcome = if success {
+        let data = r.get("data").and_then(Value::as_object);
+        let version = data.and_then(|d| d.get("version")).map(as_version).transpose().map_err(|m| protocol(format!("result {op_id}: {m}")))?.flatten();
+        let record = data.and_then(|d| d.get("data")).filter(|v| !v.is_null()).cloned();
+        if record.as_ref().is_some_and(|d| !d.is_object()) {
+            return Err(protocol(format!("result {op_id}: `data.data` is not an object")));
+        }
+        let checksum = data.and_then(|d| d.get("checksum")).and_then(Value::as_str).map(str::to_string);
+        Outcome::Accepted { version, data: record, checksum }
+    } else if let Some(c) = r.get("conflict").and_then(Value::as_object) {
+        decode_conflict(c).map_err(|m| protocol(format!("result {op_id}: {m}")))?
+    } else {
+        let status = r.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(400);
+        let message = r.get("error").and_then(Value::as_str).unwrap_or("the server refused the operation").to_string();
+        if status == 409 || status == 412 {
+            // A conflict without the server's state: retry, and the server will say more.
+            Outcome::Failed(Failure::new(SyncError::Http { status: 503, message: format!("conflict without server state: {message}") }))
+        } else {
+            Outcome::Failed(Failure::new(SyncError::Http { status, message }))
+        }
+    };
+    Ok(OpResult { op_id: op_id.to_string(), outcome })
+}
+
+/// Reads the reference design's conflict object:
+/// `{type, serverVersion, clientVersion, serverData, serverRecord?, conflictTimestamp}`.
+pub fn decode_conflict(c: &Map<String, Value>) -> Result<Outcome, String> {
+    let deleted = c.get("type").and_then(Value::as_str) == Some("deleted");
+    let server_version = c.get("serverVersion").map(as_version).transpose()?.flatten();
+    let server_data = c.get("serverData").filter(|v| !v.is_null()).cloned();
+    if server_data.as_ref().is_some_and(|d| !d.is_object()) {
+        return Err("`conflict.serverData` is not an object".into());
+    }
+    if server_data.is_none() && !deleted {
+        return Err("a version conflict without `serverData`".into());
+    }
+    let server_modified_ms = c
+        .get("serverRecord")
+        .and_then(|r| r.get("updatedAt"))
+        .and_then(parse_time_ms)
+        .or_else(|| c.get("conflictTimestamp").and_then(parse_time_ms));
+    Ok(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms })
+}
+
+/// A version is a non-negative integer (JSON number or numeric string); `null` means none.
+fn as_version(v: &Value) -> Result<Option<u64>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| format!("version {n} is not a non-negative integer")),
+        Value::String(s) => s.trim_matches('"').parse().map(Some).map_err(|_| format!("version '{s}' is not a number")),
+        other => Err(format!("version {other} is not a number")),
+    }
+}
+
+/// The `error` (or `message`) field of a JSON error body.
+pub fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    v.get("error").or_else(|| v.get("message")).and_then(Value::as_str).map(|s| s.chars().take(500).collect())
+}
+
+fn protocol(m: String) -> Failure {
+    Failure::new(SyncError::Protocol(m))
+}
+
+/// `2024-01-15T10:30:00.123Z`.
+pub fn iso_time(ms: u64) -> String {
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::op::{OpKind, Priority};
+
+    fn op(id: &str) -> Operation {
+        Operation {
+            id: id.into(),
+            seq: 1,
+            collection: "notes".into(),
+            entity_id: "n1".into(),
+            kind: OpKind::Update,
+            payload: Some(json!({"t": 1})),
+            base_version: Some(2),
+            priority: Priority::High,
+            created_at: 0,
+            attempts: 0,
+            next_attempt_at: 0,
+            last_error: None,
+            last_status: None,
+            checksum: "abc".into(),
+            sent: true,
+        }
+    }
+
+    #[test]
+    fn encodes_the_reference_shape() {
+        let body: Value = serde_json::from_str(&encode_request(&[op("o1")], "dev", 784_111_777_000)).unwrap();
+        assert_eq!(
+            body,
+            json!({"operations": [{"id": "o1", "type": "update", "entityType": "notes", "entityId": "n1",
+                    "payload": {"t": 1}, "checksum": "abc", "baseVersion": 2}],
+                   "clientTime": "1994-11-06T08:49:37.000Z", "deviceId": "dev"})
+        );
+    }
+
+    #[test]
+    fn decodes_accepted_conflict_and_failed() {
+        let body = json!({"success": false, "serverTime": "1994-11-06T08:49:37.000Z", "results": [
+            {"operationId": "a", "success": true, "data": {"version": 3, "data": {"t": 1}, "checksum": "x"}},
+            {"operationId": "b", "success": false, "status": 409, "error": "Version conflict",
+             "conflict": {"type": "version", "serverVersion": 7, "serverData": {"t": 9}, "conflictTimestamp": "1994-11-06T08:49:38Z"}},
+            {"operationId": "c", "success": false, "status": 404, "conflict": {"type": "deleted", "serverVersion": 4, "serverData": null}},
+            {"operationId": "d", "success": false, "status": 422, "error": "checksum mismatch"}
+        ]})
+        .to_string();
+        let r = decode_response(200, &body, None, 0).unwrap();
+        assert_eq!(r.server_time_ms, Some(784_111_777_000));
+        assert_eq!(r.results[0].outcome, Outcome::Accepted { version: Some(3), data: Some(json!({"t": 1})), checksum: Some("x".into()) });
+        assert_eq!(
+            r.results[1].outcome,
+            Outcome::Conflict { server_version: Some(7), server_data: Some(json!({"t": 9})), deleted: false, server_modified_ms: Some(784_111_778_000) }
+        );
+        assert!(matches!(r.results[2].outcome, Outcome::Conflict { deleted: true, server_data: None, server_version: Some(4), .. }));
+        assert_eq!(r.results[3].outcome, Outcome::Failed(Failure::new(SyncError::Http { status: 422, message: "checksum mismatch".into() })));
+    }
+
+    #[test]
+    fn http_errors_carry_status_and_retry_after() {
+        let f = decode_response(503, r#"{"error":"down"}"#, Some("7"), 0).unwrap_err();
+        assert_eq!(f.error, SyncError::Http { status: 503, message: "down".into() });
+        assert_eq!(f.retry_after_ms, Some(7_000));
+        let f = decode_response(429, "<html>", None, 0).unwrap_err();
+        assert_eq!(f.error.status(), Some(429));
+    }
+
+    #[test]
+    fn hostile_bodies_are_protocol_errors() {
+        for body in [
+            "<html><body>Bad Gateway</body></html>",
+            r#"{"success": true, "results": [{"operationId": "a", "succ"#,
+            r#"{"success": "yes", "results": 5}"#,
+            r#"{"success": true}"#,
+            r#"[1,2,3]"#,
+            r#"{"results": [{"operationId": 5, "success": true}]}"#,
+            r#"{"results": [{"operationId": "a", "success": true, "data": {"version": -1}}]}"#,
+            r#"{"results": [{"operationId": "a", "success": true, "data": {"version": 1, "data": [1]}}]}"#,
+            r#"{"results": [{"operationId": "a", "success": false, "conflict": {"type": "version"}}]}"#,
+            "",
+        ] {
+            let f = decode_response(200, body, None, 0).unwrap_err();
+            assert_eq!(f.error.code(), "PROTOCOL", "{body}");
+        }
+        let huge = format!("\"{}\"", "x".repeat(MAX_RESPONSE_BYTES));
+        assert_eq!(decode_response(200, &huge, None, 0).unwrap_err().error.code(), "PROTOCOL");
+    }
+
+    #[test]
+    fn iso_time_round_trips() {
+        for ms in [0, 784_111_777_123, 1_700_000_000_000, 4_102_444_800_000] {
+            assert_eq!(parse_time_ms(&Value::String(iso_time(ms))), Some(ms));
+        }
+    }
+}
