@@ -95,7 +95,10 @@ struct Manual;
 
 /// Resolves a conflict by `spec`.
 pub fn merge(spec: &MergeSpec, base: Option<&Value>, local: Option<&Value>, server: Option<&Value>, st: &Stamps) -> Resolution {
-    if local == server {
+    // Equal sides agree, except for counters: two devices that each added 1 to the same base
+    // hold equal values, and the answer is base + 2.
+    let counts = spec.default == Strategy::Sum || spec.fields.values().any(|s| *s == Strategy::Sum);
+    if local == server && !(counts && local.is_some()) {
         return Resolution::Merged(local.cloned());
     }
     match (local, server) {
@@ -291,6 +294,17 @@ mod tests {
         let server = json!({"xp": 13, "tags": ["c", "a"], "best": 9, "low": 6});
         let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2)));
         assert_eq!(r, json!({"xp": 18, "tags": ["a", "b", "c"], "best": 9, "low": 4}));
+    }
+
+    #[test]
+    fn equal_counters_are_two_increments() {
+        // Both devices added 1 to 14: the sides are equal but neither increment may be lost.
+        let sp = spec(Strategy::Lww, &[("n", Strategy::Sum)]);
+        let (base, side) = (json!({"n": 14, "x": 1}), json!({"n": 15, "x": 1}));
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&side), Some(&side), &st(1, 2))), json!({"n": 16, "x": 1}));
+        // Without a sum field, equal sides simply agree.
+        let sp = spec(Strategy::Lww, &[("n", Strategy::Max)]);
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&side), Some(&side), &st(1, 2))), side);
     }
 
     #[test]
