@@ -22,7 +22,10 @@ fn server() -> &'static str {
 
 fn config() -> EngineConfig {
     let mut c = EngineConfig::default();
-    c.collections.insert("notes".into(), CollectionConfig { endpoint: "/api/notes".into(), merge: Default::default(), priority: Priority::Medium });
+    c.collections.insert(
+        "notes".into(),
+        CollectionConfig { endpoint: "/api/notes".into(), merge: Default::default(), priority: Priority::Medium },
+    );
     c.retry.base_ms = 10;
     c.retry.jitter_ms = 5;
     c
@@ -34,7 +37,9 @@ fn noop() -> js_sys::Function {
 
 async fn open_db(name: &str, base_url: &str) -> Engine<IdbStore, FetchTransport, WebClock> {
     let store = IdbStore::open(name, noop(), noop()).await.expect("open IndexedDB");
-    Engine::open(store, FetchTransport::new(base_url, "/api/sync/batch", 5_000, None), WebClock, config()).await.expect("open engine")
+    Engine::open(store, FetchTransport::new(base_url, "/api/sync/batch", 5_000, None), WebClock, config())
+        .await
+        .expect("open engine")
 }
 
 async fn fresh(name: &str, base_url: &str) -> Engine<IdbStore, FetchTransport, WebClock> {
@@ -104,7 +109,10 @@ async fn flush_marks_records_synced_and_leaves_no_op() {
 
     let listed = server_records("notes").await;
     let on_server = listed["items"].as_array().unwrap().iter().find(|r| r["entityId"] == json!(id)).cloned();
-    assert_eq!(on_server.map(|r| (r["data"].clone(), r["version"].clone())), Some((json!({"title": "hello again"}), json!(2))));
+    assert_eq!(
+        on_server.map(|r| (r["data"].clone(), r["version"].clone())),
+        Some((json!({"title": "hello again"}), json!(2)))
+    );
 }
 
 #[wasm_bindgen_test]

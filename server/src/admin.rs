@@ -18,20 +18,13 @@ pub async fn healthz() -> Response {
 
 pub async fn ledger(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let entries =
-        tokio::task::spawn_blocking(move || store.with(|conn| store::ledger_entries(conn)))
-            .await??;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"entries": entries}),
-        None,
-    ))
+    let entries = tokio::task::spawn_blocking(move || store.with(|conn| store::ledger_entries(conn))).await??;
+    Ok(json_response(StatusCode::OK, &json!({"entries": entries}), None))
 }
 
 pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let counts =
-        tokio::task::spawn_blocking(move || store.with(|conn| store::counts(conn))).await??;
+    let counts = tokio::task::spawn_blocking(move || store.with(|conn| store::counts(conn))).await??;
     let body = json!({
         "records": counts.records,
         "liveRecords": counts.live_records,
@@ -49,9 +42,5 @@ pub async fn reset(State(state): State<Arc<AppState>>) -> Result<Response, ApiEr
     tokio::task::spawn_blocking(move || store.with(store::reset)).await??;
     *state.faults.lock().unwrap_or_else(PoisonError::into_inner) = FaultConfig::default();
     state.requests.store(0, Ordering::Relaxed);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"success": true}),
-        None,
-    ))
+    Ok(json_response(StatusCode::OK, &json!({"success": true}), None))
 }

@@ -18,17 +18,11 @@ use crate::{clock, valid_name, AppState};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
-pub async fn handle(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let request = read_json(&headers, body).await?;
     let operations = parse_request(request)?;
     let store = state.store.clone();
-    let results =
-        tokio::task::spawn_blocking(move || store.with(|conn| run_batch(conn, &operations)))
-            .await?;
+    let results = tokio::task::spawn_blocking(move || store.with(|conn| run_batch(conn, &operations))).await?;
 
     let mut success_count = 0;
     let mut conflict_count = 0;
@@ -61,17 +55,14 @@ fn parse_request(request: Value) -> Result<Vec<Value>, ApiError> {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
     for field in ["clientTime", "deviceId"] {
-        if map
-            .get(field)
-            .is_some_and(|v| !v.is_string() && !v.is_null())
-        {
+        if map.get(field).is_some_and(|v| !v.is_string() && !v.is_null()) {
             return Err(ApiError::bad_request(format!("{field} must be a string")));
         }
     }
     match map.remove("operations") {
-        Some(Value::Array(ops)) if ops.len() > MAX_OPERATIONS => Err(ApiError::bad_request(
-            format!("too many operations: {} (max {MAX_OPERATIONS})", ops.len()),
-        )),
+        Some(Value::Array(ops)) if ops.len() > MAX_OPERATIONS => {
+            Err(ApiError::bad_request(format!("too many operations: {} (max {MAX_OPERATIONS})", ops.len())))
+        }
         Some(Value::Array(ops)) => Ok(ops),
         Some(_) => Err(ApiError::bad_request("operations must be an array")),
         None => Err(ApiError::bad_request("missing operations")),
@@ -82,10 +73,7 @@ fn run_batch(conn: &mut Connection, operations: &[Value]) -> Vec<Value> {
     operations
         .iter()
         .map(|op| {
-            let op_id = op
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|id| valid_name(id));
+            let op_id = op.get("id").and_then(Value::as_str).filter(|id| valid_name(id));
             apply_logged(conn, op, op_id).unwrap_or_else(|err| {
                 // Nothing was committed for this op, so a retry may still apply it: no ledger row.
                 json!({
@@ -179,12 +167,7 @@ fn parse_operation(op: &Value) -> Result<Operation<'_>, String> {
         Some(Value::String(id)) if valid_name(id) => id.clone(),
         // Numeric ids (json-server style) are accepted and stored as their decimal string.
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        _ => {
-            return Err(
-                "entityId must be a non-empty string of at most 200 characters or an integer"
-                    .into(),
-            )
-        }
+        _ => return Err("entityId must be a non-empty string of at most 200 characters or an integer".into()),
     };
     let payload = map.get("payload").unwrap_or(&Value::Null);
     if op_type != OpType::Delete && !payload.is_object() {
@@ -202,14 +185,7 @@ fn parse_operation(op: &Value) -> Result<Operation<'_>, String> {
             None => return Err("baseVersion must be an integer or null".into()),
         },
     };
-    Ok(Operation {
-        op_type,
-        collection,
-        entity_id,
-        payload,
-        checksum,
-        base_version,
-    })
+    Ok(Operation { op_type, collection, entity_id, payload, checksum, base_version })
 }
 
 fn failure(op_id: Option<&str>, status: u16, error: &str) -> Value {
@@ -226,13 +202,7 @@ enum ConflictType {
     Deleted,
 }
 
-fn conflict(
-    op_id: &str,
-    kind: ConflictType,
-    server: Option<&Record>,
-    client_version: Option<i64>,
-    now: &str,
-) -> Value {
+fn conflict(op_id: &str, kind: ConflictType, server: Option<&Record>, client_version: Option<i64>, now: &str) -> Value {
     let (status, error, type_name) = match kind {
         ConflictType::Version => (409, "Version conflict", "version"),
         ConflictType::Deleted => (404, "Record deleted", "deleted"),
@@ -253,12 +223,7 @@ fn conflict(
     })
 }
 
-fn evaluate(
-    tx: &Transaction<'_>,
-    op: &Value,
-    op_id: Option<&str>,
-    now: &str,
-) -> rusqlite::Result<Value> {
+fn evaluate(tx: &Transaction<'_>, op: &Value, op_id: Option<&str>, now: &str) -> rusqlite::Result<Value> {
     let parsed = match parse_operation(op) {
         Ok(parsed) => parsed,
         Err(message) => return Ok(failure(op_id, 400, &message)),
@@ -281,19 +246,10 @@ fn evaluate(
 
     let result = match parsed.op_type {
         OpType::Create => match live {
-            Some(cur) if base != Some(cur.version) => {
-                conflict(op_id, ConflictType::Version, Some(cur), base, now)
-            }
+            Some(cur) if base != Some(cur.version) => conflict(op_id, ConflictType::Version, Some(cur), base, now),
             _ => {
                 let version = current.as_ref().map_or(0, |r| r.version) + 1;
-                let record = store::write(
-                    tx,
-                    collection,
-                    id,
-                    version,
-                    Some(parsed.payload.clone()),
-                    now,
-                )?;
+                let record = store::write(tx, collection, id, version, Some(parsed.payload.clone()), now)?;
                 success(op_id, &record)
             }
         },
@@ -303,14 +259,7 @@ fn evaluate(
                 conflict(op_id, ConflictType::Version, Some(cur), base, now)
             }
             Some(cur) => {
-                let record = store::write(
-                    tx,
-                    collection,
-                    id,
-                    cur.version + 1,
-                    Some(parsed.payload.clone()),
-                    now,
-                )?;
+                let record = store::write(tx, collection, id, cur.version + 1, Some(parsed.payload.clone()), now)?;
                 success(op_id, &record)
             }
         },

@@ -23,18 +23,15 @@ fn too_large() -> ApiError {
 }
 
 pub async fn read_bytes(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > DRAIN_LIMIT_BYTES as u64) {
         return Err(too_large());
     }
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|err| ApiError::bad_request(format!("failed to read body: {err}")))?;
+        let frame = frame.map_err(|err| ApiError::bad_request(format!("failed to read body: {err}")))?;
         if let Ok(data) = frame.into_data() {
             total = total.saturating_add(data.len());
             if total <= MAX_BODY_BYTES {
@@ -53,26 +50,14 @@ pub async fn read_bytes(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, 
 pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let bytes = read_bytes(headers, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
-            "request body is empty; expected JSON",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", "request body is empty; expected JSON"));
     }
-    serde_json::from_slice(&bytes).map_err(|err| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
-            format!("malformed JSON: {err}"),
-        )
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", format!("malformed JSON: {err}")))
 }
 
 /// For endpoints whose body must be a JSON object.
-pub async fn read_object(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<serde_json::Map<String, Value>, ApiError> {
+pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<serde_json::Map<String, Value>, ApiError> {
     match read_json(headers, body).await? {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::bad_request("request body must be a JSON object")),

@@ -13,11 +13,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -63,10 +59,7 @@ impl From<tokio::task::JoinError> for ApiError {
 pub fn json_response(status: StatusCode, body: &Value, etag: Option<i64>) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(version) = etag {
         if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
             headers.insert(header::ETAG, value);

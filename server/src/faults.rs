@@ -82,10 +82,7 @@ impl FaultConfig {
 
 enum Action {
     Pass,
-    Fail {
-        status: u16,
-        retry_after: Option<String>,
-    },
+    Fail { status: u16, retry_after: Option<String> },
     Malformed(MalformedKind),
     DropResponse,
 }
@@ -101,10 +98,7 @@ fn decide(state: &AppState) -> Action {
         faults.fail_rate > 0.0 && clock::random_unit() < faults.fail_rate
     };
     if fail {
-        return Action::Fail {
-            status: faults.fail_status,
-            retry_after: faults.retry_after.clone(),
-        };
+        return Action::Fail { status: faults.fail_status, retry_after: faults.retry_after.clone() };
     }
     if faults.malformed_next > 0 {
         faults.malformed_next -= 1;
@@ -123,26 +117,15 @@ pub async fn middleware(State(state): State<Arc<AppState>>, req: Request, next: 
         return next.run(req).await;
     }
     state.requests.fetch_add(1, Ordering::Relaxed);
-    let latency = state
-        .faults
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .latency_ms;
+    let latency = state.faults.lock().unwrap_or_else(PoisonError::into_inner).latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     match decide(&state) {
         Action::Pass => next.run(req).await,
-        Action::Fail {
-            status,
-            retry_after,
-        } => {
+        Action::Fail { status, retry_after } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = json_response(
-                status,
-                &error_body("injected failure", "INJECTED_FAILURE"),
-                None,
-            );
+            let mut response = json_response(status, &error_body("injected failure", "INJECTED_FAILURE"), None);
             if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -153,11 +136,7 @@ pub async fn middleware(State(state): State<Arc<AppState>>, req: Request, next: 
             // The request is applied and committed; only the answer is lost, as when a proxy
             // times out after the backend did the work.
             let _applied = next.run(req).await;
-            json_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                &error_body("response dropped", "DROPPED"),
-                None,
-            )
+            json_response(StatusCode::GATEWAY_TIMEOUT, &error_body("response dropped", "DROPPED"), None)
         }
     }
 }
@@ -165,10 +144,9 @@ pub async fn middleware(State(state): State<Arc<AppState>>, req: Request, next: 
 fn malformed(kind: MalformedKind, req: &Request) -> Response {
     let json_type = HeaderValue::from_static("application/json");
     let (content_type, body) = match kind {
-        MalformedKind::Html => (
-            HeaderValue::from_static("text/html"),
-            Body::from("<html><body>Bad Gateway</body></html>"),
-        ),
+        MalformedKind::Html => {
+            (HeaderValue::from_static("text/html"), Body::from("<html><body>Bad Gateway</body></html>"))
+        }
         MalformedKind::Truncated => {
             let full = json!({
                 "success": true,
@@ -180,14 +158,8 @@ fn malformed(kind: MalformedKind, req: &Request) -> Response {
             let half = full.len() / 2;
             (json_type, Body::from(full[..half].to_owned()))
         }
-        MalformedKind::WrongTypes => (
-            json_type,
-            Body::from(json!({"success": "yes", "results": 5}).to_string()),
-        ),
-        MalformedKind::Liar => (
-            json_type,
-            Body::from(json!({"success": true, "results": []}).to_string()),
-        ),
+        MalformedKind::WrongTypes => (json_type, Body::from(json!({"success": "yes", "results": 5}).to_string())),
+        MalformedKind::Liar => (json_type, Body::from(json!({"success": true, "results": []}).to_string())),
         MalformedKind::Huge => {
             let mut text = Vec::with_capacity(HUGE_BODY_BYTES + 2);
             text.push(b'"');
@@ -196,11 +168,7 @@ fn malformed(kind: MalformedKind, req: &Request) -> Response {
             (json_type, Body::from(text))
         }
         MalformedKind::Redirect => {
-            let target = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_owned();
+            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
             let mut response = StatusCode::FOUND.into_response();
             if let Ok(location) = HeaderValue::from_str(&target) {
                 response.headers_mut().insert(header::LOCATION, location);
@@ -209,18 +177,12 @@ fn malformed(kind: MalformedKind, req: &Request) -> Response {
         }
     };
     let mut response = (StatusCode::OK, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
+    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     response
 }
 
 fn current(state: &AppState) -> Value {
-    let faults = state
-        .faults
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let faults = state.faults.lock().unwrap_or_else(PoisonError::into_inner).clone();
     serde_json::to_value(faults).unwrap_or(Value::Null)
 }
 
@@ -240,8 +202,8 @@ pub async fn set_config(
     if !value.is_object() {
         return Err(ApiError::bad_request("fault config must be a JSON object"));
     }
-    let config: FaultConfig = serde_json::from_value(value)
-        .map_err(|err| ApiError::bad_request(format!("invalid fault config: {err}")))?;
+    let config: FaultConfig =
+        serde_json::from_value(value).map_err(|err| ApiError::bad_request(format!("invalid fault config: {err}")))?;
     config.validate().map_err(ApiError::bad_request)?;
     *state.faults.lock().unwrap_or_else(PoisonError::into_inner) = config;
     Ok(json_response(StatusCode::OK, &current(&state), None))

@@ -103,9 +103,9 @@ async fn serve_static(mut site: ServeDir<ServeFile>, req: Request) -> Response {
     }
     match site.try_call(req).await {
         Ok(response) => response.map(Body::new),
-        Err(err) => axum::response::IntoResponse::into_response(ApiError::internal(format!(
-            "static file error: {err}"
-        ))),
+        Err(err) => {
+            axum::response::IntoResponse::into_response(ApiError::internal(format!("static file error: {err}")))
+        }
     }
 }
 
@@ -120,14 +120,7 @@ async fn method_not_allowed() -> Response {
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
@@ -144,24 +137,13 @@ fn cors() -> CorsLayer {
 pub fn app(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
     let router = Router::new()
         .route("/healthz", get(admin::healthz))
-        .route(
-            "/admin/faults",
-            get(faults::get_config)
-                .post(faults::set_config)
-                .delete(faults::clear_config),
-        )
+        .route("/admin/faults", get(faults::get_config).post(faults::set_config).delete(faults::clear_config))
         .route("/admin/ledger", get(admin::ledger))
         .route("/admin/stats", get(admin::stats))
         .route("/admin/reset", post(admin::reset))
         .route("/api/sync/batch", post(batch::handle))
         .route("/api/{collection}", get(rest::list).post(rest::create))
-        .route(
-            "/api/{collection}/{id}",
-            get(rest::get_one)
-                .put(rest::replace)
-                .patch(rest::patch)
-                .delete(rest::delete),
-        )
+        .route("/api/{collection}/{id}", get(rest::get_one).put(rest::replace).patch(rest::patch).delete(rest::delete))
         .method_not_allowed_fallback(method_not_allowed);
     let router = match static_dir {
         Some(dir) => {
@@ -171,10 +153,7 @@ pub fn app(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
         None => router.fallback(not_found),
     };
     router
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            faults::middleware,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware))
         .layer(cors())
         .with_state(state)
 }
@@ -190,9 +169,7 @@ impl Server {
     /// Binds, opens the database and starts serving.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let state = AppState::open(&config.data_dir)?;
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .await
-            .map_err(StartError::Io)?;
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
         let router = app(state, config.static_dir.as_deref());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -204,11 +181,7 @@ impl Server {
                 })
                 .await
         });
-        Ok(Self {
-            addr,
-            shutdown,
-            task,
-        })
+        Ok(Self { addr, shutdown, task })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -34,20 +34,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut static_dir = None;
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => {
-                (name.to_owned(), Some(value.to_owned()))
-            }
+            Some((name, value)) if name.starts_with("--") => (name.to_owned(), Some(value.to_owned())),
             _ => (arg, None),
         };
         if name == "-h" || name == "--help" {
             return Ok(None);
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
         match name.as_str() {
             "--port" => {
                 let text = value()?;
@@ -64,21 +57,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         std::env::temp_dir().join(format!(
             "tidesync-server-{}-{:x}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
         ))
     });
-    Ok(Some(Args {
-        config: Config {
-            host,
-            port,
-            data_dir,
-            static_dir,
-        },
-        temporary_data_dir,
-    }))
+    Ok(Some(Args { config: Config { host, port, data_dir, static_dir }, temporary_data_dir }))
 }
 
 async fn shutdown_signal() {

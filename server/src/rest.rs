@@ -26,9 +26,7 @@ fn collection_from(path: Result<Path<String>, PathRejection>) -> Result<String, 
     Ok(collection)
 }
 
-fn record_path_from(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(String, String), ApiError> {
+fn record_path_from(path: Result<Path<(String, String)>, PathRejection>) -> Result<(String, String), ApiError> {
     let Path((collection, id)) = path.map_err(|err| ApiError::bad_request(err.body_text()))?;
     check_name("collection", &collection)?;
     check_name("id", &id)?;
@@ -39,9 +37,7 @@ fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
     if valid_name(value) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
-            "{what} must be 1 to 200 characters"
-        )))
+        Err(ApiError::bad_request(format!("{what} must be 1 to 200 characters")))
     }
 }
 
@@ -57,21 +53,13 @@ pub async fn list(
         .get("since")
         .map(|s| {
             s.trim().parse::<i64>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_CURSOR",
-                    "since must be an integer cursor",
-                )
+                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CURSOR", "since must be an integer cursor")
             })
         })
         .transpose()?;
     let limit = query
         .get("limit")
-        .map(|s| {
-            s.trim()
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request("limit must be an integer"))
-        })
+        .map(|s| s.trim().parse::<i64>().map_err(|_| ApiError::bad_request("limit must be an integer")))
         .transpose()?
         .unwrap_or(DEFAULT_PULL_LIMIT)
         .clamp(1, MAX_PULL_LIMIT);
@@ -114,15 +102,9 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let (collection, id) = record_path_from(path)?;
     let store = state.store.clone();
-    let record =
-        tokio::task::spawn_blocking(move || store.with(|conn| store::get(conn, &collection, &id)))
-            .await??;
+    let record = tokio::task::spawn_blocking(move || store.with(|conn| store::get(conn, &collection, &id))).await??;
     match record.filter(Record::is_live) {
-        Some(record) => Ok(json_response(
-            StatusCode::OK,
-            &record.representation(),
-            Some(record.version),
-        )),
+        Some(record) => Ok(json_response(StatusCode::OK, &record.representation(), Some(record.version))),
         None => Err(ApiError::not_found("Record not found")),
     }
 }
@@ -149,10 +131,7 @@ impl Precondition {
         let Some(value) = headers.get(header::IF_MATCH) else {
             return Ok(Self::None);
         };
-        let text = value
-            .to_str()
-            .map_err(|_| ApiError::bad_request("If-Match must be ASCII"))?
-            .trim();
+        let text = value.to_str().map_err(|_| ApiError::bad_request("If-Match must be ASCII"))?.trim();
         if text == "*" {
             return Ok(Self::Any);
         }
@@ -161,10 +140,7 @@ impl Precondition {
             .map(|tag| {
                 let tag = tag.trim();
                 let tag = tag.strip_prefix("W/").unwrap_or(tag);
-                let tag = tag
-                    .strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    .unwrap_or(tag);
+                let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
                 tag.parse::<i64>().ok()
             })
             .collect();
@@ -188,23 +164,11 @@ impl Precondition {
 
 /// The idempotency key of a write: `Idempotency-Key`, else `X-Operation-ID`.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers
-        .get("idempotency-key")
-        .or_else(|| headers.get("x-operation-id"))
-    else {
+    let Some(value) = headers.get("idempotency-key").or_else(|| headers.get("x-operation-id")) else {
         return Ok(None);
     };
-    let invalid = |message: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_IDEMPOTENCY_KEY",
-            message.to_owned(),
-        )
-    };
-    let key = value
-        .to_str()
-        .map_err(|_| invalid("idempotency key must be ASCII"))?
-        .trim();
+    let invalid = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY", message.to_owned());
+    let key = value.to_str().map_err(|_| invalid("idempotency key must be ASCII"))?.trim();
     if key.is_empty() {
         return Err(invalid("idempotency key must not be empty"));
     }
@@ -223,11 +187,7 @@ struct Reply {
 
 impl Reply {
     fn new(status: StatusCode, body: Value, etag: Option<i64>) -> Self {
-        Self {
-            status: status.as_u16(),
-            body,
-            etag,
-        }
+        Self { status: status.as_u16(), body, etag }
     }
 
     fn to_ledger(&self) -> Value {
@@ -243,11 +203,7 @@ impl Reply {
                 etag: hit.result["etag"].as_i64(),
                 body: hit.result.get("body").cloned().unwrap_or(Value::Null),
             },
-            LedgerKind::Batch => Self {
-                status,
-                etag: hit.result["data"]["version"].as_i64(),
-                body: hit.result,
-            },
+            LedgerKind::Batch => Self { status, etag: hit.result["data"]["version"].as_i64(), body: hit.result },
         }
     }
 
@@ -258,11 +214,7 @@ impl Reply {
 }
 
 fn not_found() -> Reply {
-    Reply::new(
-        StatusCode::NOT_FOUND,
-        error_body("Record not found", "NOT_FOUND"),
-        None,
-    )
+    Reply::new(StatusCode::NOT_FOUND, error_body("Record not found", "NOT_FOUND"), None)
 }
 
 fn conflict(status: StatusCode, server: &Record, client_version: Option<i64>, now: &str) -> Reply {
@@ -314,19 +266,12 @@ fn apply_logged(conn: &mut Connection, req: WriteRequest) -> rusqlite::Result<Re
             let version = current.as_ref().map_or(0, |r| r.version) + 1;
             let data = Value::Object(strip_owned(req.body));
             let record = store::write(&tx, &req.collection, &req.id, version, Some(data), &now)?;
-            Reply::new(
-                StatusCode::CREATED,
-                record.representation(),
-                Some(record.version),
-            )
+            Reply::new(StatusCode::CREATED, record.representation(), Some(record.version))
         }
         (_, None) => not_found(),
-        (_, Some(cur)) if !req.precondition.matches(cur.version) => conflict(
-            StatusCode::PRECONDITION_FAILED,
-            cur,
-            req.precondition.client_version(),
-            &now,
-        ),
+        (_, Some(cur)) if !req.precondition.matches(cur.version) => {
+            conflict(StatusCode::PRECONDITION_FAILED, cur, req.precondition.client_version(), &now)
+        }
         (Write::Delete, Some(cur)) => {
             let record = store::write(&tx, &req.collection, &req.id, cur.version + 1, None, &now)?;
             Reply::new(
@@ -341,30 +286,12 @@ fn apply_logged(conn: &mut Connection, req: WriteRequest) -> rusqlite::Result<Re
             } else {
                 strip_owned(req.body)
             };
-            let record = store::write(
-                &tx,
-                &req.collection,
-                &req.id,
-                cur.version + 1,
-                Some(Value::Object(data)),
-                &now,
-            )?;
-            Reply::new(
-                StatusCode::OK,
-                record.representation(),
-                Some(record.version),
-            )
+            let record = store::write(&tx, &req.collection, &req.id, cur.version + 1, Some(Value::Object(data)), &now)?;
+            Reply::new(StatusCode::OK, record.representation(), Some(record.version))
         }
     };
     if let Some(key) = &req.key {
-        store::ledger_put(
-            &tx,
-            key,
-            LedgerKind::Rest,
-            &reply.to_ledger(),
-            i64::from(reply.status),
-            &now,
-        )?;
+        store::ledger_put(&tx, key, LedgerKind::Rest, &reply.to_ledger(), i64::from(reply.status), &now)?;
     }
     tx.commit()?;
     Ok(reply)
@@ -390,8 +317,7 @@ fn merge(current: Option<Value>, patch: Map<String, Value>) -> Map<String, Value
 
 async fn run_write(state: &AppState, req: WriteRequest) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let reply =
-        tokio::task::spawn_blocking(move || store.with(|conn| apply_logged(conn, req))).await??;
+    let reply = tokio::task::spawn_blocking(move || store.with(|conn| apply_logged(conn, req))).await??;
     Ok(reply.into_response())
 }
 
@@ -409,20 +335,9 @@ pub async fn create(
         None | Some(Value::Null) => clock::random_id(),
         Some(Value::String(id)) if valid_name(id) => id.clone(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "id must be a string of 1 to 200 characters or an integer",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request("id must be a string of 1 to 200 characters or an integer")),
     };
-    let req = WriteRequest {
-        kind: Write::Create,
-        collection,
-        id,
-        body,
-        precondition: Precondition::None,
-        key,
-    };
+    let req = WriteRequest { kind: Write::Create, collection, id, body, precondition: Precondition::None, key };
     run_write(&state, req).await
 }
 
@@ -440,14 +355,7 @@ async fn update(
         Some(body) => read_object(&headers, body).await?,
         None => Map::new(),
     };
-    let req = WriteRequest {
-        kind,
-        collection,
-        id,
-        body,
-        precondition,
-        key,
-    };
+    let req = WriteRequest { kind, collection, id, body, precondition, key };
     run_write(&state, req).await
 }
 
@@ -508,13 +416,8 @@ mod tests {
     fn merge_is_shallow_and_null_removes() {
         let current = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": 3});
         let patch = json!({"b": {"x": 5}, "c": null, "d": 4});
-        let Value::Object(patch) = patch else {
-            unreachable!()
-        };
+        let Value::Object(patch) = patch else { unreachable!() };
         let merged = merge(Some(current), patch);
-        assert_eq!(
-            Value::Object(merged),
-            json!({"a": 1, "b": {"x": 5}, "d": 4})
-        );
+        assert_eq!(Value::Object(merged), json!({"a": 1, "b": {"x": 5}, "d": 4}));
     }
 }

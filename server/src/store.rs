@@ -54,9 +54,7 @@ impl Store {
         // last commits, which is fine for a reference server.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     /// Runs `f` with the connection held. A panic elsewhere cannot leave a half-applied change
@@ -126,9 +124,8 @@ impl Record {
 fn json_column(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
     let text: Option<String> = row.get(idx)?;
     text.map(|t| {
-        serde_json::from_str(&t).map_err(|err| {
-            rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(err))
-        })
+        serde_json::from_str(&t)
+            .map_err(|err| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(err)))
     })
     .transpose()
 }
@@ -146,8 +143,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-const RECORD_COLUMNS: &str =
-    "collection, id, version, data, deleted, updated_at, checksum, change_seq";
+const RECORD_COLUMNS: &str = "collection, id, version, data, deleted, updated_at, checksum, change_seq";
 
 pub fn get(conn: &Connection, collection: &str, id: &str) -> rusqlite::Result<Option<Record>> {
     conn.query_row(
@@ -159,19 +155,11 @@ pub fn get(conn: &Connection, collection: &str, id: &str) -> rusqlite::Result<Op
 }
 
 pub fn current_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT value FROM meta WHERE key = 'change_seq'",
-        [],
-        |row| row.get(0),
-    )
+    conn.query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |row| row.get(0))
 }
 
 fn next_seq(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
-    tx.query_row(
-        "UPDATE meta SET value = value + 1 WHERE key = 'change_seq' RETURNING value",
-        [],
-        |row| row.get(0),
-    )
+    tx.query_row("UPDATE meta SET value = value + 1 WHERE key = 'change_seq' RETURNING value", [], |row| row.get(0))
 }
 
 /// Writes a new state of a record (`data: None` is a tombstone) and stamps it with the next
@@ -210,19 +198,13 @@ pub fn write(
 }
 
 pub fn list_live(conn: &Connection, collection: &str) -> rusqlite::Result<Vec<Record>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE collection = ?1 AND deleted = 0 ORDER BY id"
-    ))?;
+    let mut stmt = conn
+        .prepare(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE collection = ?1 AND deleted = 0 ORDER BY id"))?;
     let rows = stmt.query_map(params![collection], record_from_row)?;
     rows.collect()
 }
 
-pub fn list_since(
-    conn: &Connection,
-    collection: &str,
-    since: i64,
-    limit: i64,
-) -> rusqlite::Result<Vec<Record>> {
+pub fn list_since(conn: &Connection, collection: &str, since: i64, limit: i64) -> rusqlite::Result<Vec<Record>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {RECORD_COLUMNS} FROM records WHERE collection = ?1 AND change_seq > ?2
          ORDER BY change_seq LIMIT ?3"
@@ -258,28 +240,17 @@ pub struct LedgerHit {
 /// Looks an operation up and, if it was seen before, counts this delivery.
 pub fn ledger_redeliver(tx: &Transaction<'_>, op_id: &str) -> rusqlite::Result<Option<LedgerHit>> {
     let hit = tx
-        .query_row(
-            "SELECT kind, result, status FROM ledger WHERE op_id = ?1",
-            params![op_id],
-            |row| {
-                let kind: String = row.get(0)?;
-                Ok(LedgerHit {
-                    kind: if kind == "rest" {
-                        LedgerKind::Rest
-                    } else {
-                        LedgerKind::Batch
-                    },
-                    result: json_column(row, 1)?.unwrap_or(Value::Null),
-                    status: row.get(2)?,
-                })
-            },
-        )
+        .query_row("SELECT kind, result, status FROM ledger WHERE op_id = ?1", params![op_id], |row| {
+            let kind: String = row.get(0)?;
+            Ok(LedgerHit {
+                kind: if kind == "rest" { LedgerKind::Rest } else { LedgerKind::Batch },
+                result: json_column(row, 1)?.unwrap_or(Value::Null),
+                status: row.get(2)?,
+            })
+        })
         .optional()?;
     if hit.is_some() {
-        tx.execute(
-            "UPDATE ledger SET deliveries = deliveries + 1 WHERE op_id = ?1",
-            params![op_id],
-        )?;
+        tx.execute("UPDATE ledger SET deliveries = deliveries + 1 WHERE op_id = ?1", params![op_id])?;
     }
     Ok(hit)
 }
@@ -301,8 +272,7 @@ pub fn ledger_put(
 }
 
 pub fn ledger_entries(conn: &Connection) -> rusqlite::Result<Vec<Value>> {
-    let mut stmt = conn
-        .prepare("SELECT op_id, status, applied_at, deliveries, kind FROM ledger ORDER BY rowid")?;
+    let mut stmt = conn.prepare("SELECT op_id, status, applied_at, deliveries, kind FROM ledger ORDER BY rowid")?;
     let rows = stmt.query_map([], |row| {
         Ok(json!({
             "opId": row.get::<_, String>(0)?,
@@ -323,24 +293,16 @@ pub struct Counts {
 }
 
 pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
-    let (records, live_records) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(deleted = 0), 0) FROM records",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+    let (records, live_records) =
+        conn.query_row("SELECT COUNT(*), COALESCE(SUM(deleted = 0), 0) FROM records", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
     let ledger_entries = conn.query_row("SELECT COUNT(*) FROM ledger", [], |row| row.get(0))?;
-    Ok(Counts {
-        records,
-        live_records,
-        ledger_entries,
-        cursor: current_seq(conn)?,
-    })
+    Ok(Counts { records, live_records, ledger_entries, cursor: current_seq(conn)? })
 }
 
 pub fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    tx.execute_batch(
-        "DELETE FROM records; DELETE FROM ledger; UPDATE meta SET value = 0 WHERE key = 'change_seq';",
-    )?;
+    tx.execute_batch("DELETE FROM records; DELETE FROM ledger; UPDATE meta SET value = 0 WHERE key = 'change_seq';")?;
     tx.commit()
 }

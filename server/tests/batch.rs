@@ -16,10 +16,7 @@ async fn create_update_delete_bump_versions() {
 
     let resp = server.batch(json!([create])).await;
     assert_eq!(resp["success"], true);
-    assert_eq!(
-        resp["metrics"],
-        json!({"processedCount": 1, "successCount": 1, "conflictCount": 0, "errorCount": 0})
-    );
+    assert_eq!(resp["metrics"], json!({"processedCount": 1, "successCount": 1, "conflictCount": 0, "errorCount": 0}));
     let result = &resp["results"][0];
     assert_eq!(result["operationId"], "op-1");
     assert_eq!(result["status"], 200);
@@ -30,26 +27,14 @@ async fn create_update_delete_bump_versions() {
     assert_eq!(record["data"], payload);
     assert_eq!(record["deleted"], false);
     assert_eq!(record["checksum"], json!(checksum(&payload)));
-    assert!(record["updatedAt"]
-        .as_str()
-        .is_some_and(|t| t.ends_with('Z')));
+    assert!(record["updatedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
 
     let updated = json!({"title": "oat milk", "done": true});
-    let resp = server
-        .batch(json!([op(
-            "op-2",
-            "update",
-            "t1",
-            updated.clone(),
-            Some(1)
-        )]))
-        .await;
+    let resp = server.batch(json!([op("op-2", "update", "t1", updated.clone(), Some(1))])).await;
     assert_eq!(resp["results"][0]["data"]["version"], 2);
     assert_eq!(resp["results"][0]["data"]["data"], updated);
 
-    let resp = server
-        .batch(json!([op("op-3", "delete", "t1", Value::Null, Some(2))]))
-        .await;
+    let resp = server.batch(json!([op("op-3", "delete", "t1", Value::Null, Some(2))])).await;
     let tombstone = &resp["results"][0]["data"];
     assert_eq!(tombstone["version"], 3);
     assert_eq!(tombstone["deleted"], true);
@@ -58,10 +43,9 @@ async fn create_update_delete_bump_versions() {
 
     // Deleting again (or deleting what never existed) succeeds without a new version.
     let resp = server
-        .batch(json!([
-            op("op-4", "delete", "t1", Value::Null, None),
-            op("op-5", "delete", "never", Value::Null, None),
-        ]))
+        .batch(json!(
+            [op("op-4", "delete", "t1", Value::Null, None), op("op-5", "delete", "never", Value::Null, None),]
+        ))
         .await;
     assert_eq!(resp["success"], true);
     assert_eq!(resp["results"][0]["data"]["version"], 3);
@@ -71,10 +55,7 @@ async fn create_update_delete_bump_versions() {
     let stats = server.stats().await;
     assert_eq!(stats["records"], 1);
     assert_eq!(stats["liveRecords"], 0);
-    assert_eq!(
-        stats["cursor"], 3,
-        "only applied mutations take a sequence number"
-    );
+    assert_eq!(stats["cursor"], 3, "only applied mutations take a sequence number");
     server.stop().await;
 }
 
@@ -82,13 +63,9 @@ async fn create_update_delete_bump_versions() {
 async fn create_on_live_record_conflicts_unless_base_version_matches() {
     let dir = TempDir::new("create-conflict");
     let server = TestServer::start(dir.path()).await;
-    server
-        .batch(json!([op("c1", "create", "t1", json!({"n": 1}), None)]))
-        .await;
+    server.batch(json!([op("c1", "create", "t1", json!({"n": 1}), None)])).await;
 
-    let resp = server
-        .batch(json!([op("c2", "create", "t1", json!({"n": 2}), None)]))
-        .await;
+    let resp = server.batch(json!([op("c2", "create", "t1", json!({"n": 2}), None)])).await;
     assert_eq!(resp["success"], false);
     assert_eq!(resp["metrics"]["conflictCount"], 1);
     let result = &resp["results"][0];
@@ -104,18 +81,12 @@ async fn create_on_live_record_conflicts_unless_base_version_matches() {
     assert!(conflict["conflictTimestamp"].is_string());
 
     // A create that knows the current version is an update.
-    let resp = server
-        .batch(json!([op("c3", "create", "t1", json!({"n": 3}), Some(1))]))
-        .await;
+    let resp = server.batch(json!([op("c3", "create", "t1", json!({"n": 3}), Some(1))])).await;
     assert_eq!(resp["results"][0]["data"]["version"], 2);
 
     // Re-creating after a delete continues the version line instead of restarting at 1.
-    server
-        .batch(json!([op("c4", "delete", "t1", Value::Null, None)]))
-        .await;
-    let resp = server
-        .batch(json!([op("c5", "create", "t1", json!({"n": 5}), None)]))
-        .await;
+    server.batch(json!([op("c4", "delete", "t1", Value::Null, None)])).await;
+    let resp = server.batch(json!([op("c5", "create", "t1", json!({"n": 5}), None)])).await;
     assert_eq!(resp["results"][0]["data"]["version"], 4);
     assert_eq!(resp["results"][0]["data"]["deleted"], false);
     server.stop().await;
@@ -126,9 +97,7 @@ async fn update_and_delete_conflicts() {
     let dir = TempDir::new("update-conflict");
     let server = TestServer::start(dir.path()).await;
 
-    let resp = server
-        .batch(json!([op("u1", "update", "ghost", json!({"a": 1}), None)]))
-        .await;
+    let resp = server.batch(json!([op("u1", "update", "ghost", json!({"a": 1}), None)])).await;
     let result = &resp["results"][0];
     assert_eq!(result["status"], 404);
     assert_eq!(result["error"], "Record deleted");
@@ -158,18 +127,12 @@ async fn update_and_delete_conflicts() {
     }
 
     // Without a base version the write wins (full replacement).
-    let resp = server
-        .batch(json!([op("u6", "update", "t1", json!({"b": true}), None)]))
-        .await;
+    let resp = server.batch(json!([op("u6", "update", "t1", json!({"b": true}), None)])).await;
     assert_eq!(resp["results"][0]["data"]["version"], 3);
     assert_eq!(resp["results"][0]["data"]["data"], json!({"b": true}));
 
-    server
-        .batch(json!([op("u7", "delete", "t1", Value::Null, Some(3))]))
-        .await;
-    let resp = server
-        .batch(json!([op("u8", "update", "t1", json!({"c": 1}), Some(3))]))
-        .await;
+    server.batch(json!([op("u7", "delete", "t1", Value::Null, Some(3))])).await;
+    let resp = server.batch(json!([op("u8", "update", "t1", json!({"c": 1}), Some(3))])).await;
     let conflict = &resp["results"][0]["conflict"];
     assert_eq!(resp["results"][0]["status"], 404);
     assert_eq!(conflict["type"], "deleted");
@@ -191,15 +154,7 @@ async fn same_op_id_returns_first_result_and_applies_once() {
     assert_eq!(first["results"][1]["status"], 409);
 
     // Make the earlier conflict no longer true: the replay must still return the stored result.
-    server
-        .batch(json!([op(
-            "other",
-            "update",
-            "t1",
-            json!({"v": "x"}),
-            None
-        )]))
-        .await;
+    server.batch(json!([op("other", "update", "t1", json!({"v": "x"}), None)])).await;
     let second = server.batch(ops).await;
     assert_eq!(second["results"], first["results"]);
 
@@ -237,10 +192,7 @@ async fn ledger_and_records_survive_a_restart() {
     assert_eq!(again["results"], first["results"]);
     let record = server.get("/api/todos/t1").await;
     assert_eq!(record.status, 200);
-    assert_eq!(
-        record.json(),
-        json!({"id": "t1", "version": 1, "kept": true})
-    );
+    assert_eq!(record.json(), json!({"id": "t1", "version": 1, "kept": true}));
     let stats = server.stats().await;
     assert_eq!(stats["cursor"], 1);
     assert_eq!(stats["ledgerEntries"], 1);
@@ -292,10 +244,7 @@ async fn invalid_operations_get_400_results() {
         ]))
         .await;
     assert_eq!(resp["success"], false);
-    assert_eq!(
-        resp["metrics"],
-        json!({"processedCount": 8, "successCount": 1, "conflictCount": 0, "errorCount": 7})
-    );
+    assert_eq!(resp["metrics"], json!({"processedCount": 8, "successCount": 1, "conflictCount": 0, "errorCount": 7}));
     let results = resp["results"].as_array().expect("results");
     for result in &results[..7] {
         assert_eq!(result["status"], 400, "{result}");
@@ -303,9 +252,7 @@ async fn invalid_operations_get_400_results() {
         assert!(result["error"].is_string());
     }
     assert_eq!(results[0]["operationId"], "bad-1");
-    assert!(results[0]["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("upsert")));
+    assert!(results[0]["error"].as_str().is_some_and(|e| e.contains("upsert")));
     assert_eq!(results[4]["operationId"], Value::Null);
     assert_eq!(results[7]["data"]["version"], 1);
     // Ops with an id are in the ledger; the one without cannot be.
@@ -325,14 +272,7 @@ async fn malformed_batch_requests_are_json_400s() {
         (b"{\"operations\": [], \"deviceId\": 7}", "INVALID_REQUEST"),
     ];
     for (body, code) in cases {
-        let resp = server
-            .request(
-                "POST",
-                "/api/sync/batch",
-                &[("Content-Type", "application/json")],
-                body,
-            )
-            .await;
+        let resp = server.request("POST", "/api/sync/batch", &[("Content-Type", "application/json")], body).await;
         assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(body));
         assert_eq!(resp.header("content-type"), Some("application/json"));
         let json = resp.json();
@@ -341,24 +281,11 @@ async fn malformed_batch_requests_are_json_400s() {
         assert!(json["error"].is_string());
     }
 
-    let too_many: Vec<Value> = (0..1001)
-        .map(|i| {
-            op(
-                &format!("m{i}"),
-                "create",
-                &format!("t{i}"),
-                json!({}),
-                None,
-            )
-        })
-        .collect();
-    let resp = server
-        .post("/api/sync/batch", &json!({"operations": too_many}))
-        .await;
+    let too_many: Vec<Value> =
+        (0..1001).map(|i| op(&format!("m{i}"), "create", &format!("t{i}"), json!({}), None)).collect();
+    let resp = server.post("/api/sync/batch", &json!({"operations": too_many})).await;
     assert_eq!(resp.status, 400);
-    assert!(resp.json()["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("1001")));
+    assert!(resp.json()["error"].as_str().is_some_and(|e| e.contains("1001")));
     assert_eq!(server.stats().await["records"], 0);
     server.stop().await;
 }
@@ -367,17 +294,8 @@ async fn malformed_batch_requests_are_json_400s() {
 async fn a_full_batch_of_1000_applies() {
     let dir = TempDir::new("full-batch");
     let server = TestServer::start(dir.path()).await;
-    let ops: Vec<Value> = (0..1000)
-        .map(|i| {
-            op(
-                &format!("f{i}"),
-                "create",
-                &format!("t{i:04}"),
-                json!({"i": i}),
-                None,
-            )
-        })
-        .collect();
+    let ops: Vec<Value> =
+        (0..1000).map(|i| op(&format!("f{i}"), "create", &format!("t{i:04}"), json!({"i": i}), None)).collect();
     let resp = server.batch(Value::Array(ops)).await;
     assert_eq!(resp["success"], true);
     assert_eq!(resp["metrics"]["successCount"], 1000);
@@ -396,36 +314,25 @@ async fn pull_since_includes_tombstones_and_pages_by_cursor() {
     notes["entityType"] = json!("notes");
     server
         .batch(json!([
-            op("p1", "create", "b", json!({"x": "b"}), None), // seq 1
-            op("p2", "create", "a", json!({"x": "a"}), None), // seq 2
-            notes,                                            // seq 3, other collection
-            op("p3", "create", "c", json!({"x": "c"}), None), // seq 4
-            op("p4", "delete", "b", Value::Null, None),       // seq 5
+            op("p1", "create", "b", json!({"x": "b"}), None),  // seq 1
+            op("p2", "create", "a", json!({"x": "a"}), None),  // seq 2
+            notes,                                             // seq 3, other collection
+            op("p3", "create", "c", json!({"x": "c"}), None),  // seq 4
+            op("p4", "delete", "b", Value::Null, None),        // seq 5
             op("p5", "update", "a", json!({"x": "a2"}), None), // seq 6
         ]))
         .await;
 
     let snapshot = server.get("/api/todos").await.json();
     assert_eq!(snapshot["cursor"], 6);
-    let ids: Vec<&str> = snapshot["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|r| r["entityId"].as_str())
-        .collect();
+    let ids: Vec<&str> =
+        snapshot["items"].as_array().expect("items").iter().filter_map(|r| r["entityId"].as_str()).collect();
     assert_eq!(ids, ["a", "c"], "live records only, ordered by id");
 
     let feed = server.get("/api/todos?since=0").await.json();
     let items = feed["items"].as_array().expect("items");
-    let order: Vec<(&str, bool)> = items
-        .iter()
-        .map(|r| {
-            (
-                r["entityId"].as_str().unwrap_or(""),
-                r["deleted"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
+    let order: Vec<(&str, bool)> =
+        items.iter().map(|r| (r["entityId"].as_str().unwrap_or(""), r["deleted"].as_bool().unwrap_or(false))).collect();
     assert_eq!(order, [("c", false), ("b", true), ("a", false)]);
     assert_eq!(items[1]["data"], Value::Null);
     assert_eq!(items[1]["version"], 2);

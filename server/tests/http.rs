@@ -11,19 +11,14 @@ use serde_json::{json, Value};
 async fn fail_next_answers_the_fault_without_touching_the_db() {
     let dir = TempDir::new("fail-next");
     let server = TestServer::start(dir.path()).await;
-    server
-        .set_faults(json!({"failNext": 2, "failStatus": 503, "retryAfter": "2"}))
-        .await;
+    server.set_faults(json!({"failNext": 2, "failStatus": 503, "retryAfter": "2"})).await;
     let body = json!({"operations": [op("f-1", "create", "t1", json!({}), None)]});
 
     for _ in 0..2 {
         let resp = server.post("/api/sync/batch", &body).await;
         assert_eq!(resp.status, 503);
         assert_eq!(resp.header("retry-after"), Some("2"));
-        assert_eq!(
-            resp.json(),
-            json!({"success": false, "error": "injected failure", "code": "INJECTED_FAILURE"})
-        );
+        assert_eq!(resp.json(), json!({"success": false, "error": "injected failure", "code": "INJECTED_FAILURE"}));
         // Admin routes are never faulted.
         assert_eq!(server.get("/healthz").await.json(), json!({"ok": true}));
     }
@@ -42,9 +37,7 @@ async fn fail_next_answers_the_fault_without_touching_the_db() {
 async fn fail_rate_and_custom_status() {
     let dir = TempDir::new("fail-rate");
     let server = TestServer::start(dir.path()).await;
-    server
-        .set_faults(json!({"failRate": 1.0, "failStatus": 429}))
-        .await;
+    server.set_faults(json!({"failRate": 1.0, "failStatus": 429})).await;
     for _ in 0..5 {
         let resp = server.get("/api/todos").await;
         assert_eq!(resp.status, 429);
@@ -80,10 +73,7 @@ async fn dropped_response_is_applied_and_the_retry_is_deduplicated() {
 
     let lost = server.post("/api/sync/batch", &body).await;
     assert_eq!(lost.status, 504);
-    assert_eq!(
-        lost.json(),
-        json!({"success": false, "error": "response dropped", "code": "DROPPED"})
-    );
+    assert_eq!(lost.json(), json!({"success": false, "error": "response dropped", "code": "DROPPED"}));
     assert_eq!(server.get("/api/todos/t1").await.json()["version"], 1);
 
     let retry = server.post("/api/sync/batch", &body).await.json();
@@ -95,13 +85,9 @@ async fn dropped_response_is_applied_and_the_retry_is_deduplicated() {
     // The same for a keyed REST write.
     server.set_faults(json!({"dropResponseNext": 1})).await;
     let key = [("Idempotency-Key", "rest-drop")];
-    let lost = server
-        .send_json("PATCH", "/api/todos/t1", &key, &json!({"n": 2}))
-        .await;
+    let lost = server.send_json("PATCH", "/api/todos/t1", &key, &json!({"n": 2})).await;
     assert_eq!(lost.status, 504);
-    let retry = server
-        .send_json("PATCH", "/api/todos/t1", &key, &json!({"n": 2}))
-        .await;
+    let retry = server.send_json("PATCH", "/api/todos/t1", &key, &json!({"n": 2})).await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.json(), json!({"id": "t1", "version": 2, "n": 2}));
     assert_eq!(server.stats().await["cursor"], 2);
@@ -114,45 +100,33 @@ async fn each_malformed_kind() {
     let server = TestServer::start(dir.path()).await;
     let batch = json!({"operations": [op("m-1", "create", "t1", json!({}), None)]});
 
-    server
-        .set_faults(json!({"malformedNext": 1, "malformedKind": "html"}))
-        .await;
+    server.set_faults(json!({"malformedNext": 1, "malformedKind": "html"})).await;
     let resp = server.post("/api/sync/batch", &batch).await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("text/html"));
     assert_eq!(resp.text(), "<html><body>Bad Gateway</body></html>");
 
-    server
-        .set_faults(json!({"malformedNext": 1, "malformedKind": "truncated"}))
-        .await;
+    server.set_faults(json!({"malformedNext": 1, "malformedKind": "truncated"})).await;
     let resp = server.post("/api/sync/batch", &batch).await;
     assert_eq!(resp.status, 200);
     assert!(resp.text().starts_with('{'));
     assert!(serde_json::from_slice::<Value>(&resp.body).is_err());
 
-    server
-        .set_faults(json!({"malformedNext": 1, "malformedKind": "wrongTypes"}))
-        .await;
+    server.set_faults(json!({"malformedNext": 1, "malformedKind": "wrongTypes"})).await;
     let resp = server.post("/api/sync/batch", &batch).await;
     assert_eq!(resp.json(), json!({"success": "yes", "results": 5}));
 
-    server
-        .set_faults(json!({"malformedNext": 1, "malformedKind": "liar"}))
-        .await;
+    server.set_faults(json!({"malformedNext": 1, "malformedKind": "liar"})).await;
     let resp = server.post("/api/sync/batch", &batch).await;
     assert_eq!(resp.json(), json!({"success": true, "results": []}));
 
-    server
-        .set_faults(json!({"malformedNext": 1, "malformedKind": "huge"}))
-        .await;
+    server.set_faults(json!({"malformedNext": 1, "malformedKind": "huge"})).await;
     let resp = server.post("/api/sync/batch", &batch).await;
     assert_eq!(resp.status, 200);
     assert!(resp.body.len() >= 20 * 1024 * 1024);
     assert_eq!(resp.body.first(), Some(&b'"'));
 
-    server
-        .set_faults(json!({"malformedNext": 1, "malformedKind": "redirect"}))
-        .await;
+    server.set_faults(json!({"malformedNext": 1, "malformedKind": "redirect"})).await;
     let resp = server.get("/api/todos?since=3").await;
     assert_eq!(resp.status, 302);
     assert_eq!(resp.header("location"), Some("/api/todos?since=3"));
@@ -181,9 +155,7 @@ async fn fault_config_is_validated_returned_and_cleared() {
         assert_eq!(resp.json()["success"], false);
     }
 
-    server
-        .set_faults(json!({"failNext": 3, "retryAfter": "Wed, 21 Oct 2015 07:28:00 GMT"}))
-        .await;
+    server.set_faults(json!({"failNext": 3, "retryAfter": "Wed, 21 Oct 2015 07:28:00 GMT"})).await;
     let config = server.get("/admin/faults").await.json();
     assert_eq!(config["failNext"], 3);
     assert_eq!(config["failStatus"], 503);
@@ -208,27 +180,18 @@ async fn cors_preflight_and_exposed_headers() {
             &[
                 ("Origin", "http://localhost:5173"),
                 ("Access-Control-Request-Method", "PATCH"),
-                (
-                    "Access-Control-Request-Headers",
-                    "content-type,if-match,idempotency-key,x-operation-id,x-device-id",
-                ),
+                ("Access-Control-Request-Headers", "content-type,if-match,idempotency-key,x-operation-id,x-device-id"),
             ],
             b"",
         )
         .await;
     assert!((200..300).contains(&resp.status), "{}", resp.status);
     assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
-    let methods = resp
-        .header("access-control-allow-methods")
-        .unwrap_or_default()
-        .to_ascii_uppercase();
+    let methods = resp.header("access-control-allow-methods").unwrap_or_default().to_ascii_uppercase();
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
         assert!(methods.contains(method), "{methods}");
     }
-    let allowed = resp
-        .header("access-control-allow-headers")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let allowed = resp.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
     for name in [
         "content-type",
         "authorization",
@@ -242,19 +205,9 @@ async fn cors_preflight_and_exposed_headers() {
     }
 
     server.post("/api/todos", &json!({"id": "t1"})).await;
-    let resp = server
-        .request(
-            "GET",
-            "/api/todos/t1",
-            &[("Origin", "http://localhost:5173")],
-            b"",
-        )
-        .await;
+    let resp = server.request("GET", "/api/todos/t1", &[("Origin", "http://localhost:5173")], b"").await;
     assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
-    let exposed = resp
-        .header("access-control-expose-headers")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let exposed = resp.header("access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
     assert!(exposed.contains("etag") && exposed.contains("retry-after"));
     // Preflights are not API requests: they are neither faulted nor counted.
     assert_eq!(server.stats().await["requests"], 2);
@@ -289,9 +242,7 @@ async fn static_files_with_index_fallback() {
     std::fs::write(site.path().join("index.html"), "<h1>demo</h1>").expect("write index");
     std::fs::write(site.path().join("app.js"), "console.log(1)").expect("write js");
     let server = TestServer::start_with_static(dir.path(), Some(site.path())).await;
-    server
-        .set_faults(json!({"failRate": 1.0, "failStatus": 500}))
-        .await;
+    server.set_faults(json!({"failRate": 1.0, "failStatus": 500})).await;
 
     let resp = server.get("/").await;
     assert_eq!(resp.status, 200);
@@ -329,9 +280,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
 async fn reset_wipes_records_ledger_faults_and_counters() {
     let dir = TempDir::new("reset");
     let server = TestServer::start(dir.path()).await;
-    server
-        .batch(json!([op("r-1", "create", "t1", json!({}), None)]))
-        .await;
+    server.batch(json!([op("r-1", "create", "t1", json!({}), None)])).await;
     server.set_faults(json!({"failNext": 5})).await;
     let resp = server.request("POST", "/admin/reset", &[], b"").await;
     assert_eq!(resp.status, 200);
@@ -341,9 +290,7 @@ async fn reset_wipes_records_ledger_faults_and_counters() {
     );
     assert_eq!(server.get("/admin/faults").await.json()["failNext"], 0);
     // The op id is forgotten, so it applies again.
-    let resp = server
-        .batch(json!([op("r-1", "create", "t1", json!({}), None)]))
-        .await;
+    let resp = server.batch(json!([op("r-1", "create", "t1", json!({}), None)])).await;
     assert_eq!(resp["results"][0]["data"]["version"], 1);
     server.stop().await;
 }

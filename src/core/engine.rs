@@ -241,7 +241,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     fn key(&self, collection: &str, id: &str) -> Result<EntityKey> {
         self.check_open()?;
         if !self.config.collections.contains_key(collection) {
-            return Err(SyncError::InvalidInput(format!("unknown collection '{collection}' (declare it in `collections`)")));
+            return Err(SyncError::InvalidInput(format!(
+                "unknown collection '{collection}' (declare it in `collections`)"
+            )));
         }
         if id.is_empty() || id.len() > 512 {
             return Err(SyncError::InvalidInput("a record id must be 1 to 512 characters".into()));
@@ -252,12 +254,24 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     // ---- local writes and reads ----
 
     /// Stores `data` as the record and queues it for the server, in one store transaction.
-    pub async fn put(&self, collection: &str, id: &str, data: Value, priority: Option<Priority>) -> Result<Option<Entity>> {
+    pub async fn put(
+        &self,
+        collection: &str,
+        id: &str,
+        data: Value,
+        priority: Option<Priority>,
+    ) -> Result<Option<Entity>> {
         self.write(collection, id, Mutation::Put(data), priority).await
     }
 
     /// Merges `fields` into the record (`null` removes a field).
-    pub async fn patch(&self, collection: &str, id: &str, fields: Value, priority: Option<Priority>) -> Result<Option<Entity>> {
+    pub async fn patch(
+        &self,
+        collection: &str,
+        id: &str,
+        fields: Value,
+        priority: Option<Priority>,
+    ) -> Result<Option<Entity>> {
         self.write(collection, id, Mutation::Patch(fields), priority).await
     }
 
@@ -269,12 +283,21 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(existed)
     }
 
-    async fn write(&self, collection: &str, id: &str, m: Mutation, priority: Option<Priority>) -> Result<Option<Entity>> {
+    async fn write(
+        &self,
+        collection: &str,
+        id: &str,
+        m: Mutation,
+        priority: Option<Priority>,
+    ) -> Result<Option<Entity>> {
         let key = self.key(collection, id)?;
         let priority = priority.unwrap_or(self.config.collections[collection].priority);
         let now = self.clock.now_ms();
         let op_id = uuid(&self.clock);
-        let eff = self.store.transact(std::slice::from_ref(&key), |tx| local_write(tx, &key, m, now, || op_id, priority)).await?;
+        let eff = self
+            .store
+            .transact(std::slice::from_ref(&key), |tx| local_write(tx, &key, m, now, || op_id, priority))
+            .await?;
         if eff.changed {
             self.emit(change_event(&key, eff.entity.as_ref()));
         }
@@ -326,17 +349,16 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// circuit breaker opens. A flush already running in this engine is joined, not repeated.
     pub async fn flush(&self) -> Result<FlushReport> {
         self.check_open()?;
-        {
+        let joined = {
             let mut st = self.state.borrow_mut();
-            if st.flushing {
-                st.flush_again = true;
-                drop(st);
-                while self.state.borrow().flushing {
-                    self.clock.sleep(5).await;
-                }
-                return Ok(self.state.borrow().last_report.clone());
+            st.flush_again |= st.flushing;
+            std::mem::replace(&mut st.flushing, true)
+        };
+        if joined {
+            while self.state.borrow().flushing {
+                self.clock.sleep(5).await;
             }
-            st.flushing = true;
+            return Ok(self.state.borrow().last_report.clone());
         }
         let started = self.clock.now_ms();
         let result = self.flush_passes().await;
@@ -373,7 +395,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
             if !self.state.borrow_mut().breaker.allow(now) {
                 report.breaker_open = true;
-                report.next_attempt_at = report.next_attempt_at.map(|t| t.max(self.state.borrow().breaker.reopens_at().unwrap_or(t)));
+                report.next_attempt_at =
+                    report.next_attempt_at.map(|t| t.max(self.state.borrow().breaker.reopens_at().unwrap_or(t)));
                 return Ok(report);
             }
             let limit = decision.batch_size.min(self.config.max_batch_size).max(1);
@@ -475,13 +498,19 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     match (&response, results.get(op.id.as_str())) {
                         (Err(f), _) => self.on_failure(tx, op, f, now, &mut out),
                         (Ok(_), None) => {
-                            let f = Failure::new(SyncError::Protocol(format!("the server's response has no result for op {}", op.id)));
+                            let f = Failure::new(SyncError::Protocol(format!(
+                                "the server's response has no result for op {}",
+                                op.id
+                            )));
                             self.on_failure(tx, op, &f, now, &mut out)
                         }
                         (Ok(_), Some(Outcome::Accepted { version, data, .. })) => {
                             self.on_accepted(tx, op, *version, data.clone(), &mut out)
                         }
-                        (Ok(_), Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms })) => {
+                        (
+                            Ok(_),
+                            Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms }),
+                        ) => {
                             let data = if *deleted { None } else { server_data.clone() };
                             self.on_conflict(tx, op, *server_version, data, *server_modified_ms, now, &mut out)?
                         }
@@ -507,7 +536,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             st.metrics.record_accepted(*a);
         }
         if let Err(f) = &response {
-            let e = ErrorEntry { at: now, code: f.error.code().into(), message: f.error.to_string(), status: f.error.status() };
+            let e = ErrorEntry {
+                at: now,
+                code: f.error.code().into(),
+                message: f.error.to_string(),
+                status: f.error.status(),
+            };
             st.metrics.record_error(e);
         }
         for e in &outcome.errors {
@@ -576,12 +610,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
         let skew = self.state.borrow().skew_ms;
         let local_modified = entity.as_ref().map_or(now, |e| e.last_modified);
-        let stamps = Stamps {
-            local_ms: record_time(local.as_ref()).unwrap_or_else(|| (local_modified as i64 + skew).max(0) as u64),
-            server_ms: record_time(server.as_ref()).or(server_modified_ms).unwrap_or(0),
-            local_device: self.device_id.clone(),
-            server_device: String::new(),
+        // Compare times on one clock: two device stamps (the records' own `lastModified`, or our
+        // tombstone's write time) as they are; ours against the server's clock skew-corrected.
+        let local_raw = record_time(local.as_ref()).unwrap_or(local_modified);
+        let (local_ms, server_ms) = match record_time(server.as_ref()) {
+            Some(server_ms) => (local_raw, server_ms),
+            None => ((local_raw as i64 + skew).max(0) as u64, server_modified_ms.unwrap_or(0)),
         };
+        let stamps = Stamps { local_ms, server_ms, local_device: self.device_id.clone(), server_device: String::new() };
         let reason = if server.is_none() { ConflictReason::Deleted } else { ConflictReason::Version };
         // The rejected op and any later ones in the lane are folded into `local` already.
         let lane: Vec<Operation> = tx.lane(&key).to_vec();
@@ -615,7 +651,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     detected_at: now,
                 };
                 e.sync_status = SyncStatus::Conflict;
-                out.events.push(Event::Conflict { conflict_id: conflict.id.clone(), collection: key.collection.clone(), id: key.id.clone() });
+                out.events.push(Event::Conflict {
+                    conflict_id: conflict.id.clone(),
+                    collection: key.collection.clone(),
+                    id: key.id.clone(),
+                });
                 out.events.push(change_event(&key, Some(&e)));
                 tx.write(Write::PutConflict(conflict));
                 tx.write(Write::PutEntity(e));
@@ -642,7 +682,17 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// queues what the server needs to reach it, under a fresh op id (the old id's conflict is in
     /// the server's idempotency ledger).
     #[allow(clippy::too_many_arguments)]
-    fn requeue(&self, tx: &mut Tx, key: &EntityKey, mut e: Entity, result: Option<Value>, on_server: bool, priority: Priority, now: u64, out: &mut Applied) {
+    fn requeue(
+        &self,
+        tx: &mut Tx,
+        key: &EntityKey,
+        mut e: Entity,
+        result: Option<Value>,
+        on_server: bool,
+        priority: Priority,
+        now: u64,
+        out: &mut Applied,
+    ) {
         let kind = match (&result, on_server) {
             _ if result == e.base => None,
             (None, _) => Some(OpKind::Delete),
@@ -688,7 +738,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let Some(mut o) = tx.lane(&op.key()).iter().find(|o| o.id == op.id).cloned() else { return };
         let class = match &f.error {
             SyncError::Http { status, .. } => classify_status(*status, op.kind == OpKind::Create),
-            SyncError::Network(_) | SyncError::Timeout | SyncError::Protocol(_) | SyncError::Offline => Class::Retryable,
+            SyncError::Network(_) | SyncError::Timeout | SyncError::Protocol(_) | SyncError::Offline => {
+                Class::Retryable
+            }
             _ => Class::Permanent,
         };
         let status = f.error.status();
@@ -706,19 +758,46 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         // A conflict status without the server's state, or a 401 the transport could not cure
         // with a fresh token: retry later rather than lose the write.
         let retryable = matches!(class, Class::Retryable | Class::Reauth | Class::Conflict);
-        let exhausted = o.attempts >= self.config.retry.max_attempts || now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
+        let exhausted = o.attempts >= self.config.retry.max_attempts
+            || now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
         if retryable && !exhausted {
             let (r1, r2) = (self.clock.random_u64(), self.clock.random_u64());
-            o.next_attempt_at = now + self.config.retry.next_delay(o.attempts.saturating_sub(1), f.retry_after_ms, r1, r2);
+            o.next_attempt_at =
+                now + self.config.retry.next_delay(o.attempts.saturating_sub(1), f.retry_after_ms, r1, r2);
             tx.write(Write::PutOp(o));
             out.retried += 1;
             return;
         }
         let key = o.key();
         tx.write(Write::DeleteOp(o.id.clone()));
+        if o.kind == OpKind::Create {
+            // The writes queued behind a create were made as updates of the record it would
+            // create. It will not: an update without a base version would overwrite whatever the
+            // server holds blindly, so the next write creates the record instead (a conflict
+            // then merges it with another device's record of the same id).
+            if let Some(next) =
+                tx.lane(&key).first().filter(|n| !n.sent && n.kind == OpKind::Update && n.base_version.is_none())
+            {
+                let next = Operation { kind: OpKind::Create, ..next.clone() };
+                tx.write(Write::PutOp(next));
+            }
+        }
         out.dead += 1;
-        out.events.push(Event::DeadLetter { op_id: o.id.clone(), collection: key.collection.clone(), id: key.id.clone(), code: code.clone(), message: message.clone() });
-        tx.write(Write::PutDeadLetter(DeadLetter { op: o, error: message, code, status, maybe_applied: retryable, at: now }));
+        out.events.push(Event::DeadLetter {
+            op_id: o.id.clone(),
+            collection: key.collection.clone(),
+            id: key.id.clone(),
+            code: code.clone(),
+            message: message.clone(),
+        });
+        tx.write(Write::PutDeadLetter(DeadLetter {
+            op: o,
+            error: message,
+            code,
+            status,
+            maybe_applied: retryable,
+            at: now,
+        }));
         if let Some(mut e) = tx.entity(&key).cloned() {
             e.sync_status = SyncStatus::Error;
             out.events.push(change_event(&key, Some(&e)));
@@ -807,8 +886,19 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 op.created_at = now;
                 op.last_error = None;
                 op.last_status = None;
-                let base = tx.entity(&key).and_then(|e| e.version);
-                op.base_version = if tx.lane(&key).is_empty() { base } else { op.base_version };
+                // A fresh op is made against the record's current version. An op that keeps its
+                // id keeps every field the server may have seen under that id: a retry changes
+                // nothing but the attempt bookkeeping (a stale base version is a conflict, and
+                // the merge takes care of it).
+                if !op.sent && tx.lane(&key).is_empty() {
+                    let e = tx.entity(&key);
+                    op.base_version = e.and_then(|e| e.version);
+                    // An update queued behind a create that never reached the server: nothing
+                    // exists there to update.
+                    if op.kind == OpKind::Update && e.is_none_or(|e| e.version.is_none()) {
+                        op.kind = OpKind::Create;
+                    }
+                }
                 tx.write(Write::DeleteDeadLetter(dl.op.id.clone()));
                 tx.write(Write::PutOp(op));
                 let e = tx.entity(&key).cloned().map(|mut e| {
@@ -892,7 +982,16 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 });
                 let on_server = e.base.is_some();
                 let priority = lane.iter().map(|o| o.priority).min().unwrap_or(Priority::High);
-                self.requeue(tx, &key, Entity { last_modified: now, ..e }, result.clone(), on_server, priority, now, &mut out);
+                self.requeue(
+                    tx,
+                    &key,
+                    Entity { last_modified: now, ..e },
+                    result.clone(),
+                    on_server,
+                    priority,
+                    now,
+                    &mut out,
+                );
                 Ok((tx.entity(&key).cloned(), out.events))
             })
             .await?;
@@ -967,5 +1066,12 @@ pub fn uuid(clock: &impl Clock) -> String {
     let (a, b) = (clock.random_u64(), clock.random_u64());
     let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
     let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }

@@ -122,13 +122,16 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
                 on_deleted: match m.on_deleted.as_deref() {
                     None | Some("recreate") => OnDeleted::Recreate,
                     Some("accept") => OnDeleted::Accept,
-                    Some(o) => return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')"))),
+                    Some(o) => {
+                        return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')")))
+                    }
                 },
             },
         };
         let priority = match c.priority.as_deref() {
             None => Priority::Medium,
-            Some(p) => Priority::parse(p).ok_or_else(|| SyncError::Config(format!("priority '{p}' (expected high, medium or low)")))?,
+            Some(p) => Priority::parse(p)
+                .ok_or_else(|| SyncError::Config(format!("priority '{p}' (expected high, medium or low)")))?,
         };
         collections.insert(name, CollectionConfig { endpoint: c.endpoint, merge, priority });
     }

@@ -21,15 +21,24 @@ use crate::web::{clear_timeout, navigator_online, set_timeout, WebClock};
 
 pub(crate) type WebEngine = Engine<IdbStore, FetchTransport, WebClock>;
 
+/// A JS callback we keep alive while it is registered.
+type Callback = Closure<dyn FnMut()>;
+
+/// The pending flush timer: when it fires, the `setTimeout` id, and its callback.
+struct Timer {
+    due: u64,
+    id: JsValue,
+    _callback: Callback,
+}
+
 pub(crate) struct Inner {
     pub(crate) engine: WebEngine,
     listeners: RefCell<Vec<(u32, Function)>>,
     next_listener: Cell<u32>,
     auto_sync: bool,
-    /// The pending flush timer: when it fires, its id and its callback.
-    timer: RefCell<Option<(u64, JsValue, Closure<dyn FnMut()>)>>,
+    timer: RefCell<Option<Timer>>,
     /// `online`/`offline` listeners, removed on close.
-    net_listeners: RefCell<Vec<(&'static str, Closure<dyn FnMut()>)>>,
+    net_listeners: RefCell<Vec<(&'static str, Callback)>>,
 }
 
 /// The sync engine: records in IndexedDB, writes queued and pushed to your backend.
@@ -67,7 +76,9 @@ fn priority_of(options: &JsValue) -> Result<Option<Priority>> {
     let p = js_sys::Reflect::get(options, &"priority".into()).unwrap_or(JsValue::UNDEFINED);
     match p.as_string() {
         None if p.is_undefined() => Ok(None),
-        Some(s) => Priority::parse(&s).map(Some).ok_or_else(|| SyncError::InvalidInput(format!("priority '{s}' (expected high, medium or low)"))),
+        Some(s) => Priority::parse(&s)
+            .map(Some)
+            .ok_or_else(|| SyncError::InvalidInput(format!("priority '{s}' (expected high, medium or low)"))),
         None => Err(SyncError::InvalidInput("priority must be 'high', 'medium' or 'low'".into())),
     }
 }
@@ -93,7 +104,14 @@ struct RecordView {
 
 impl From<Entity> for RecordView {
     fn from(e: Entity) -> Self {
-        RecordView { collection: e.collection, id: e.id, data: e.data, version: e.version, sync_status: e.sync_status, last_modified: e.last_modified }
+        RecordView {
+            collection: e.collection,
+            id: e.id,
+            data: e.data,
+            version: e.version,
+            sync_status: e.sync_status,
+            last_modified: e.last_modified,
+        }
     }
 }
 
@@ -121,7 +139,8 @@ impl SyncEngine {
             .into_js_value()
         };
         let store = IdbStore::open(&options.db_name, on_closed.unchecked_into(), on_blocked.unchecked_into()).await?;
-        let transport = FetchTransport::new(&options.base_url, &options.batch_endpoint, options.timeout_ms, options.auth);
+        let transport =
+            FetchTransport::new(&options.base_url, &options.batch_endpoint, options.timeout_ms, options.auth);
         let engine = Engine::open(store, transport, WebClock, options.engine).await?;
         engine.set_network(NetInfo { online: navigator_online(), ..NetInfo::default() });
         let inner = Rc::new(Inner {
@@ -160,7 +179,9 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (data, priority) = args?;
             let e = inner.engine.put(&collection, &id, data, priority).await?;
-            inner.after_write(priority.unwrap_or(inner.engine.config().collections.get(&collection).map_or(Priority::Medium, |c| c.priority)));
+            inner.after_write(priority.unwrap_or(
+                inner.engine.config().collections.get(&collection).map_or(Priority::Medium, |c| c.priority),
+            ));
             Ok(entity_js(e))
         })
     }
@@ -193,7 +214,9 @@ impl SyncEngine {
     /// The record's data, or `undefined`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown> | undefined>")]
     pub fn get(&self, collection: String, id: String) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(inner.engine.get(&collection, &id).await?.map_or(JsValue::UNDEFINED, |v| to_js(&v))) })
+        promise(&self.inner, move |inner| async move {
+            Ok(inner.engine.get(&collection, &id).await?.map_or(JsValue::UNDEFINED, |v| to_js(&v)))
+        })
     }
 
     /// The record with its sync state, or `undefined`.
@@ -206,7 +229,8 @@ impl SyncEngine {
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncRecord[]>")]
     pub fn list(&self, collection: String) -> Promise {
         promise(&self.inner, move |inner| async move {
-            let records: Vec<RecordView> = inner.engine.list(&collection).await?.into_iter().map(RecordView::from).collect();
+            let records: Vec<RecordView> =
+                inner.engine.list(&collection).await?.into_iter().map(RecordView::from).collect();
             Ok(to_js(&records))
         })
     }
@@ -271,11 +295,17 @@ impl SyncEngine {
 
     /// Resolves a conflict with `'local'`, `'server'` or a merged record, and resumes syncing it.
     #[wasm_bindgen(js_name = "resolveConflict", unchecked_return_type = "Promise<SyncRecord | undefined>")]
-    pub fn resolve_conflict(&self, conflict_id: String, #[wasm_bindgen(unchecked_param_type = "'local' | 'server' | Record<string, unknown>")] choice: JsValue) -> Promise {
+    pub fn resolve_conflict(
+        &self,
+        conflict_id: String,
+        #[wasm_bindgen(unchecked_param_type = "'local' | 'server' | Record<string, unknown>")] choice: JsValue,
+    ) -> Promise {
         let choice = match choice.as_string().as_deref() {
             Some("local") => Ok(Choice::Local),
             Some("server") => Ok(Choice::Server),
-            Some(other) => Err(SyncError::InvalidInput(format!("choice '{other}' (expected 'local', 'server' or a record)"))),
+            Some(other) => {
+                Err(SyncError::InvalidInput(format!("choice '{other}' (expected 'local', 'server' or a record)")))
+            }
             None => record(choice).map(Choice::Merged),
         };
         promise(&self.inner, move |inner| async move {
@@ -294,7 +324,10 @@ impl SyncEngine {
     /// Calls `listener` with every `SyncEvent`; returns a function that unsubscribes.
     /// Works with React's `useSyncExternalStore`.
     #[wasm_bindgen(unchecked_return_type = "() => void")]
-    pub fn subscribe(&self, #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")] listener: Function) -> JsValue {
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")] listener: Function,
+    ) -> JsValue {
         let id = self.inner.next_listener.get();
         self.inner.next_listener.set(id + 1);
         self.inner.listeners.borrow_mut().push((id, listener));
@@ -381,13 +414,11 @@ impl Inner {
             return;
         }
         let due = js_sys::Date::now() as u64 + delay_ms;
-        if let Some((at, _, _)) = self.timer.borrow().as_ref() {
-            if *at <= due {
-                return;
-            }
+        if self.timer.borrow().as_ref().is_some_and(|t| t.due <= due) {
+            return;
         }
-        if let Some((_, id, _)) = self.timer.borrow_mut().take() {
-            clear_timeout(&id);
+        if let Some(t) = self.timer.borrow_mut().take() {
+            clear_timeout(&t.id);
         }
         let weak = Rc::downgrade(self);
         let cb = Closure::<dyn FnMut()>::new(move || {
@@ -406,7 +437,7 @@ impl Inner {
             });
         });
         let id = set_timeout(cb.as_ref().unchecked_ref(), delay_ms.min(i32::MAX as u64) as i32);
-        *self.timer.borrow_mut() = Some((due, id, cb));
+        *self.timer.borrow_mut() = Some(Timer { due, id, _callback: cb });
     }
 
     fn listen_network(self: &Rc<Self>) {
@@ -429,8 +460,8 @@ impl Inner {
     pub(crate) fn shutdown(&self) {
         self.engine.close();
         self.engine.store().close();
-        if let Some((_, id, _)) = self.timer.borrow_mut().take() {
-            clear_timeout(&id);
+        if let Some(t) = self.timer.borrow_mut().take() {
+            clear_timeout(&t.id);
         }
         let target: web_sys::EventTarget = js_sys::global().unchecked_into();
         for (name, cb) in self.net_listeners.borrow_mut().drain(..) {

@@ -34,17 +34,28 @@ pub fn encode_request(ops: &[Operation], device_id: &str, client_time_ms: u64) -
 }
 
 /// Decodes an HTTP answer to a batch request. `retry_after` is the `Retry-After` header, if any.
-pub fn decode_response(status: u16, body: &str, retry_after: Option<&str>, now_ms: u64) -> Result<PushResponse, Failure> {
+pub fn decode_response(
+    status: u16,
+    body: &str,
+    retry_after: Option<&str>,
+    now_ms: u64,
+) -> Result<PushResponse, Failure> {
     if !(200..300).contains(&status) {
         let message = error_message(body).unwrap_or_else(|| format!("the server answered {status}"));
-        return Err(Failure { error: SyncError::Http { status, message }, retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)) });
+        return Err(Failure {
+            error: SyncError::Http { status, message },
+            retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
+        });
     }
     if body.len() > MAX_RESPONSE_BYTES {
         return Err(protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", body.len())));
     }
     let v: Value = serde_json::from_str(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))?;
     let obj = v.as_object().ok_or_else(|| protocol("the response is not a JSON object".into()))?;
-    let results = obj.get("results").and_then(Value::as_array).ok_or_else(|| protocol("the response has no `results` array".into()))?;
+    let results = obj
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or_else(|| protocol("the response has no `results` array".into()))?;
     let mut out = Vec::with_capacity(results.len());
     for r in results {
         out.push(decode_result(r)?);
@@ -55,11 +66,20 @@ pub fn decode_response(status: u16, body: &str, retry_after: Option<&str>, now_m
 
 fn decode_result(r: &Value) -> Result<OpResult, Failure> {
     let r = r.as_object().ok_or_else(|| protocol("a result is not an object".into()))?;
-    let op_id = r.get("operationId").and_then(Value::as_str).ok_or_else(|| protocol("a result has no `operationId`".into()))?;
-    let success = r.get("success").and_then(Value::as_bool).ok_or_else(|| protocol(format!("result {op_id} has no boolean `success`")))?;
+    let op_id =
+        r.get("operationId").and_then(Value::as_str).ok_or_else(|| protocol("a result has no `operationId`".into()))?;
+    let success = r
+        .get("success")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| protocol(format!("result {op_id} has no boolean `success`")))?;
     let outcome = if success {
         let data = r.get("data").and_then(Value::as_object);
-        let version = data.and_then(|d| d.get("version")).map(as_version).transpose().map_err(|m| protocol(format!("result {op_id}: {m}")))?.flatten();
+        let version = data
+            .and_then(|d| d.get("version"))
+            .map(as_version)
+            .transpose()
+            .map_err(|m| protocol(format!("result {op_id}: {m}")))?
+            .flatten();
         let record = data.and_then(|d| d.get("data")).filter(|v| !v.is_null()).cloned();
         if record.as_ref().is_some_and(|d| !d.is_object()) {
             return Err(protocol(format!("result {op_id}: `data.data` is not an object")));
@@ -73,7 +93,10 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
         let message = r.get("error").and_then(Value::as_str).unwrap_or("the server refused the operation").to_string();
         if status == 409 || status == 412 {
             // A conflict without the server's state: retry, and the server will say more.
-            Outcome::Failed(Failure::new(SyncError::Http { status: 503, message: format!("conflict without server state: {message}") }))
+            Outcome::Failed(Failure::new(SyncError::Http {
+                status: 503,
+                message: format!("conflict without server state: {message}"),
+            }))
         } else {
             Outcome::Failed(Failure::new(SyncError::Http { status, message }))
         }
@@ -187,13 +210,27 @@ mod tests {
         .to_string();
         let r = decode_response(200, &body, None, 0).unwrap();
         assert_eq!(r.server_time_ms, Some(784_111_777_000));
-        assert_eq!(r.results[0].outcome, Outcome::Accepted { version: Some(3), data: Some(json!({"t": 1})), checksum: Some("x".into()) });
+        assert_eq!(
+            r.results[0].outcome,
+            Outcome::Accepted { version: Some(3), data: Some(json!({"t": 1})), checksum: Some("x".into()) }
+        );
         assert_eq!(
             r.results[1].outcome,
-            Outcome::Conflict { server_version: Some(7), server_data: Some(json!({"t": 9})), deleted: false, server_modified_ms: Some(784_111_778_000) }
+            Outcome::Conflict {
+                server_version: Some(7),
+                server_data: Some(json!({"t": 9})),
+                deleted: false,
+                server_modified_ms: Some(784_111_778_000)
+            }
         );
-        assert!(matches!(r.results[2].outcome, Outcome::Conflict { deleted: true, server_data: None, server_version: Some(4), .. }));
-        assert_eq!(r.results[3].outcome, Outcome::Failed(Failure::new(SyncError::Http { status: 422, message: "checksum mismatch".into() })));
+        assert!(matches!(
+            r.results[2].outcome,
+            Outcome::Conflict { deleted: true, server_data: None, server_version: Some(4), .. }
+        ));
+        assert_eq!(
+            r.results[3].outcome,
+            Outcome::Failed(Failure::new(SyncError::Http { status: 422, message: "checksum mismatch".into() }))
+        );
     }
 
     #[test]

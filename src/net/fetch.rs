@@ -76,7 +76,8 @@ impl FetchTransport {
                 return Ok(Some(t));
             }
         }
-        let auth_failed = |m: String| Failure::new(SyncError::Http { status: 401, message: format!("auth() failed: {m}") });
+        let auth_failed =
+            |m: String| Failure::new(SyncError::Http { status: 401, message: format!("auth() failed: {m}") });
         let v = auth.call0(&JsValue::NULL).map_err(|e| auth_failed(describe(&e)))?;
         let v = match v.dyn_into::<Promise>() {
             Ok(p) => JsFuture::from(p).await.map_err(|e| auth_failed(describe(&e)))?,
@@ -88,7 +89,14 @@ impl FetchTransport {
     }
 
     /// Sends one request with the standard headers; on 401 asks `auth()` once more and retries.
-    pub async fn send(&self, method: &str, url: &str, body: Option<&str>, extra: &[(&str, &str)], device_id: &str) -> Result<HttpAnswer, Failure> {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+        device_id: &str,
+    ) -> Result<HttpAnswer, Failure> {
         self.apply_faults().await?;
         let mut answer = self.send_once(method, url, body, extra, device_id, false).await?;
         if answer.status == 401 && self.auth.is_some() {
@@ -114,7 +122,15 @@ impl FetchTransport {
         Ok(())
     }
 
-    async fn send_once(&self, method: &str, url: &str, body: Option<&str>, extra: &[(&str, &str)], device_id: &str, refresh: bool) -> Result<HttpAnswer, Failure> {
+    async fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+        device_id: &str,
+        refresh: bool,
+    ) -> Result<HttpAnswer, Failure> {
         let token = self.token(refresh).await?;
         let headers = Headers::new().map_err(network)?;
         let set = |k: &str, v: &str| headers.set(k, v).map_err(network);
@@ -160,7 +176,10 @@ impl FetchTransport {
         let retry_after = resp.headers().get("retry-after").ok().flatten();
         let length = resp.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<usize>().ok());
         if length.is_some_and(|l| l > MAX_RESPONSE_BYTES) {
-            return Err(Failure::new(SyncError::Protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", length.unwrap_or(0)))));
+            return Err(Failure::new(SyncError::Protocol(format!(
+                "the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}",
+                length.unwrap_or(0)
+            ))));
         }
         let text = resp.text().map_err(network)?;
         let body = JsFuture::from(text).await.map_err(network)?.as_string().unwrap_or_default();
@@ -169,7 +188,10 @@ impl FetchTransport {
 }
 
 fn describe(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| "unknown error".into())
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "unknown error".into())
 }
 
 fn network(e: JsValue) -> Failure {
