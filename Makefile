@@ -1,0 +1,21 @@
+# Every target is a script in scripts/, so CI and a laptop run the same steps.
+.PHONY: setup build test demo clean
+
+setup:
+	scripts/setup
+
+build:
+	scripts/build
+
+test:
+	scripts/test
+
+# Serves the demo on http://127.0.0.1:$(DEMO_PORT) (default 8080) until Ctrl-C.
+demo:
+	scripts/demo
+
+# Removes the generated package files, the assembled demo and test output, and cargo's target/.
+clean:
+	rm -rf pkg/snippets pkg/tidesync.js pkg/tidesync.d.ts pkg/tidesync_bg.wasm pkg/tidesync_bg.wasm.d.ts
+	rm -rf www/test-results
+	cargo clean

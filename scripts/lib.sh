@@ -1,0 +1,88 @@
+# Shared helpers for scripts/setup, build, test and demo. Source it; don't run it.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+TOOLCHAIN_ENV=$TARGET_DIR/.tidesync-toolchain.env
+WASM_TARGET=wasm32-unknown-unknown
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+export CHROMIUM CHROMEDRIVER
+
+# `cargo install` puts wasm-bindgen and wasm-bindgen-test-runner here.
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+case ":$PATH:" in *":$CARGO_BIN:"*) ;; *) PATH=$CARGO_BIN:$PATH ;; esac
+export PATH
+
+say() { printf '%s: %s\n' "$(basename "$0")" "$*"; }
+die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# Reads what scripts/setup chose (the wasm cargo prefix) into this shell.
+load_toolchain() {
+    [ -f "$TOOLCHAIN_ENV" ] || die "$TOOLCHAIN_ENV is missing: run scripts/setup first"
+    # shellcheck source=/dev/null
+    . "$TOOLCHAIN_ENV"
+}
+
+# wasm_cargo SUBCOMMAND ARGS...: cargo for the wasm32 target. In the Debian fallback this is
+# `cargo +debian SUBCOMMAND -Z build-std=...` with RUSTC_BOOTSTRAP and the linker set for this one command
+# only, never for native builds. The -Z flag goes after the subcommand: cargo does not hand flags given
+# before it to external subcommands such as clippy. The env file's values hold no spaces inside a word,
+# so word splitting is what we want here.
+wasm_cargo() {
+    local sub=$1
+    shift
+    # shellcheck disable=SC2086
+    env $TIDESYNC_WASM_ENV $TIDESYNC_WASM_CARGO "$sub" $TIDESYNC_WASM_ARGS "$@"
+}
+
+# Copies the demo page and the built package into one directory the server can serve.
+assemble_demo() {
+    local out=$1
+    [ -f "$ROOT/pkg/tidesync.js" ] || die "pkg/tidesync.js is missing: run scripts/build first"
+    rm -rf "$out"
+    mkdir -p "$out/pkg"
+    cp -R "$ROOT/www/demo/." "$out/"
+    cp "$ROOT"/pkg/*.js "$ROOT"/pkg/*.wasm "$out/pkg/"
+    if [ -d "$ROOT/pkg/snippets" ]; then cp -R "$ROOT/pkg/snippets" "$out/pkg/"; fi
+}
+
+# start_server VAR LOG ARGS...: starts target/debug/tidesync-server with ARGS on a free loopback port,
+# its output to the file LOG, waits for its "listening on http://..." line and stores the URL in VAR.
+# stop_servers (run it from an EXIT trap) ends every server started this way.
+SERVER_PIDS=()
+start_server() {
+    local var=$1 log=$2 bin=$TARGET_DIR/debug/tidesync-server
+    shift 2
+    [ -x "$bin" ] || die "$bin is missing: build it with 'cargo build -p tidesync-server'"
+    "$bin" --host 127.0.0.1 --port 0 "$@" >"$log" 2>&1 &
+    local pid=$!
+    SERVER_PIDS+=("$pid")
+    local url="" i
+    for ((i = 0; i < 300; i++)); do
+        url=$(sed -nE 's#^tidesync-server listening on (http://[^[:space:]]+).*#\1#p' "$log" | head -n 1)
+        [ -n "$url" ] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$log" >&2
+            die "tidesync-server exited before it was listening"
+        fi
+        sleep 0.1
+    done
+    if [ -z "$url" ]; then
+        cat "$log" >&2
+        die "tidesync-server did not print 'tidesync-server listening on http://HOST:PORT' within 30 s"
+    fi
+    say "tidesync-server (pid $pid) listening on $url, log: $log"
+    printf -v "$var" '%s' "$url"
+}
+
+stop_servers() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        # The server may already be gone, and `wait` reports the SIGTERM we sent as a failure: neither is
+        # an error here, and under `set -e` in an EXIT trap it would replace the script's real status.
+        kill "$pid" 2>/dev/null || :
+        wait "$pid" 2>/dev/null || :
+    done
+    SERVER_PIDS=()
+}

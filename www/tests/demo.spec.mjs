@@ -1,0 +1,62 @@
+// End to end: the demo page writes a note to IndexedDB through tidesync, the engine syncs it to the
+// reference server, and the server has it.
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { baseUrl, launch, screenshot } from './browser.mjs';
+
+let browser;
+
+before(async () => {
+  browser = await launch();
+});
+
+afterEach(async (t) => {
+  await screenshot(browser.page, t.name.replace(/\W+/g, '-'));
+  if (browser.logs.length) t.diagnostic(`page console:\n${browser.logs.join('\n')}`);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// The server's list answer: an array, or an object holding one under `items`; each record carries its
+// id and data either on top or as `entityId` / `data`.
+function findRecord(body, id) {
+  const items = Array.isArray(body) ? body : body.items;
+  assert.ok(Array.isArray(items), `unexpected /api/notes answer: ${JSON.stringify(body)}`);
+  const record = items.find((r) => (r.entityId ?? r.id) === id);
+  return record && { ...record, data: record.data ?? record };
+}
+
+test('a note added in the demo syncs to the server', async () => {
+  const { page } = browser;
+  await page.goto(`${baseUrl()}/`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
+
+  const title = `first note ${Date.now()}`;
+  await page.fill('[data-testid="new-title"]', title);
+  await page.click('[data-testid="add"]');
+
+  const row = page.locator('[data-testid="note-row"]', { hasText: title });
+  await row.waitFor({ timeout: 10_000 });
+  const id = await row.getAttribute('data-id');
+  assert.match(id, /^[0-9a-f-]{36}$/);
+
+  await page.waitForFunction(
+    (noteId) => document.querySelector(`[data-testid="note-row"][data-id="${noteId}"] [data-testid="note-status"]`)
+      ?.textContent === 'synced',
+    id,
+    { timeout: 30_000 },
+  );
+  await page.waitForFunction(
+    () => document.querySelector('[data-testid="pending-count"]').textContent === '0',
+    null,
+    { timeout: 10_000 },
+  );
+
+  const response = await fetch(`${baseUrl()}/api/notes`);
+  assert.equal(response.status, 200);
+  const record = findRecord(await response.json(), id);
+  assert.ok(record, `note ${id} is not on the server`);
+  assert.equal(record.data.title, title);
+});
