@@ -37,9 +37,20 @@ fn noop() -> js_sys::Function {
 
 async fn open_db(name: &str, base_url: &str) -> Engine<IdbStore, FetchTransport, WebClock> {
     let store = IdbStore::open(name, noop(), noop()).await.expect("open IndexedDB");
-    Engine::open(store, FetchTransport::new(base_url, "/api/sync/batch", 5_000, None), WebClock, config())
-        .await
-        .expect("open engine")
+    Engine::open(
+        store,
+        FetchTransport::new(
+            base_url,
+            "/api/sync/batch",
+            [("notes".to_string(), "/api/notes".to_string())].into(),
+            5_000,
+            None,
+        ),
+        WebClock,
+        config(),
+    )
+    .await
+    .expect("open engine")
 }
 
 async fn fresh(name: &str, base_url: &str) -> Engine<IdbStore, FetchTransport, WebClock> {
@@ -132,4 +143,41 @@ async fn flush_while_the_server_is_down_keeps_every_op() {
         let r = engine.record("notes", &format!("n{i}")).await.unwrap().unwrap();
         assert_eq!((r.data, r.sync_status), (Some(json!({"i": i})), SyncStatus::Pending));
     }
+}
+
+#[wasm_bindgen_test]
+async fn a_second_device_pulls_changes_tombstones_and_rebases_pending_edits() {
+    let a = fresh(&unique("dev-a"), server()).await;
+    let b = fresh(&unique("dev-b"), server()).await;
+    let (x, y) = (unique("x"), unique("y"));
+    a.put("notes", &x, json!({"title": "x1", "n": 1}), None).await.unwrap();
+    a.put("notes", &y, json!({"title": "y1"}), None).await.unwrap();
+    a.flush().await.unwrap();
+
+    // A new device bootstraps from pull alone.
+    let r = b.pull(Some("notes")).await.unwrap();
+    assert!(r.applied >= 2, "{r:?}");
+    let bx = b.record("notes", &x).await.unwrap().unwrap();
+    assert_eq!(
+        (bx.data, bx.version, bx.sync_status),
+        (Some(json!({"title": "x1", "n": 1})), Some(1), SyncStatus::Synced)
+    );
+
+    // A deletes y and edits x's title; B meanwhile edits x's `n` offline.
+    a.delete("notes", &y, None).await.unwrap();
+    a.patch("notes", &x, json!({"title": "x2"}), None).await.unwrap();
+    a.flush().await.unwrap();
+    b.patch("notes", &x, json!({"n": 2}), None).await.unwrap();
+
+    let r = b.pull(Some("notes")).await.unwrap();
+    assert_eq!((r.deleted, r.rebased), (1, 1), "{r:?}");
+    assert_eq!(b.get("notes", &y).await.unwrap(), None, "the tombstone deleted y");
+    // The pending edit was rebased: both changes kept, re-queued against the server's version 2.
+    assert_eq!(b.get("notes", &x).await.unwrap(), Some(json!({"title": "x2", "n": 2})));
+    let q = b.queue().await.unwrap();
+    assert_eq!((q.len(), q[0].base_version), (1, Some(2)), "{q:?}");
+    b.flush().await.unwrap();
+    a.pull(Some("notes")).await.unwrap();
+    assert_eq!(a.get("notes", &x).await.unwrap(), Some(json!({"title": "x2", "n": 2})));
+    assert_eq!(a.record("notes", &x).await.unwrap().unwrap().version, Some(3));
 }

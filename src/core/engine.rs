@@ -158,10 +158,10 @@ struct State {
 pub const DEVICE_META: &str = "deviceId";
 
 pub struct Engine<S, T, C> {
-    store: S,
-    transport: T,
-    clock: C,
-    config: EngineConfig,
+    pub(super) store: S,
+    pub(super) transport: T,
+    pub(super) clock: C,
+    pub(super) config: EngineConfig,
     device_id: String,
     state: RefCell<State>,
 }
@@ -226,7 +226,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         self.state.borrow().closed
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(super) fn check_open(&self) -> Result<()> {
         if self.is_closed() {
             Err(SyncError::Closed)
         } else {
@@ -234,7 +234,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         }
     }
 
-    fn emit(&self, e: Event) {
+    pub(super) fn emit(&self, e: Event) {
         self.state.borrow_mut().events.push(e);
     }
 
@@ -592,7 +592,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_conflict(
+    pub(super) fn on_conflict(
         &self,
         tx: &mut Tx,
         op: &Operation,
@@ -803,6 +803,28 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             out.events.push(change_event(&key, Some(&e)));
             tx.write(Write::PutEntity(e));
         }
+    }
+
+    /// Reports an error that has no caller to reject (background work): an event and a metric.
+    pub fn report(&self, e: &SyncError) {
+        let mut st = self.state.borrow_mut();
+        let entry = ErrorEntry { at: self.clock.now_ms(), code: e.code().into(), message: e.to_string(), status: e.status() };
+        st.metrics.record_error(entry);
+        st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
+    }
+
+    /// Records the resolutions and events of work done outside a flush (a pull's rebases).
+    pub(super) fn absorb(&self, out: Applied) {
+        let mut st = self.state.borrow_mut();
+        st.metrics.conflicts_resolved += out.audit.len() as u64;
+        for entry in out.audit {
+            if st.audit.len() == self.config.audit_log_size.max(1) {
+                st.audit.pop_front();
+            }
+            st.audit.push_back(entry.clone());
+            st.events.push(Event::Resolved { entry });
+        }
+        st.events.extend(out.events);
     }
 
     // ---- network ----
@@ -1036,18 +1058,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 }
 
 #[derive(Default)]
-struct Applied {
-    accepted: usize,
-    conflicts: usize,
-    retried: usize,
-    dead: usize,
-    attempts_accepted: Vec<u32>,
-    errors: Vec<ErrorEntry>,
-    audit: Vec<AuditEntry>,
-    events: Vec<Event>,
+pub(super) struct Applied {
+    pub(super) accepted: usize,
+    pub(super) conflicts: usize,
+    pub(super) retried: usize,
+    pub(super) dead: usize,
+    pub(super) attempts_accepted: Vec<u32>,
+    pub(super) errors: Vec<ErrorEntry>,
+    pub(super) audit: Vec<AuditEntry>,
+    pub(super) events: Vec<Event>,
 }
 
-fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
+pub(super) fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
     Event::Change {
         collection: key.collection.clone(),
         id: key.id.clone(),

@@ -8,6 +8,7 @@ pub mod merge;
 pub mod metrics;
 pub mod netpolicy;
 pub mod op;
+pub mod pull;
 pub mod queue;
 pub mod retry;
 pub mod traits;

@@ -160,6 +160,33 @@ pub trait Transport {
     /// Sends `ops` (all ready, at most one per entity). `Err` means the request as a whole failed
     /// (no per-op answer); ops missing from `results` count as failed with a protocol error.
     async fn push(&self, ops: &[Operation], device_id: &str) -> std::result::Result<PushResponse, Failure>;
+
+    /// Fetches the server's changes to `collection` since `cursor` (everything when `None`).
+    async fn pull(&self, collection: &str, cursor: Option<&str>) -> std::result::Result<PullPage, Failure> {
+        let _ = cursor;
+        Err(Failure::new(super::error::SyncError::Config(format!("this transport cannot pull '{collection}'"))))
+    }
+}
+
+/// One record as the server holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerRecord {
+    pub id: String,
+    pub version: Option<u64>,
+    /// `None`: the record was deleted (a tombstone).
+    pub data: Option<Value>,
+    /// When the server last changed it, ms (for last-write-wins), if it says.
+    pub modified_ms: Option<u64>,
+}
+
+/// A page of the server's changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PullPage {
+    pub items: Vec<ServerRecord>,
+    /// Where the next pull starts. `None`: the server has no change feed, and `items` is the full
+    /// listing (records missing from it were deleted).
+    pub cursor: Option<String>,
+    pub has_more: bool,
 }
 
 /// Time and chance: a real clock and crypto randomness in the browser, simulated ones in tests.

@@ -139,8 +139,14 @@ impl SyncEngine {
             .into_js_value()
         };
         let store = IdbStore::open(&options.db_name, on_closed.unchecked_into(), on_blocked.unchecked_into()).await?;
-        let transport =
-            FetchTransport::new(&options.base_url, &options.batch_endpoint, options.timeout_ms, options.auth);
+        let endpoints = options.engine.collections.iter().map(|(k, c)| (k.clone(), c.endpoint.clone())).collect();
+        let transport = FetchTransport::new(
+            &options.base_url,
+            &options.batch_endpoint,
+            endpoints,
+            options.timeout_ms,
+            options.auth,
+        );
         let engine = Engine::open(store, transport, WebClock, options.engine).await?;
         engine.set_network(NetInfo { online: navigator_online(), ..NetInfo::default() });
         let inner = Rc::new(Inner {
@@ -243,6 +249,12 @@ impl SyncEngine {
             inner.after_flush(&report);
             Ok(to_js(&report))
         })
+    }
+
+    /// Fetches the server's changes (of one collection, or of all) and merges them in.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PullReport>")]
+    pub fn pull(&self, collection: Option<String>) -> Promise {
+        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.pull(collection.as_deref()).await?)) })
     }
 
     /// Pending, conflict and dead-letter counts, network and breaker state.
@@ -427,17 +439,25 @@ impl Inner {
             let fired = inner.timer.borrow_mut().take();
             spawn_local(async move {
                 let _keep_alive = fired;
-                let result = inner.engine.flush().await;
-                if let Err(e) = result {
-                    if e == SyncError::Closed {
-                        return;
-                    }
-                }
-                inner.dispatch();
+                inner.sync_tick().await;
             });
         });
         let id = set_timeout(cb.as_ref().unchecked_ref(), delay_ms.min(i32::MAX as u64) as i32);
         *self.timer.borrow_mut() = Some(Timer { due, id, _callback: cb });
+    }
+
+    /// One background round: push what is due, pull what changed, and plan the next round.
+    async fn sync_tick(self: &Rc<Self>) {
+        let flushed = self.engine.flush().await;
+        if flushed.as_ref().is_ok_and(|r| !r.offline) {
+            if let Err(e) = self.engine.pull(None).await {
+                self.engine.report(&e);
+            }
+        }
+        self.dispatch();
+        if !self.engine.is_closed() {
+            self.schedule(self.engine.network().interval_ms);
+        }
     }
 
     fn listen_network(self: &Rc<Self>) {

@@ -11,9 +11,10 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, Request, RequestInit, RequestRedirect, Response, ResponseType};
 
 use super::batch::{decode_response, encode_request, MAX_RESPONSE_BYTES};
+use super::pull::decode_pull;
 use crate::core::error::SyncError;
 use crate::core::op::Operation;
-use crate::core::traits::{Failure, PushResponse, Transport};
+use crate::core::traits::{Failure, PullPage, PushResponse, Transport};
 use crate::web::{clear_timeout, fetch_request, navigator_online, set_timeout, sleep};
 
 /// Faults the debug tools inject on this client (`window.syncDebug`).
@@ -29,6 +30,8 @@ pub struct Faults {
 pub struct FetchTransport {
     base_url: String,
     batch_endpoint: String,
+    /// Each collection's endpoint, for pulls.
+    endpoints: std::collections::BTreeMap<String, String>,
     timeout_ms: u32,
     client_version: String,
     /// `auth()` from the app's options: returns a token (or a promise of one).
@@ -47,10 +50,17 @@ pub struct HttpAnswer {
 }
 
 impl FetchTransport {
-    pub fn new(base_url: &str, batch_endpoint: &str, timeout_ms: u32, auth: Option<Function>) -> Self {
+    pub fn new(
+        base_url: &str,
+        batch_endpoint: &str,
+        endpoints: std::collections::BTreeMap<String, String>,
+        timeout_ms: u32,
+        auth: Option<Function>,
+    ) -> Self {
         FetchTransport {
             base_url: base_url.trim_end_matches('/').to_string(),
             batch_endpoint: batch_endpoint.to_string(),
+            endpoints,
             timeout_ms,
             client_version: env!("CARGO_PKG_VERSION").to_string(),
             auth,
@@ -137,7 +147,9 @@ impl FetchTransport {
         if body.is_some() {
             set("Content-Type", "application/json")?;
         }
-        set("X-Device-ID", device_id)?;
+        if !device_id.is_empty() {
+            set("X-Device-ID", device_id)?;
+        }
         set("X-Client-Version", &self.client_version)?;
         if let Some(t) = &token {
             set("Authorization", &format!("Bearer {t}"))?;
@@ -204,5 +216,19 @@ impl Transport for FetchTransport {
         let url = self.url(&self.batch_endpoint);
         let a = self.send("POST", &url, Some(&body), &[], device_id).await?;
         decode_response(a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)
+    }
+
+    async fn pull(&self, collection: &str, cursor: Option<&str>) -> Result<PullPage, Failure> {
+        let endpoint = self
+            .endpoints
+            .get(collection)
+            .ok_or_else(|| Failure::new(SyncError::InvalidInput(format!("unknown collection '{collection}'"))))?;
+        let mut url = self.url(endpoint);
+        if let Some(c) = cursor {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{sep}since={}", String::from(js_sys::encode_uri_component(c)));
+        }
+        let a = self.send("GET", &url, None, &[], "").await?;
+        decode_pull(a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)
     }
 }

@@ -1,6 +1,7 @@
 //! Transports: the wire protocols (pure, tested natively) and `fetch` (browser only).
 
 pub mod batch;
+pub mod pull;
 
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
