@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     listeners: RefCell<Vec<(u32, Function)>>,
     next_listener: Cell<u32>,
     auto_sync: bool,
+    /// Opened with `debug: true`: the devtools methods work.
+    pub(crate) debug: bool,
     timer: RefCell<Option<Timer>>,
     /// `online`/`offline` listeners, removed on close.
     net_listeners: RefCell<Vec<(&'static str, Callback)>>,
@@ -52,11 +54,11 @@ pub(crate) struct Inner {
 /// ```
 #[wasm_bindgen]
 pub struct SyncEngine {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
 /// Runs `f` on the engine and turns its result into a Promise; events are delivered after.
-fn promise<F, Fut>(inner: &Rc<Inner>, f: F) -> Promise
+pub(crate) fn promise<F, Fut>(inner: &Rc<Inner>, f: F) -> Promise
 where
     F: FnOnce(Rc<Inner>) -> Fut + 'static,
     Fut: std::future::Future<Output = Result<JsValue>> + 'static,
@@ -154,6 +156,7 @@ impl SyncEngine {
             listeners: RefCell::new(Vec::new()),
             next_listener: Cell::new(1),
             auto_sync: options.auto_sync,
+            debug: options.debug,
             timer: RefCell::new(None),
             net_listeners: RefCell::new(Vec::new()),
         });

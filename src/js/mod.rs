@@ -1,6 +1,7 @@
 //! The JS API: one file per exported class, plus error and value conversion.
 
 pub mod convert;
+pub mod debug;
 pub mod engine;
 pub mod errors;
 
