@@ -195,6 +195,20 @@ impl SyncEngine {
         })
     }
 
+    /// Like `put`, with the record given as JSON text (saves converting a string you already have).
+    #[wasm_bindgen(js_name = "putJson", unchecked_return_type = "Promise<SyncRecord>")]
+    pub fn put_json(&self, collection: String, id: String, json: String, options: JsValue) -> Promise {
+        let args = serde_json::from_str::<Value>(&json)
+            .map_err(|e| SyncError::InvalidInput(format!("not JSON: {e}")))
+            .and_then(|d| Ok((d, priority_of(&options)?)));
+        promise(&self.inner, move |inner| async move {
+            let (data, priority) = args?;
+            let e = inner.engine.put(&collection, &id, data, priority).await?;
+            inner.after_write(priority.unwrap_or(Priority::Medium));
+            Ok(entity_js(e))
+        })
+    }
+
     /// Merges `fields` into the record (a `null` field is removed). Rejects with `NOT_FOUND`
     /// if the record does not exist.
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncRecord>")]

@@ -22,3 +22,11 @@ pub fn build_info() -> JsValue {
         "schemaVersion": crate::store::idb::SCHEMA_VERSION,
     }))
 }
+
+/// The checksum tidesync stores for a record: SHA-256 (hex) of its canonical JSON (sorted keys,
+/// no whitespace, one spelling per number). The server sees the same value in `checksum`.
+#[wasm_bindgen]
+pub fn checksum(#[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue) -> Result<String, JsValue> {
+    let v: serde_json::Value = convert::from_js(value, "the value is not JSON-compatible").map_err(errors::to_js)?;
+    Ok(crate::core::checksum::checksum(&v))
+}
