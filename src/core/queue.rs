@@ -85,8 +85,17 @@ pub fn local_write(
 
     let version = existing.as_ref().and_then(|e| e.version);
     let prev = lane.last().filter(|o| !o.sent).cloned();
+    // Does the server hold the record before `prev`? A create queued after a delete (or after a
+    // dead-lettered delete) re-creates a record the server may still have.
+    let on_server_before_prev = match lane.len() {
+        0 | 1 => existing.as_ref().is_some_and(|e| e.version.is_some() && e.base.is_some()),
+        n => lane[n - 2].kind != OpKind::Delete,
+    };
     // Coalesce: the previous unsent op takes the new state, keeping its id and place in the lane.
     let coalesced_kind = prev.as_ref().map(|p| match (p.kind, kind) {
+        // Created and deleted before the server heard of it: nothing to send, unless the create
+        // re-created a record the server still holds; then that record must go.
+        (OpKind::Create, OpKind::Delete) if on_server_before_prev => Some(OpKind::Delete),
         (OpKind::Create, OpKind::Delete) => None,
         (OpKind::Create, _) => Some(OpKind::Create),
         (OpKind::Update, k) => Some(k),
@@ -311,6 +320,24 @@ mod tests {
         assert_eq!(lane[0], sent);
         assert_eq!((lane[1].kind, lane[1].payload.clone()), (OpKind::Update, Some(json!({"a": 4}))));
         assert!(lane[1].seq > lane[0].seq);
+    }
+
+    #[test]
+    fn recreate_then_delete_of_a_record_the_server_holds_is_a_delete() {
+        // The server holds v3. A delete was sent and dead-lettered (it never applied), the app
+        // wrote the record again (a create queued against v3), then deleted it: the server's
+        // record must still be deleted, not forgotten.
+        let mut tx = synced_tx(json!({"a": 1}));
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Put(json!({"a": 2})), &mut ids).unwrap();
+        let mut create = tx.lane(&key())[0].clone();
+        create.kind = OpKind::Create;
+        tx.write(Write::PutOp(create));
+        write(&mut tx, Mutation::Delete, &mut ids).unwrap();
+        let lane = tx.lane(&key());
+        assert_eq!(lane.len(), 1);
+        assert_eq!((lane[0].kind, lane[0].base_version, lane[0].payload.clone()), (OpKind::Delete, Some(3), None));
+        assert_eq!(tx.entity(&key()).unwrap().sync_status, SyncStatus::Pending);
     }
 
     #[test]
