@@ -13,16 +13,18 @@ use super::convert::{open_options, record, to_js, OpenOptions};
 use super::errors;
 use crate::core::engine::{Choice, Engine, Event};
 use crate::core::error::{Result, SyncError};
-use crate::core::netpolicy::NetInfo;
 use crate::core::op::{Entity, Priority};
 use crate::net::fetch::FetchTransport;
 use crate::store::idb::IdbStore;
-use crate::web::{clear_timeout, navigator_online, set_timeout, WebClock};
+use crate::web::env::{in_page, net_info, persist_storage, register_background_sync, storage_estimate};
+use crate::web::locks::with_lock;
+use crate::web::{clear_timeout, set_timeout, WebClock};
 
 pub(crate) type WebEngine = Engine<IdbStore, FetchTransport, WebClock>;
 
 /// A JS callback we keep alive while it is registered.
 type Callback = Closure<dyn FnMut()>;
+type MessageCallback = Closure<dyn FnMut(web_sys::MessageEvent)>;
 
 /// The pending flush timer: when it fires, the `setTimeout` id, and its callback.
 struct Timer {
@@ -39,8 +41,16 @@ pub(crate) struct Inner {
     /// Opened with `debug: true`: the devtools methods work.
     pub(crate) debug: bool,
     timer: RefCell<Option<Timer>>,
-    /// `online`/`offline` listeners, removed on close.
-    net_listeners: RefCell<Vec<(&'static str, Callback)>>,
+    /// Browser event listeners (`online`, `offline`, `visibilitychange`, connection `change`),
+    /// removed on close.
+    dom_listeners: RefCell<Vec<(web_sys::EventTarget, &'static str, Callback)>>,
+    /// The database's name: also the name of its flush lock, its channel and its sync tag.
+    db_name: String,
+    /// Tells the other tabs what changed here, and hears what changed there.
+    channel: Option<web_sys::BroadcastChannel>,
+    _channel_listener: RefCell<Option<MessageCallback>>,
+    /// A Background Sync tag is registered for the current pending writes.
+    background_sync_registered: Cell<bool>,
 }
 
 /// The sync engine: records in IndexedDB, writes queued and pushed to your backend.
@@ -66,6 +76,10 @@ where
     let inner = inner.clone();
     future_to_promise(async move {
         let r = f(inner.clone()).await;
+        if let Err(e @ SyncError::QuotaExceeded(_)) = &r {
+            // The caller gets the error; subscribers (a storage warning in the UI) hear of it too.
+            inner.engine.report(e);
+        }
         inner.dispatch();
         r.map_err(errors::to_js)
     })
@@ -150,7 +164,7 @@ impl SyncEngine {
             options.auth,
         );
         let engine = Engine::open(store, transport, WebClock, options.engine).await?;
-        engine.set_network(NetInfo { online: navigator_online(), ..NetInfo::default() });
+        engine.set_network(net_info());
         let inner = Rc::new(Inner {
             engine,
             listeners: RefCell::new(Vec::new()),
@@ -158,12 +172,22 @@ impl SyncEngine {
             auto_sync: options.auto_sync,
             debug: options.debug,
             timer: RefCell::new(None),
-            net_listeners: RefCell::new(Vec::new()),
+            dom_listeners: RefCell::new(Vec::new()),
+            channel: web_sys::BroadcastChannel::new(&options.db_name).ok(),
+            db_name: options.db_name,
+            _channel_listener: RefCell::new(None),
+            background_sync_registered: Cell::new(false),
         });
         *weak.borrow_mut() = Rc::downgrade(&inner);
+        inner.listen_channel();
         if inner.auto_sync {
-            inner.listen_network();
+            inner.listen_browser();
             inner.schedule(0);
+            if in_page() {
+                spawn_local(async {
+                    persist_storage().await;
+                });
+            }
         }
         Ok(SyncEngine { inner })
     }
@@ -262,7 +286,9 @@ impl SyncEngine {
     #[wasm_bindgen(unchecked_return_type = "Promise<FlushReport>")]
     pub fn flush(&self) -> Promise {
         promise(&self.inner, move |inner| async move {
-            let report = inner.engine.flush().await?;
+            // Waits for another tab's flush to finish rather than racing it.
+            let report =
+                with_lock(&inner.lock_name(), true, || inner.engine.flush()).await.unwrap_or(Err(SyncError::Closed))?;
             inner.after_flush(&report);
             Ok(to_js(&report))
         })
@@ -277,7 +303,12 @@ impl SyncEngine {
     /// Pending, conflict and dead-letter counts, network and breaker state.
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
     pub fn status(&self) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.status().await?)) })
+        promise(&self.inner, move |inner| async move {
+            let status = inner.engine.status().await?;
+            let mut v = serde_json::to_value(&status).map_err(|e| SyncError::Storage(e.to_string()))?;
+            v["storage"] = serde_json::to_value(storage_estimate().await).unwrap_or_default();
+            Ok(to_js(&v))
+        })
     }
 
     /// Counters, latency and the retry histogram.
@@ -395,6 +426,12 @@ impl Inner {
                 self.after_flush(report);
             }
             let js = to_js(e);
+            if let Some(ch) = &self.channel {
+                // Other tabs hear about changes to shared records; their errors are their own.
+                if !matches!(e, Event::Error { .. }) {
+                    let _ = ch.post_message(&js);
+                }
+            }
             for f in &listeners {
                 if let Err(err) = f.call1(&JsValue::NULL, &js) {
                     web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
@@ -420,6 +457,12 @@ impl Inner {
         if !self.auto_sync {
             return;
         }
+        if !self.background_sync_registered.replace(true) {
+            let tag = self.sync_tag();
+            spawn_local(async move {
+                register_background_sync(&tag).await;
+            });
+        }
         let interval = self.engine.network().interval_ms;
         self.schedule(match priority {
             Priority::High => 0,
@@ -429,6 +472,9 @@ impl Inner {
     }
 
     fn after_flush(self: &Rc<Self>, report: &crate::core::engine::FlushReport) {
+        if report.remaining == 0 {
+            self.background_sync_registered.set(false);
+        }
         if !self.auto_sync || report.remaining == 0 || report.offline {
             return;
         }
@@ -465,33 +511,85 @@ impl Inner {
 
     /// One background round: push what is due, pull what changed, and plan the next round.
     async fn sync_tick(self: &Rc<Self>) {
-        let flushed = self.engine.flush().await;
-        if flushed.as_ref().is_ok_and(|r| !r.offline) {
-            if let Err(e) = self.engine.pull(None).await {
-                self.engine.report(&e);
+        let me = self.clone();
+        // Another tab (or the service worker) flushing right now has it covered.
+        with_lock(&self.lock_name(), false, || async move {
+            let flushed = me.engine.flush().await;
+            if flushed.as_ref().is_ok_and(|r| !r.offline) {
+                if let Err(e) = me.engine.pull(None).await {
+                    me.engine.report(&e);
+                }
             }
-        }
+        })
+        .await;
         self.dispatch();
         if !self.engine.is_closed() {
             self.schedule(self.engine.network().interval_ms);
         }
     }
 
-    fn listen_network(self: &Rc<Self>) {
-        let target: web_sys::EventTarget = js_sys::global().unchecked_into();
-        for (name, online) in [("online", true), ("offline", false)] {
-            let weak = Rc::downgrade(self);
-            let cb = Closure::<dyn FnMut()>::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.engine.set_network(NetInfo { online, ..NetInfo::default() });
-                    if online {
-                        inner.schedule(0);
-                    }
+    pub(crate) fn lock_name(&self) -> String {
+        format!("{}:flush", self.db_name)
+    }
+
+    /// The Background Sync tag the service worker (`tidesync/sw`) listens for.
+    pub(crate) fn sync_tag(&self) -> String {
+        format!("{}:sync", self.db_name)
+    }
+
+    fn on(self: &Rc<Self>, target: web_sys::EventTarget, name: &'static str, f: impl Fn(&Rc<Inner>) + 'static) {
+        let weak = Rc::downgrade(self);
+        let cb = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                f(&inner);
+            }
+        });
+        if target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref()).is_ok() {
+            self.dom_listeners.borrow_mut().push((target, name, cb));
+        }
+    }
+
+    /// Flush triggers: back online, the page going to the background, a network change.
+    fn listen_browser(self: &Rc<Self>) {
+        let global: web_sys::EventTarget = js_sys::global().unchecked_into();
+        self.on(global.clone(), "online", |inner| {
+            inner.engine.set_network(net_info());
+            inner.schedule(0);
+        });
+        self.on(global.clone(), "offline", |inner| inner.engine.set_network(net_info()));
+        if let Some(doc) = js_sys::Reflect::get(&global, &"document".into()).ok().filter(|d| d.is_object()) {
+            self.on(doc.clone().unchecked_into(), "visibilitychange", move |inner| {
+                let hidden = js_sys::Reflect::get(&doc, &"visibilityState".into()).ok().and_then(|v| v.as_string());
+                if hidden.as_deref() == Some("hidden") {
+                    inner.schedule(0);
                 }
             });
-            let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
-            self.net_listeners.borrow_mut().push((name, cb));
         }
+        if let Some(conn) = crate::web::env::connection() {
+            self.on(conn.unchecked_into(), "change", |inner| inner.engine.set_network(net_info()));
+        }
+    }
+
+    /// Events from other tabs go to our subscribers, marked `remote: true`.
+    fn listen_channel(self: &Rc<Self>) {
+        let Some(ch) = &self.channel else { return };
+        let weak = Rc::downgrade(self);
+        let cb = MessageCallback::new(move |m: web_sys::MessageEvent| {
+            let Some(inner) = weak.upgrade() else { return };
+            let ev = m.data();
+            if !ev.is_object() {
+                return;
+            }
+            let _ = js_sys::Reflect::set(&ev, &"remote".into(), &true.into());
+            let listeners: Vec<Function> = inner.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
+            for f in listeners {
+                if let Err(err) = f.call1(&JsValue::NULL, &ev) {
+                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+                }
+            }
+        });
+        ch.set_onmessage(Some(cb.as_ref().unchecked_ref()));
+        *self._channel_listener.borrow_mut() = Some(cb);
     }
 
     pub(crate) fn shutdown(&self) {
@@ -500,9 +598,12 @@ impl Inner {
         if let Some(t) = self.timer.borrow_mut().take() {
             clear_timeout(&t.id);
         }
-        let target: web_sys::EventTarget = js_sys::global().unchecked_into();
-        for (name, cb) in self.net_listeners.borrow_mut().drain(..) {
+        for (target, name, cb) in self.dom_listeners.borrow_mut().drain(..) {
             let _ = target.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+        }
+        if let Some(ch) = &self.channel {
+            ch.set_onmessage(None);
+            ch.close();
         }
     }
 }

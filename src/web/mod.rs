@@ -2,6 +2,9 @@
 //! `navigator.onLine`. Works the same in a page, a worker and a service worker (all through the
 //! global object, never `window`).
 
+pub mod env;
+pub mod locks;
+
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
