@@ -37,9 +37,16 @@ impl MemoryStore {
         self.data.borrow().clone()
     }
 
+    /// Changes the stored records directly, behind the engine's back (tests: a corrupted record,
+    /// a record edited by an old version of the app).
+    pub fn tamper(&self, f: impl FnOnce(&mut MemoryData)) {
+        f(&mut self.data.borrow_mut());
+    }
+
     /// Makes the next `n` transactions fail with `error`, writing nothing.
+    /// `n == 0` clears a failure set earlier.
     pub fn fail_next(&self, n: usize, error: SyncError) {
-        *self.fail_next.borrow_mut() = Some((n, error));
+        *self.fail_next.borrow_mut() = (n > 0).then_some((n, error));
     }
 
     fn injected_failure(&self) -> Result<()> {

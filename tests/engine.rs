@@ -1,0 +1,672 @@
+//! Native scenario tests of the engine over the memory store, a scripted transport and a manual
+//! clock: retries and Retry-After, dead letters, the circuit breaker, offline, coalescing across
+//! an in-flight flush, conflicts (manual and automatic), integrity and storage failures, and the
+//! regressions the simulation found.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use serde_json::{json, Value};
+use tidesync::core::engine::{Choice, CollectionConfig, Engine, EngineConfig};
+use tidesync::core::error::SyncError;
+use tidesync::core::merge::{MergeSpec, Strategy};
+use tidesync::core::netpolicy::NetInfo;
+use tidesync::core::op::{EntityKey, OpKind, Operation, Priority, SyncStatus};
+use tidesync::core::retry::{BreakerState, RetryPolicy};
+use tidesync::core::traits::{Clock, Failure, OpResult, Outcome, PushResponse, Transport};
+use tidesync::store::memory::MemoryStore;
+
+// ---- plumbing ----
+
+fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = poll_once(f.as_mut()) {
+            return v;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct TestClock {
+    now: Rc<Cell<u64>>,
+    seq: Rc<Cell<u64>>,
+}
+
+impl TestClock {
+    fn advance(&self, ms: u64) {
+        self.now.set(self.now.get() + ms);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
+        let now = self.now.clone();
+        async move { now.set(now.get() + ms) }
+    }
+    fn random_u64(&self) -> u64 {
+        // Distinct ids; small numbers keep the jittered backoff small and predictable.
+        self.seq.set(self.seq.get() + 1);
+        self.seq.get()
+    }
+}
+
+type Answer = Box<dyn FnOnce(&[Operation]) -> Result<PushResponse, Failure>>;
+
+/// Answers pushes from a script, then accepts everything. Records every request.
+#[derive(Clone, Default)]
+struct Scripted {
+    script: Rc<RefCell<VecDeque<Answer>>>,
+    requests: Rc<RefCell<Vec<Vec<Operation>>>>,
+    /// Server versions per record, for the default "accept" answer.
+    versions: Rc<RefCell<BTreeMap<EntityKey, u64>>>,
+    /// While set, a push waits (returns `Pending`) until the test releases it.
+    hold: Rc<Cell<bool>>,
+}
+
+impl Scripted {
+    fn then(&self, a: impl FnOnce(&[Operation]) -> Result<PushResponse, Failure> + 'static) -> &Self {
+        self.script.borrow_mut().push_back(Box::new(a));
+        self
+    }
+    fn fail(&self, status: u16, retry_after_ms: Option<u64>) -> &Self {
+        self.then(move |_| Err(Failure { error: http(status), retry_after_ms }))
+    }
+    fn sent(&self) -> Vec<Vec<Operation>> {
+        self.requests.borrow().clone()
+    }
+    fn accept(&self, op: &Operation) -> Outcome {
+        let mut v = self.versions.borrow_mut();
+        let n = v.entry(op.key()).or_default();
+        *n += 1;
+        Outcome::Accepted { version: Some(*n), data: op.payload.clone(), checksum: None }
+    }
+    fn accept_all(&self, ops: &[Operation]) -> PushResponse {
+        PushResponse {
+            results: ops.iter().map(|o| OpResult { op_id: o.id.clone(), outcome: self.accept(o) }).collect(),
+            server_time_ms: None,
+        }
+    }
+}
+
+struct Hold(Rc<Cell<bool>>);
+
+impl Future for Hold {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0.get() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+impl Transport for Scripted {
+    async fn push(&self, ops: &[Operation], _device: &str) -> Result<PushResponse, Failure> {
+        self.requests.borrow_mut().push(ops.to_vec());
+        Hold(self.hold.clone()).await;
+        let next = self.script.borrow_mut().pop_front();
+        match next {
+            Some(answer) => answer(ops),
+            None => Ok(self.accept_all(ops)),
+        }
+    }
+}
+
+fn http(status: u16) -> SyncError {
+    SyncError::Http { status, message: format!("status {status}") }
+}
+
+fn result(op: &Operation, outcome: Outcome) -> OpResult {
+    OpResult { op_id: op.id.clone(), outcome }
+}
+
+type TestEngine = Engine<MemoryStore, Scripted, TestClock>;
+
+struct Env {
+    store: MemoryStore,
+    net: Scripted,
+    clock: TestClock,
+    engine: TestEngine,
+}
+
+fn config(tweak: impl FnOnce(&mut EngineConfig)) -> EngineConfig {
+    let col = |merge: MergeSpec| CollectionConfig { endpoint: "/api/x".into(), merge, priority: Priority::Medium };
+    let mut c = EngineConfig {
+        collections: [
+            ("notes".to_string(), col(MergeSpec::default())),
+            (
+                "stats".to_string(),
+                col(MergeSpec { fields: [("xp".to_string(), Strategy::Sum)].into(), ..MergeSpec::default() }),
+            ),
+            ("docs".to_string(), col(MergeSpec { default: Strategy::Manual, ..MergeSpec::default() })),
+        ]
+        .into(),
+        retry: RetryPolicy { base_ms: 1_000, cap_ms: 30_000, jitter_ms: 0, max_attempts: 5, ..RetryPolicy::default() },
+        breaker_threshold: 100,
+        ..EngineConfig::default()
+    };
+    tweak(&mut c);
+    c
+}
+
+fn env_with(tweak: impl FnOnce(&mut EngineConfig)) -> Env {
+    let store = MemoryStore::new();
+    let net = Scripted::default();
+    let clock = TestClock { now: Rc::new(Cell::new(1_000_000)), seq: Rc::new(Cell::new(0)) };
+    let engine = block_on(Engine::open(store.clone(), net.clone(), clock.clone(), config(tweak))).unwrap();
+    Env { store, net, clock, engine }
+}
+
+fn env() -> Env {
+    env_with(|_| {})
+}
+
+impl Env {
+    fn put(&self, col: &str, id: &str, data: Value) {
+        block_on(self.engine.put(col, id, data, None)).unwrap();
+    }
+    fn flush(&self) -> tidesync::core::engine::FlushReport {
+        block_on(self.engine.flush()).unwrap()
+    }
+    fn queue(&self) -> Vec<Operation> {
+        block_on(self.engine.queue()).unwrap()
+    }
+    fn record(&self, col: &str, id: &str) -> tidesync::core::op::Entity {
+        block_on(self.store_entity(col, id)).unwrap()
+    }
+    async fn store_entity(&self, col: &str, id: &str) -> Option<tidesync::core::op::Entity> {
+        self.store.dump().entities.get(&EntityKey::new(col, id)).cloned()
+    }
+    /// Puts `col/id` on the server at version 1 and syncs it.
+    fn synced(&self, col: &str, id: &str, data: Value) {
+        self.put(col, id, data);
+        let r = self.flush();
+        assert_eq!(r.accepted, 1);
+    }
+}
+
+// ---- retries ----
+
+#[test]
+fn retries_503_twice_then_succeeds_honouring_retry_after() {
+    let e = env();
+    e.net.fail(503, Some(5_000)).fail(503, None);
+    e.put("notes", "a", json!({"t": 1}));
+    let t0 = e.clock.now_ms();
+
+    let r = e.flush();
+    assert_eq!((r.sent, r.retried, r.accepted), (1, 1, 0));
+    let op = &e.queue()[0];
+    assert_eq!(op.attempts, 1);
+    assert_eq!(op.last_status, Some(503));
+    // The server asked for 5 s: not earlier.
+    assert_eq!(op.next_attempt_at, t0 + 5_000);
+    assert_eq!(r.next_attempt_at, Some(t0 + 5_000));
+    let id = op.id.clone();
+
+    // Not due yet: nothing is sent.
+    e.clock.advance(4_999);
+    assert_eq!(e.flush().sent, 0);
+    e.clock.advance(1);
+    let r = e.flush();
+    assert_eq!((r.sent, r.retried), (1, 1));
+    let op = &e.queue()[0];
+    assert_eq!(op.attempts, 2);
+    // Our own backoff: base * 2^1 with full jitter, never past it.
+    assert!(op.next_attempt_at <= e.clock.now_ms() + 2_000);
+
+    e.clock.advance(2_000);
+    let r = e.flush();
+    assert_eq!((r.sent, r.accepted, r.remaining), (1, 1, 0));
+    // The same op (same idempotency key) went out three times.
+    let sent = e.net.sent();
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|b| b.len() == 1 && b[0].id == id));
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.sync_status, rec.version), (SyncStatus::Synced, Some(1)));
+    let m = block_on(e.engine.metrics()).unwrap();
+    assert_eq!(m.retry_histogram[2], 1);
+}
+
+#[test]
+fn a_400_is_dead_lettered_while_another_entitys_op_goes_through() {
+    let e = env();
+    e.put("notes", "bad", json!({"t": 1}));
+    e.put("notes", "good", json!({"t": 2}));
+    e.net.then(|ops| {
+        let results = ops
+            .iter()
+            .map(|o| {
+                let outcome = if o.entity_id == "bad" {
+                    Outcome::Failed(Failure::new(http(400)))
+                } else {
+                    Outcome::Accepted { version: Some(1), data: o.payload.clone(), checksum: None }
+                };
+                result(o, outcome)
+            })
+            .collect();
+        Ok(PushResponse { results, server_time_ms: None })
+    });
+    let r = e.flush();
+    assert_eq!((r.sent, r.accepted, r.dead_lettered, r.remaining), (2, 1, 1, 0));
+    assert_eq!(e.record("notes", "good").sync_status, SyncStatus::Synced);
+    assert_eq!(e.record("notes", "bad").sync_status, SyncStatus::Error);
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].code.as_str(), dead[0].status, dead[0].maybe_applied), ("HTTP", Some(400), false));
+    assert!(dead[0].error.contains("400"));
+}
+
+#[test]
+fn dead_letter_retry_gets_a_fresh_id_when_refused_and_keeps_it_when_maybe_applied() {
+    let e = env_with(|c| c.retry.max_attempts = 2);
+    // Refused for good: a retry is a new request (the server's ledger would replay the 400).
+    e.put("notes", "refused", json!({"t": 1}));
+    e.net.then(|ops| {
+        Ok(PushResponse {
+            results: vec![result(&ops[0], Outcome::Failed(Failure::new(http(422))))],
+            server_time_ms: None,
+        })
+    });
+    e.flush();
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    let refused = dead[0].op.clone();
+    block_on(e.engine.retry_dead_letter(&refused.id)).unwrap();
+    let q = e.queue();
+    assert_eq!(q.len(), 1);
+    assert_ne!(q[0].id, refused.id);
+    assert!(!q[0].sent);
+    assert_eq!((q[0].attempts, q[0].payload.clone()), (0, refused.payload.clone()));
+    e.flush();
+    assert_eq!(e.record("notes", "refused").sync_status, SyncStatus::Synced);
+
+    // Timed out until attempts ran out: the server may have it, so the retry keeps the id and
+    // everything the server may have seen under it.
+    e.synced("notes", "maybe", json!({"t": 1}));
+    e.put("notes", "maybe", json!({"t": 2}));
+    e.net.then(|_| Err(Failure::new(SyncError::Timeout))).then(|_| Err(Failure::new(SyncError::Timeout)));
+    e.flush();
+    e.clock.advance(60_000);
+    e.flush();
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert_eq!(dead.len(), 1);
+    let maybe = dead[0].op.clone();
+    assert!(dead[0].maybe_applied);
+    assert_eq!(dead[0].code, "TIMEOUT");
+    // Another device writes meanwhile; we learn nothing of it.
+    e.net.versions.borrow_mut().insert(EntityKey::new("notes", "maybe"), 7);
+    block_on(e.engine.retry_dead_letter(&maybe.id)).unwrap();
+    let q = e.queue();
+    assert_eq!(q[0].id, maybe.id);
+    assert_eq!(q[0].base_version, maybe.base_version, "a kept idempotency key keeps its content");
+    assert_eq!(q[0].payload, maybe.payload);
+    assert_eq!(q[0].attempts, 0);
+    e.flush();
+    assert!(e.queue().is_empty());
+
+    // Discard drops the dead letter; the record keeps its local state.
+    e.put("notes", "gone", json!({"t": 3}));
+    e.net.then(|ops| {
+        Ok(PushResponse {
+            results: vec![result(&ops[0], Outcome::Failed(Failure::new(http(400))))],
+            server_time_ms: None,
+        })
+    });
+    e.flush();
+    let id = block_on(e.engine.dead_letters()).unwrap()[0].op.id.clone();
+    block_on(e.engine.discard_dead_letter(&id)).unwrap();
+    assert!(block_on(e.engine.dead_letters()).unwrap().is_empty());
+    assert_eq!(block_on(e.engine.get("notes", "gone")).unwrap(), Some(json!({"t": 3})));
+    assert_eq!(block_on(e.engine.retry_dead_letter(&id)).unwrap_err().code(), "NOT_FOUND");
+}
+
+#[test]
+fn circuit_breaker_opens_after_n_failures_and_probes_after_cool_down() {
+    let e = env_with(|c| {
+        c.breaker_threshold = 3;
+        c.breaker_cooldown_ms = 10_000;
+        c.retry.max_attempts = 100;
+    });
+    e.put("notes", "a", json!({"t": 1}));
+    for _ in 0..3 {
+        e.net.fail(503, None);
+        e.flush();
+        e.clock.advance(2_000);
+    }
+    let opened_at = e.clock.now_ms() - 2_000;
+    assert_eq!(block_on(e.engine.status()).unwrap().breaker, BreakerState::Open { until: opened_at + 10_000 });
+    let sent_before = e.net.sent().len();
+    // Just before the cool-down ends the breaker is still open, whatever is due.
+    e.clock.now.set(opened_at + 9_999);
+    e.net.fail(503, None);
+    let r = e.flush();
+    assert!(r.breaker_open);
+    assert_eq!(r.sent, 0);
+    assert_eq!(e.net.sent().len(), sent_before);
+    assert!(r.next_attempt_at.unwrap() >= opened_at + 10_000);
+
+    // Cool-down over: one probe goes out; it fails, so the breaker opens again at once.
+    e.clock.now.set(opened_at + 10_000 + 30_000);
+    let r = e.flush();
+    assert_eq!(r.sent, 1);
+    assert!(matches!(block_on(e.engine.status()).unwrap().breaker, BreakerState::Open { .. }));
+    // The next probe succeeds and closes it.
+    e.clock.advance(60_000);
+    let r = e.flush();
+    assert_eq!(r.accepted, 1);
+    assert_eq!(block_on(e.engine.status()).unwrap().breaker, BreakerState::Closed { failures: 0 });
+}
+
+#[test]
+fn offline_pauses_without_counting_attempts() {
+    let e = env();
+    e.put("notes", "a", json!({"t": 1}));
+    e.engine.set_network(NetInfo { online: false, ..NetInfo::default() });
+    for _ in 0..5 {
+        let r = e.flush();
+        assert!(r.offline);
+        assert_eq!(r.sent, 0);
+    }
+    // A transport that finds the device offline does not count an attempt either.
+    e.engine.set_network(NetInfo::default());
+    e.net.then(|_| Err(Failure::new(SyncError::Offline)));
+    e.flush();
+    let op = &e.queue()[0];
+    assert_eq!(op.attempts, 0);
+    assert!(e.net.sent().len() == 1);
+    assert_eq!(block_on(e.engine.status()).unwrap().breaker, BreakerState::Closed { failures: 0 });
+    e.clock.advance(5_000);
+    assert_eq!(e.flush().accepted, 1);
+}
+
+#[test]
+fn a_write_made_while_the_head_op_is_in_flight_is_a_second_op_and_not_lost() {
+    let e = env();
+    e.synced("notes", "a", json!({"t": 1}));
+    e.put("notes", "a", json!({"t": 2}));
+    e.net.hold.set(true);
+    let mut flush = Box::pin(e.engine.flush());
+    assert!(poll_once(flush.as_mut()).is_pending(), "the push is in flight");
+    let in_flight = e.net.sent().last().unwrap()[0].clone();
+    assert!(in_flight.sent);
+
+    // The app writes while the request is out: a new op, the sent one is untouched.
+    e.put("notes", "a", json!({"t": 3}));
+    block_on(e.engine.patch("notes", "a", json!({"u": 1}), None)).unwrap();
+    let q = e.queue();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0], in_flight);
+    assert_eq!((q[1].kind, q[1].payload.clone()), (OpKind::Update, Some(json!({"t": 3, "u": 1}))));
+
+    e.net.hold.set(false);
+    let r = block_on(flush);
+    assert!(r.is_ok());
+    // The second op was sent in the next pass of the same flush, against the new version.
+    let sent = e.net.sent();
+    let last = sent.last().unwrap();
+    assert_eq!(last[0].payload, Some(json!({"t": 3, "u": 1})));
+    assert_eq!(last[0].base_version, Some(2));
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.data, rec.version, rec.sync_status), (Some(json!({"t": 3, "u": 1})), Some(3), SyncStatus::Synced));
+}
+
+// ---- conflicts ----
+
+fn conflict_answer(version: u64, data: Value) -> impl FnOnce(&[Operation]) -> Result<PushResponse, Failure> {
+    move |ops| {
+        let outcome = Outcome::Conflict {
+            server_version: Some(version),
+            server_data: Some(data),
+            deleted: false,
+            server_modified_ms: Some(0),
+        };
+        Ok(PushResponse { results: vec![result(&ops[0], outcome)], server_time_ms: None })
+    }
+}
+
+#[test]
+fn manual_conflicts_wait_for_the_app_and_resolve_local_server_or_merged() {
+    for choice in ["local", "server", "merged"] {
+        let e = env();
+        e.synced("docs", "d", json!({"title": "base", "body": "x"}));
+        e.put("docs", "d", json!({"title": "mine", "body": "x"}));
+        e.net.then(conflict_answer(5, json!({"title": "theirs", "body": "x"})));
+        let r = e.flush();
+        assert_eq!(r.conflicts, 1);
+        let cs = block_on(e.engine.conflicts()).unwrap();
+        assert_eq!(cs.len(), 1, "{choice}");
+        assert_eq!(cs[0].local, Some(json!({"title": "mine", "body": "x"})));
+        assert_eq!(cs[0].server, Some(json!({"title": "theirs", "body": "x"})));
+        assert_eq!(e.record("docs", "d").sync_status, SyncStatus::Conflict);
+
+        // The lane is paused: a write made meanwhile waits, and nothing is sent.
+        e.put("docs", "d", json!({"title": "mine2", "body": "x"}));
+        let before = e.net.sent().len();
+        e.flush();
+        assert_eq!(e.net.sent().len(), before, "{choice}: a paused lane sends nothing");
+
+        let (c, want) = match choice {
+            "local" => (Choice::Local, json!({"title": "mine", "body": "x"})),
+            "server" => (Choice::Server, json!({"title": "theirs", "body": "x"})),
+            _ => (Choice::Merged(json!({"title": "both", "body": "x"})), json!({"title": "both", "body": "x"})),
+        };
+        block_on(e.engine.resolve_conflict(&cs[0].id, c)).unwrap();
+        assert!(block_on(e.engine.conflicts()).unwrap().is_empty());
+        e.net.versions.borrow_mut().insert(EntityKey::new("docs", "d"), 5);
+        e.flush();
+        let rec = e.record("docs", "d");
+        assert_eq!((rec.data, rec.sync_status), (Some(want.clone()), SyncStatus::Synced), "{choice}");
+        if choice == "server" {
+            // The server's state needed no write.
+            assert_eq!(rec.version, Some(5));
+        } else {
+            let last = e.net.sent().last().unwrap()[0].clone();
+            assert_eq!((last.payload, last.base_version), (Some(want), Some(5)), "{choice}");
+        }
+        assert_eq!(e.engine.audit_log().last().unwrap().how, "manual");
+    }
+}
+
+#[test]
+fn an_automatic_merge_is_requeued_under_a_fresh_id_against_the_server_version() {
+    let e = env();
+    e.synced("stats", "s", json!({"xp": 10, "name": "a"}));
+    e.put("stats", "s", json!({"xp": 15, "name": "a"}));
+    let first = e.queue()[0].clone();
+    e.net.then(conflict_answer(4, json!({"xp": 13, "name": "b"})));
+    let r = e.flush();
+    assert_eq!((r.conflicts, r.accepted), (1, 1));
+    let sent = e.net.sent();
+    let requeued = &sent.last().unwrap()[0];
+    assert_ne!(requeued.id, first.id);
+    assert_eq!(requeued.base_version, Some(4));
+    // xp: sum (13 + 5), name: the server changed it, we did not.
+    assert_eq!(requeued.payload, Some(json!({"xp": 18, "name": "b"})));
+    let audit = e.engine.audit_log();
+    assert_eq!((audit[0].how.as_str(), audit[0].result.clone()), ("auto", Some(json!({"xp": 18, "name": "b"}))));
+}
+
+#[test]
+fn equal_counters_on_both_sides_are_both_kept() {
+    // Regression (simulation seed 1): both sides added 1 to 14.
+    let e = env();
+    e.synced("stats", "s", json!({"xp": 14}));
+    e.put("stats", "s", json!({"xp": 15}));
+    e.net.then(conflict_answer(2, json!({"xp": 15})));
+    e.flush();
+    assert_eq!(block_on(e.engine.get("stats", "s")).unwrap(), Some(json!({"xp": 16})));
+}
+
+// ---- storage ----
+
+#[test]
+fn a_corrupted_record_fails_its_checksum() {
+    let e = env();
+    e.synced("notes", "a", json!({"t": 1}));
+    e.put("notes", "b", json!({"t": 2}));
+    e.store.tamper(|d| {
+        let rec = d.entities.get_mut(&EntityKey::new("notes", "a")).unwrap();
+        rec.data = Some(json!({"t": 999}));
+    });
+    let err = block_on(e.engine.get("notes", "a")).unwrap_err();
+    assert_eq!(err.code(), "INTEGRITY");
+    // A listing leaves the bad record out and reports it.
+    let list = block_on(e.engine.list("notes")).unwrap();
+    assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(e
+        .engine
+        .take_events()
+        .iter()
+        .any(|ev| matches!(ev, tidesync::core::engine::Event::Error { code, .. } if code == "INTEGRITY")));
+}
+
+#[test]
+fn a_quota_failure_leaves_nothing_half_written() {
+    let e = env();
+    e.synced("notes", "a", json!({"t": 1}));
+    let before = e.store.dump();
+    e.store.fail_next(1, SyncError::QuotaExceeded("full".into()));
+    let err = block_on(e.engine.put("notes", "a", json!({"t": 2}), None)).unwrap_err();
+    assert_eq!(err.code(), "QUOTA_EXCEEDED");
+    let after = e.store.dump();
+    assert_eq!(after.entities, before.entities);
+    assert_eq!(after.ops, before.ops);
+    assert_eq!(after.meta, before.meta);
+
+    // A failure while applying the server's answer: the op stays queued (sent, same id) and the
+    // retry is answered from the server's ledger.
+    e.put("notes", "a", json!({"t": 3}));
+    let id = e.queue()[0].id.clone();
+    e.net.then(|ops| {
+        // The server applied it; our store then refuses the write of the answer.
+        Ok(PushResponse {
+            results: vec![result(
+                &ops[0],
+                Outcome::Accepted { version: Some(2), data: ops[0].payload.clone(), checksum: None },
+            )],
+            server_time_ms: None,
+        })
+    });
+    let store = e.store.clone();
+    e.net.hold.set(false);
+    // Fail the transaction after `mark_sent`: the answer's.
+    let mut flush = Box::pin(e.engine.flush());
+    e.net.hold.set(true);
+    assert!(poll_once(flush.as_mut()).is_pending());
+    store.fail_next(1, SyncError::QuotaExceeded("full".into()));
+    e.net.hold.set(false);
+    assert_eq!(block_on(flush).unwrap_err().code(), "QUOTA_EXCEEDED");
+    let q = e.queue();
+    assert_eq!((q.len(), q[0].id.as_str(), q[0].sent), (1, id.as_str(), true));
+    e.net.then(|ops| {
+        Ok(PushResponse {
+            results: vec![result(
+                &ops[0],
+                Outcome::Accepted { version: Some(2), data: ops[0].payload.clone(), checksum: None },
+            )],
+            server_time_ms: None,
+        })
+    });
+    e.flush();
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.data, rec.version, rec.sync_status), (Some(json!({"t": 3})), Some(2), SyncStatus::Synced));
+}
+
+// ---- regressions found by the simulation ----
+
+#[test]
+fn a_dead_lettered_create_does_not_leave_a_blind_update_behind() {
+    // Simulation seed 50: the create was refused, the write queued behind it was an update with
+    // no base version, and it overwrote another device's record of the same id.
+    let e = env();
+    e.put("stats", "s", json!({"xp": 1}));
+    e.net.hold.set(true);
+    let mut flush = Box::pin(e.engine.flush());
+    assert!(poll_once(flush.as_mut()).is_pending());
+    e.put("stats", "s", json!({"xp": 3}));
+    assert_eq!(e.queue()[1].kind, OpKind::Update);
+    e.net.then(|ops| {
+        Ok(PushResponse {
+            results: vec![result(&ops[0], Outcome::Failed(Failure::new(http(400))))],
+            server_time_ms: None,
+        })
+    });
+    // The next request: another device created the record; our write must merge with it.
+    e.net.then(conflict_answer(1, json!({"xp": 10})));
+    e.net.hold.set(false);
+    block_on(flush).unwrap();
+    // A flush with a failure stops there; the next one sends the queued write.
+    e.flush();
+    let sent = e.net.sent();
+    assert_eq!(sent[1][0].kind, OpKind::Create, "the write behind a refused create creates");
+    assert_eq!(sent[1][0].base_version, None);
+    // Merged: 10 + 3 (base: nothing).
+    assert_eq!(block_on(e.engine.get("stats", "s")).unwrap(), Some(json!({"xp": 13})));
+}
+
+#[test]
+fn a_delete_is_not_beaten_by_the_devices_own_earlier_write_under_clock_skew() {
+    // Simulation seed 63: with the server's clock 2 s behind ours, a delete 1 s after our own
+    // write lost to that write (the write's stamp was raw, the delete's skew-corrected).
+    let e = env();
+    let t = e.clock.now_ms();
+    e.net.then(move |ops| {
+        Ok(PushResponse {
+            results: vec![result(
+                &ops[0],
+                Outcome::Accepted { version: Some(1), data: ops[0].payload.clone(), checksum: None },
+            )],
+            server_time_ms: Some(t - 2_000),
+        })
+    });
+    e.put("notes", "a", json!({"v": 1, "lastModified": t}));
+    e.flush();
+    e.clock.advance(500);
+    e.put("notes", "a", json!({"v": 2, "lastModified": t + 500}));
+    e.clock.advance(500);
+    block_on(e.engine.delete("notes", "a", None)).unwrap();
+    // Our v2 reached the server (answer lost); the delete, made against v1, conflicts with it.
+    e.net.then(conflict_answer(2, json!({"v": 2, "lastModified": t + 500})));
+    e.flush();
+    e.flush();
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), None);
+    let last = e.net.sent().last().unwrap()[0].clone();
+    assert_eq!((last.kind, last.base_version), (OpKind::Delete, Some(2)));
+}
+
+#[test]
+fn a_recreated_then_deleted_record_is_deleted_on_the_server() {
+    // Simulation seed 825: delete sent and dead-lettered, record written again, then deleted:
+    // the server's record must still be deleted.
+    let e = env();
+    e.synced("notes", "a", json!({"v": 1}));
+    block_on(e.engine.delete("notes", "a", None)).unwrap();
+    e.net.then(|ops| {
+        Ok(PushResponse {
+            results: vec![result(&ops[0], Outcome::Failed(Failure::new(http(400))))],
+            server_time_ms: None,
+        })
+    });
+    e.flush();
+    e.put("notes", "a", json!({"v": 2}));
+    block_on(e.engine.delete("notes", "a", None)).unwrap();
+    let q = e.queue();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].kind, q[0].base_version), (OpKind::Delete, Some(1)));
+    assert_ne!(e.record("notes", "a").sync_status, SyncStatus::Synced);
+    e.flush();
+    assert!(!e.store.dump().entities.contains_key(&EntityKey::new("notes", "a")));
+}
