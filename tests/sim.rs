@@ -1401,3 +1401,117 @@ fn simulation_part_0() {
 fn simulation_part_1() {
     run_part(1, 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Property tests of the merge policies (random cases from the same PRNG, many per test)
+
+mod merge_properties {
+    use super::Rng;
+    use serde_json::{json, Map, Value};
+    use tidesync::core::merge::{merge, MergeSpec, OnDeleted, Resolution, Stamps, Strategy};
+
+    const CASES: u64 = 2_000;
+
+    fn value(r: &mut Rng, depth: u32) -> Value {
+        match r.below(if depth == 0 { 3 } else { 4 }) {
+            0 => json!(r.below(5)),
+            1 => json!(format!("s{}", r.below(4))),
+            2 => json!([r.below(3), r.below(3)]),
+            _ => object(r, depth - 1),
+        }
+    }
+
+    fn object(r: &mut Rng, depth: u32) -> Value {
+        let mut m = Map::new();
+        for k in ["a", "b", "c", "d"] {
+            if r.chance(0.7) {
+                m.insert(k.into(), value(r, depth));
+            }
+        }
+        Value::Object(m)
+    }
+
+    fn stamps(r: &mut Rng) -> Stamps {
+        Stamps {
+            local_ms: r.below(10),
+            server_ms: r.below(10),
+            local_device: format!("d{}", r.below(3)),
+            server_device: format!("d{}", r.below(3)),
+        }
+    }
+
+    fn merged(r: Resolution) -> Value {
+        match r {
+            Resolution::Merged(Some(v)) => v,
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    fn spec(default: Strategy, fields: &[(&str, Strategy)]) -> MergeSpec {
+        MergeSpec {
+            default,
+            fields: fields.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+            on_deleted: OnDeleted::Recreate,
+        }
+    }
+
+    #[test]
+    fn merge3_with_one_side_unchanged_returns_the_other() {
+        let mut r = Rng::new(0x3a3);
+        for case in 0..CASES {
+            let (base, other, st) = (object(&mut r, 2), object(&mut r, 2), stamps(&mut r));
+            for default in [Strategy::Merge3, Strategy::Lww, Strategy::Manual] {
+                let sp = spec(default, &[]);
+                let a = merged(merge(&sp, Some(&base), Some(&base), Some(&other), &st));
+                assert_eq!(a, other, "case {case} {default:?}: local unchanged");
+                let b = merged(merge(&sp, Some(&base), Some(&other), Some(&base), &st));
+                assert_eq!(b, other, "case {case} {default:?}: server unchanged");
+            }
+        }
+    }
+
+    #[test]
+    fn max_and_union_are_commutative_and_idempotent() {
+        let mut r = Rng::new(0x3a4);
+        let sp = spec(Strategy::Lww, &[("m", Strategy::Max), ("u", Strategy::Union)]);
+        let record = |r: &mut Rng| {
+            let tags: Vec<Value> = (0..r.below(4)).map(|_| json!(format!("t{}", r.below(5)))).collect();
+            json!({"m": r.below(100), "u": tags})
+        };
+        for case in 0..CASES {
+            let (o, a, b, st) = (record(&mut r), record(&mut r), record(&mut r), stamps(&mut r));
+            let ab = merged(merge(&sp, Some(&o), Some(&a), Some(&b), &st));
+            let ba = merged(merge(&sp, Some(&o), Some(&b), Some(&a), &st));
+            assert_eq!((&ab["m"], &ab["u"]), (&ba["m"], &ba["u"]), "case {case}: commutative");
+            assert_eq!(ab["m"].as_u64(), a["m"].as_u64().max(b["m"].as_u64()), "case {case}: max");
+            // Merging the result with either side again changes nothing.
+            for side in [&a, &b] {
+                let again = merged(merge(&sp, Some(&o), Some(&ab), Some(side), &st));
+                assert_eq!((&again["m"], &again["u"]), (&ab["m"], &ab["u"]), "case {case}: idempotent");
+            }
+            // The union holds every element of both sides, once.
+            let u: Vec<&Value> = ab["u"].as_array().unwrap().iter().collect();
+            for t in a["u"].as_array().unwrap().iter().chain(b["u"].as_array().unwrap()) {
+                assert_eq!(u.iter().filter(|x| **x == t).count(), 1, "case {case}: {t} in {u:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sum_never_loses_either_sides_increment() {
+        let mut r = Rng::new(0x3a5);
+        let sp = spec(Strategy::Lww, &[("n", Strategy::Sum)]);
+        for case in 0..CASES {
+            let o = r.below(50) as i64 - 10;
+            let (dl, ds) = (r.below(7) as i64 - 3, r.below(7) as i64 - 3);
+            let st = stamps(&mut r);
+            let base = json!({"n": o});
+            let (l, s) = (json!({"n": o + dl}), json!({"n": o + ds}));
+            let m = merged(merge(&sp, Some(&base), Some(&l), Some(&s), &st));
+            assert_eq!(m["n"], json!(o + dl + ds), "case {case}: base {o}, local +{dl}, server +{ds}");
+            // A record created on both sides: the base is nothing, both counts add up.
+            let m = merged(merge(&sp, None, Some(&l), Some(&s), &st));
+            assert_eq!(m["n"], json!(2 * o + dl + ds), "case {case}: both created");
+        }
+    }
+}
