@@ -42,9 +42,7 @@ impl Clock for Counter {
     fn now_ms(&self) -> u64 {
         1_700_000_000_000
     }
-    fn sleep(&self, _ms: u64) -> impl Future<Output = ()> {
-        async {}
-    }
+    async fn sleep(&self, _ms: u64) {}
     fn random_u64(&self) -> u64 {
         // splitmix64 over a counter: distinct op ids.
         let mut z = self.0.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -69,14 +67,12 @@ fn record(i: usize, n: usize) -> serde_json::Value {
 
 fn bench_local_write() -> f64 {
     let mut tx = Tx::default();
-    let mut next = 0u64;
     let started = Instant::now();
     for n in 0..WRITES {
         let i = n % RECORDS;
         let key = EntityKey::new("cards", format!("c{i}"));
         let m = if n < RECORDS { Mutation::Put(record(i, n)) } else { Mutation::Patch(json!({"reviews": n})) };
-        next += 1;
-        local_write(&mut tx, &key, m, 0, || format!("op{next}"), Priority::Medium).unwrap();
+        local_write(&mut tx, &key, m, 0, || format!("op{n}"), Priority::Medium).unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
     let ops: usize = tx.lanes.values().map(Vec::len).sum();
