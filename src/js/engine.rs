@@ -74,7 +74,10 @@ where
     Fut: std::future::Future<Output = Result<JsValue>> + 'static,
 {
     let inner = inner.clone();
-    future_to_promise(async move {
+    // One boxed future type: a single `future_to_promise` instantiation for every method keeps
+    // the wasm smaller than one per method.
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<JsValue, JsValue>>>> =
+        Box::pin(async move {
         let r = f(inner.clone()).await;
         if let Err(e @ SyncError::QuotaExceeded(_)) = &r {
             // The caller gets the error; subscribers (a storage warning in the UI) hear of it too.
@@ -82,7 +85,8 @@ where
         }
         inner.dispatch();
         r.map_err(errors::to_js)
-    })
+    });
+    future_to_promise(fut)
 }
 
 fn priority_of(options: &JsValue) -> Result<Option<Priority>> {
