@@ -132,10 +132,7 @@ mod tests {
     #[test]
     fn checksum_is_stable_sha256() {
         // sha256("{}")
-        assert_eq!(
-            checksum(&json!({})),
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
+        assert_eq!(checksum(&json!({})), "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
         assert_ne!(checksum(&json!({"a": 1})), checksum(&json!({"a": 2})));
     }
 }

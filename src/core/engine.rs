@@ -808,7 +808,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Reports an error that has no caller to reject (background work): an event and a metric.
     pub fn report(&self, e: &SyncError) {
         let mut st = self.state.borrow_mut();
-        let entry = ErrorEntry { at: self.clock.now_ms(), code: e.code().into(), message: e.to_string(), status: e.status() };
+        let entry =
+            ErrorEntry { at: self.clock.now_ms(), code: e.code().into(), message: e.to_string(), status: e.status() };
         st.metrics.record_error(entry);
         st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
     }

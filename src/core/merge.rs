@@ -94,7 +94,13 @@ pub enum Resolution {
 struct Manual;
 
 /// Resolves a conflict by `spec`.
-pub fn merge(spec: &MergeSpec, base: Option<&Value>, local: Option<&Value>, server: Option<&Value>, st: &Stamps) -> Resolution {
+pub fn merge(
+    spec: &MergeSpec,
+    base: Option<&Value>,
+    local: Option<&Value>,
+    server: Option<&Value>,
+    st: &Stamps,
+) -> Resolution {
     // Equal sides agree, except for counters: two devices that each added 1 to the same base
     // hold equal values, and the answer is base + 2.
     let counts = spec.default == Strategy::Sum || spec.fields.values().any(|s| *s == Strategy::Sum);
@@ -117,7 +123,9 @@ pub fn merge(spec: &MergeSpec, base: Option<&Value>, local: Option<&Value>, serv
             match spec.default {
                 Strategy::Manual if server_changed => Resolution::Manual,
                 Strategy::Server => Resolution::Merged(Some(s.clone())),
-                Strategy::Lww | Strategy::Merge3 if server_changed && !local_wins(st) => Resolution::Merged(Some(s.clone())),
+                Strategy::Lww | Strategy::Merge3 if server_changed && !local_wins(st) => {
+                    Resolution::Merged(Some(s.clone()))
+                }
                 _ => Resolution::Merged(None),
             }
         }
@@ -129,7 +137,13 @@ pub fn merge(spec: &MergeSpec, base: Option<&Value>, local: Option<&Value>, serv
     }
 }
 
-fn merge_fields(spec: &MergeSpec, base: Option<&Value>, l: &Value, s: &Value, st: &Stamps) -> std::result::Result<Value, Manual> {
+fn merge_fields(
+    spec: &MergeSpec,
+    base: Option<&Value>,
+    l: &Value,
+    s: &Value,
+    st: &Stamps,
+) -> std::result::Result<Value, Manual> {
     let (Value::Object(lm), Value::Object(sm)) = (l, s) else {
         return Ok(merge_value(spec.default, base, Some(l), Some(s), st)?.unwrap_or(Value::Null));
     };
@@ -149,7 +163,13 @@ fn merge_fields(spec: &MergeSpec, base: Option<&Value>, l: &Value, s: &Value, st
 }
 
 /// Merges one field. `None` in or out: the field is absent.
-fn merge_value(strategy: Strategy, o: Option<&Value>, l: Option<&Value>, s: Option<&Value>, st: &Stamps) -> std::result::Result<Option<Value>, Manual> {
+fn merge_value(
+    strategy: Strategy,
+    o: Option<&Value>,
+    l: Option<&Value>,
+    s: Option<&Value>,
+    st: &Stamps,
+) -> std::result::Result<Option<Value>, Manual> {
     match strategy {
         Strategy::Server => return Ok(s.cloned()),
         Strategy::Client => return Ok(l.cloned()),
@@ -257,7 +277,11 @@ mod tests {
     }
 
     fn spec(default: Strategy, fields: &[(&str, Strategy)]) -> MergeSpec {
-        MergeSpec { default, fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(), on_deleted: OnDeleted::Recreate }
+        MergeSpec {
+            default,
+            fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            on_deleted: OnDeleted::Recreate,
+        }
     }
 
     fn merged(r: Resolution) -> Value {
@@ -288,7 +312,10 @@ mod tests {
 
     #[test]
     fn counters_sets_and_extremes() {
-        let sp = spec(Strategy::Lww, &[("xp", Strategy::Sum), ("tags", Strategy::Union), ("best", Strategy::Max), ("low", Strategy::Min)]);
+        let sp = spec(
+            Strategy::Lww,
+            &[("xp", Strategy::Sum), ("tags", Strategy::Union), ("best", Strategy::Max), ("low", Strategy::Min)],
+        );
         let base = json!({"xp": 10, "tags": ["a"], "best": 5, "low": 5});
         let local = json!({"xp": 15, "tags": ["a", "b"], "best": 7, "low": 4});
         let server = json!({"xp": 13, "tags": ["c", "a"], "best": 9, "low": 6});
@@ -313,14 +340,18 @@ mod tests {
         let base = json!({"p": {"a": 1, "b": 1}});
         let local = json!({"p": {"a": 2, "b": 1}});
         let server = json!({"p": {"a": 1, "b": 2}});
-        assert_eq!(merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2))), json!({"p": {"a": 2, "b": 2}}));
+        assert_eq!(
+            merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2))),
+            json!({"p": {"a": 2, "b": 2}})
+        );
     }
 
     #[test]
     fn manual_only_when_both_sides_changed_a_field() {
         let sp = spec(Strategy::Manual, &[]);
         let base = json!({"a": 1, "b": 1});
-        let one_sided = merge(&sp, Some(&base), Some(&json!({"a": 2, "b": 1})), Some(&json!({"a": 1, "b": 2})), &st(1, 2));
+        let one_sided =
+            merge(&sp, Some(&base), Some(&json!({"a": 2, "b": 1})), Some(&json!({"a": 1, "b": 2})), &st(1, 2));
         assert_eq!(merged(one_sided), json!({"a": 2, "b": 2}));
         let both = merge(&sp, Some(&base), Some(&json!({"a": 2, "b": 1})), Some(&json!({"a": 3, "b": 1})), &st(1, 2));
         assert_eq!(both, Resolution::Manual);
@@ -353,13 +384,21 @@ mod tests {
         // the latest study date.
         let sp = spec(
             Strategy::Lww,
-            &[("totalCardsStudied", Strategy::Max), ("totalStudyTime", Strategy::Max), ("currentStreak", Strategy::Server), ("lastStudyDate", Strategy::Max)],
+            &[
+                ("totalCardsStudied", Strategy::Max),
+                ("totalStudyTime", Strategy::Max),
+                ("currentStreak", Strategy::Server),
+                ("lastStudyDate", Strategy::Max),
+            ],
         );
         let base = json!({"totalCardsStudied": 10, "totalStudyTime": 100, "currentStreak": 2, "lastStudyDate": 1_700_000_000_000u64});
         let local = json!({"totalCardsStudied": 14, "totalStudyTime": 130, "currentStreak": 5, "lastStudyDate": 1_700_000_500_000u64});
         let server = json!({"totalCardsStudied": 12, "totalStudyTime": 160, "currentStreak": 3, "lastStudyDate": 1_700_000_100_000u64});
         let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2)));
-        assert_eq!(r, json!({"totalCardsStudied": 14, "totalStudyTime": 160, "currentStreak": 3, "lastStudyDate": 1_700_000_500_000u64}));
+        assert_eq!(
+            r,
+            json!({"totalCardsStudied": 14, "totalStudyTime": 160, "currentStreak": 3, "lastStudyDate": 1_700_000_500_000u64})
+        );
     }
 
     #[test]

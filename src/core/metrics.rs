@@ -70,7 +70,11 @@ impl Metrics {
             network_latency: self.latency_avg_ms,
             sync_duration: self.last_sync_duration_ms,
             operation_success_rate: if done == 0 { 1.0 } else { self.ops_accepted as f64 / done as f64 },
-            average_queue_size: if self.queue_size_samples == 0 { 0.0 } else { self.queue_size_sum as f64 / self.queue_size_samples as f64 },
+            average_queue_size: if self.queue_size_samples == 0 {
+                0.0
+            } else {
+                self.queue_size_sum as f64 / self.queue_size_samples as f64
+            },
             ops_sent: self.ops_sent,
             ops_accepted: self.ops_accepted,
             ops_failed: self.ops_failed,

@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn tiers_follow_effective_type() {
         let p = NetPolicy::default();
-        assert_eq!((p.decide(&with_type("4g"), None).interval_ms, p.decide(&with_type("4g"), None).batch_size), (30_000, 10));
+        assert_eq!(
+            (p.decide(&with_type("4g"), None).interval_ms, p.decide(&with_type("4g"), None).batch_size),
+            (30_000, 10)
+        );
         assert_eq!(p.decide(&with_type("3g"), None).batch_size, 5);
         assert_eq!(p.decide(&with_type("2g"), None).interval_ms, 120_000);
         assert_eq!(p.decide(&with_type("slow-2g"), None).batch_size, 2);

@@ -191,7 +191,12 @@ pub fn merge_patch(target: Value, patch: Value) -> Value {
 
 /// The ops to send next: the head (lowest `seq`) of each entity's lane, if it is due and its lane
 /// is not paused, ordered by priority then `seq`, at most `limit`.
-pub fn ready_heads<'a>(ops: &'a [Operation], paused: &BTreeSet<EntityKey>, now: u64, limit: usize) -> Vec<&'a Operation> {
+pub fn ready_heads<'a>(
+    ops: &'a [Operation],
+    paused: &BTreeSet<EntityKey>,
+    now: u64,
+    limit: usize,
+) -> Vec<&'a Operation> {
     let mut heads = lane_heads(ops);
     heads.retain(|o| o.next_attempt_at <= now && (paused.is_empty() || !paused.contains(&o.key())));
     heads.sort_unstable_by_key(|o| (o.priority, o.seq));
@@ -380,7 +385,10 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let t = json!({"a": 1, "b": {"c": 2, "d": 3}});
-        assert_eq!(merge_patch(t, json!({"a": null, "b": {"c": 5}, "e": [1]})), json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+        assert_eq!(
+            merge_patch(t, json!({"a": null, "b": {"c": 5}, "e": [1]})),
+            json!({"b": {"c": 5, "d": 3}, "e": [1]})
+        );
     }
 
     fn op(entity: &str, seq: u64, prio: Priority, due: u64) -> Operation {

@@ -78,14 +78,14 @@ where
     // the wasm smaller than one per method.
     let fut: std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<JsValue, JsValue>>>> =
         Box::pin(async move {
-        let r = f(inner.clone()).await;
-        if let Err(e @ SyncError::QuotaExceeded(_)) = &r {
-            // The caller gets the error; subscribers (a storage warning in the UI) hear of it too.
-            inner.engine.report(e);
-        }
-        inner.dispatch();
-        r.map_err(errors::to_js)
-    });
+            let r = f(inner.clone()).await;
+            if let Err(e @ SyncError::QuotaExceeded(_)) = &r {
+                // The caller gets the error; subscribers (a storage warning in the UI) hear of it too.
+                inner.engine.report(e);
+            }
+            inner.dispatch();
+            r.map_err(errors::to_js)
+        });
     future_to_promise(fut)
 }
 
