@@ -71,7 +71,6 @@ function render() {
       notes.sort((a, b) => a.lastModified - b.lastModified || a.id.localeCompare(b.id));
       list.replaceChildren(...notes.map(noteRow));
       $('pending-count').textContent = String(status.pending);
-      if (status.lastError) showError(status.lastError);
     } while (again);
   })().catch(showError).finally(() => { rendering = null; });
   return rendering;
@@ -103,7 +102,7 @@ $('new-note').addEventListener('submit', (event) => {
 $('sync-now').addEventListener('click', () => act(() => engine.flush()));
 
 engine.subscribe((event) => {
-  if (event.type === 'error') showError(event.error ?? event);
+  if (event.type === 'error') showError(event);
   render();
 });
 
