@@ -124,6 +124,7 @@ fn bench_ready_heads() -> (f64, usize) {
             last_status: None,
             checksum: String::new(),
             sent: false,
+            patch: None,
         });
     }
     let paused: BTreeSet<EntityKey> = (0..100).map(|i| EntityKey::new("cards", format!("c{i}"))).collect();

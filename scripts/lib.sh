@@ -76,6 +76,25 @@ start_server() {
     printf -v "$var" '%s' "$url"
 }
 
+# start_json_server VAR LOG DB: starts json-server (tests/json-server) on a free loopback port with an
+# empty `notes` collection in the file DB, waits until it answers, and stores its URL in VAR.
+start_json_server() {
+    local var=$1 log=$2 db=$3 port url i
+    printf '{"notes": []}\n' >"$db"
+    port=$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+    node "$ROOT/tests/json-server/node_modules/json-server/lib/cli/bin.js" --host 127.0.0.1 --port "$port" "$db" >"$log" 2>&1 &
+    SERVER_PIDS+=("$!")
+    url="http://127.0.0.1:$port"
+    answers() { node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$url/notes"; }
+    for ((i = 0; i < 300; i++)); do
+        answers && break
+        sleep 0.1
+    done
+    answers || { cat "$log" >&2; die "json-server did not answer on $url within 30 s"; }
+    say "json-server listening on $url, log: $log"
+    printf -v "$var" '%s' "$url"
+}
+
 stop_servers() {
     local pid
     for pid in "${SERVER_PIDS[@]}"; do

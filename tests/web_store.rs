@@ -1,23 +1,75 @@
-//! Browser suite: the engine on real IndexedDB in headless Chromium, against the reference
-//! server that `scripts/test` starts on loopback (its URL arrives in `TIDESYNC_TEST_SERVER`).
+//! Browser suite: the engine on real IndexedDB in headless Chromium, against the reference server
+//! and json-server that `scripts/test` starts on loopback (their URLs arrive in
+//! `TIDESYNC_TEST_SERVER` and `TIDESYNC_JSON_SERVER`). The sync scenarios run in batch mode, in
+//! REST mode, and in REST mode against json-server, which knows nothing of tidesync.
 #![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use serde_json::{json, Value};
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
 use tidesync::core::op::{Priority, SyncStatus};
 use tidesync::core::traits::Store;
 use tidesync::net::fetch::FetchTransport;
+use tidesync::net::rest::{CollectionWire, VersionSource, Wire};
 use tidesync::store::idb::IdbStore;
 use tidesync::web::WebClock;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const SERVER: Option<&str> = option_env!("TIDESYNC_TEST_SERVER");
+type WebEngine = Engine<IdbStore, FetchTransport, WebClock>;
 
 fn server() -> &'static str {
-    SERVER.expect("TIDESYNC_TEST_SERVER is set by scripts/test")
+    option_env!("TIDESYNC_TEST_SERVER").expect("TIDESYNC_TEST_SERVER is set by scripts/test")
+}
+
+/// A backend and how a collection talks to it.
+#[derive(Clone)]
+struct Backend {
+    url: &'static str,
+    wire: CollectionWire,
+}
+
+fn batch() -> Backend {
+    Backend {
+        url: server(),
+        wire: CollectionWire {
+            endpoint: "/api/notes".into(),
+            wire: Wire::Batch,
+            pull_param: "since".into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn rest() -> Backend {
+    Backend {
+        url: server(),
+        wire: CollectionWire {
+            endpoint: "/api/notes".into(),
+            wire: Wire::Rest,
+            pull_param: "since".into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn json_server() -> Backend {
+    let url = option_env!("TIDESYNC_JSON_SERVER").expect("TIDESYNC_JSON_SERVER is set by scripts/test");
+    Backend {
+        url,
+        wire: CollectionWire {
+            endpoint: "/notes".into(),
+            wire: Wire::Rest,
+            version: VersionSource::None,
+            pull_param: "since".into(),
+            ..Default::default()
+        },
+    }
 }
 
 fn config() -> EngineConfig {
@@ -28,6 +80,7 @@ fn config() -> EngineConfig {
     );
     c.retry.base_ms = 10;
     c.retry.jitter_ms = 5;
+    c.retry.max_attempts = 5;
     c
 }
 
@@ -35,48 +88,69 @@ fn noop() -> js_sys::Function {
     Closure::<dyn FnMut()>::new(|| {}).into_js_value().unchecked_into()
 }
 
-async fn open_db(name: &str, base_url: &str) -> Engine<IdbStore, FetchTransport, WebClock> {
+async fn open_with(name: &str, b: &Backend, auth: Option<js_sys::Function>, timeout_ms: u32) -> WebEngine {
     let store = IdbStore::open(name, noop(), noop()).await.expect("open IndexedDB");
-    Engine::open(
-        store,
-        FetchTransport::new(
-            base_url,
-            "/api/sync/batch",
-            [("notes".to_string(), "/api/notes".to_string())].into(),
-            5_000,
-            None,
-        ),
-        WebClock,
-        config(),
-    )
-    .await
-    .expect("open engine")
+    let wires = [("notes".to_string(), b.wire.clone())].into();
+    let transport = FetchTransport::new(b.url, "/api/sync/batch", wires, timeout_ms, auth);
+    Engine::open(store, transport, WebClock, config()).await.expect("open engine")
 }
 
-async fn fresh(name: &str, base_url: &str) -> Engine<IdbStore, FetchTransport, WebClock> {
+async fn fresh(name: &str, b: &Backend) -> WebEngine {
     IdbStore::delete_database(name).await.expect("delete old database");
-    open_db(name, base_url).await
+    open_with(name, b, None, 5_000).await
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", js_sys::Date::now() as u64 ^ (js_sys::Math::random() * 1e9) as u64)
+    format!("{prefix}-{}-{}", js_sys::Date::now() as u64, (js_sys::Math::random() * 1e9) as u64)
 }
 
-async fn server_records(collection: &str) -> Value {
-    let resp = wasm_bindgen_futures::JsFuture::from(tidesync::web::fetch_request(
-        &web_sys::Request::new_with_str(&format!("{}/api/{collection}", server())).unwrap(),
-    ))
-    .await
-    .expect("GET from the reference server");
-    let resp: web_sys::Response = resp.unchecked_into();
-    let text = wasm_bindgen_futures::JsFuture::from(resp.text().unwrap()).await.unwrap();
-    serde_json::from_str(&text.as_string().unwrap()).unwrap()
+async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(b) = body {
+        init.set_body(&JsValue::from_str(&b.to_string()));
+        let h = web_sys::Headers::new().unwrap();
+        h.set("Content-Type", "application/json").unwrap();
+        init.set_headers(&h);
+    }
+    let req = web_sys::Request::new_with_str_and_init(url, &init).unwrap();
+    let resp: web_sys::Response =
+        wasm_bindgen_futures::JsFuture::from(tidesync::web::fetch_request(&req)).await.expect("fetch").unchecked_into();
+    let text =
+        wasm_bindgen_futures::JsFuture::from(resp.text().unwrap()).await.unwrap().as_string().unwrap_or_default();
+    (resp.status(), serde_json::from_str(&text).unwrap_or(Value::Null))
 }
+
+async fn faults(f: Value) {
+    let (status, _) = http("POST", &format!("{}/admin/faults", server()), Some(f)).await;
+    assert_eq!(status, 200, "setting faults");
+}
+
+async fn clear_faults() {
+    http("DELETE", &format!("{}/admin/faults", server()), None).await;
+}
+
+/// The record as the backend holds it, without the fields a server adds (`id`, `version`).
+async fn on_server(b: &Backend, id: &str) -> Option<Value> {
+    let (status, v) = http("GET", &format!("{}{}/{}", b.url, b.wire.endpoint, id), None).await;
+    if status != 200 {
+        return None;
+    }
+    let mut v = v;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("id");
+        o.remove("version");
+    }
+    Some(v)
+}
+
+// ---- storage ----
 
 #[wasm_bindgen_test]
 async fn records_survive_closing_and_reopening() {
     let name = unique("reopen");
-    let engine = fresh(&name, "http://127.0.0.1:9").await;
+    let down = Backend { url: "http://127.0.0.1:9", ..batch() };
+    let engine = fresh(&name, &down).await;
     engine.put("notes", "a", json!({"title": "first"}), None).await.unwrap();
     engine.put("notes", "b", json!({"title": "second"}), None).await.unwrap();
     engine.patch("notes", "a", json!({"body": "more"}), None).await.unwrap();
@@ -85,7 +159,7 @@ async fn records_survive_closing_and_reopening() {
     engine.store().close();
     drop(engine);
 
-    let engine = open_db(&name, "http://127.0.0.1:9").await;
+    let engine = open_with(&name, &down, None, 5_000).await;
     assert_eq!(engine.device_id(), device, "the device id is persisted");
     assert_eq!(engine.get("notes", "a").await.unwrap(), Some(json!({"title": "first", "body": "more"})));
     assert_eq!(engine.get("notes", "b").await.unwrap(), None);
@@ -98,9 +172,17 @@ async fn records_survive_closing_and_reopening() {
 }
 
 #[wasm_bindgen_test]
-async fn flush_marks_records_synced_and_leaves_no_op() {
-    let name = unique("flush");
-    let engine = fresh(&name, server()).await;
+async fn a_closed_database_is_a_typed_error() {
+    let engine = fresh(&unique("closed"), &batch()).await;
+    engine.store().close();
+    let err = engine.put("notes", "a", json!({}), None).await.unwrap_err();
+    assert_eq!(err.code(), "CLOSED");
+}
+
+// ---- the same sync scenarios on three backends ----
+
+async fn flush_marks_records_synced_and_leaves_no_op(b: Backend) {
+    let engine = fresh(&unique("flush"), &b).await;
     let id = unique("note");
     engine.put("notes", &id, json!({"title": "hello"}), None).await.unwrap();
     engine.put("notes", &format!("{id}-2"), json!({"title": "world"}), None).await.unwrap();
@@ -108,36 +190,125 @@ async fn flush_marks_records_synced_and_leaves_no_op() {
     assert_eq!((report.sent, report.accepted, report.remaining), (2, 2, 0), "{report:?}");
     let rec = engine.record("notes", &id).await.unwrap().unwrap();
     assert_eq!(rec.sync_status, SyncStatus::Synced);
-    assert_eq!(rec.version, Some(1));
-    assert_eq!(rec.base, Some(json!({"title": "hello"})));
     assert!(engine.store().load_queue().await.unwrap().0.is_empty());
 
-    // An update goes out against the server's version.
     engine.put("notes", &id, json!({"title": "hello again"}), None).await.unwrap();
-    assert_eq!(engine.queue().await.unwrap()[0].base_version, Some(1));
     engine.flush().await.unwrap();
-    assert_eq!(engine.record("notes", &id).await.unwrap().unwrap().version, Some(2));
-
-    let listed = server_records("notes").await;
-    let on_server = listed["items"].as_array().unwrap().iter().find(|r| r["entityId"] == json!(id)).cloned();
-    assert_eq!(
-        on_server.map(|r| (r["data"].clone(), r["version"].clone())),
-        Some((json!({"title": "hello again"}), json!(2)))
-    );
+    assert_eq!(on_server(&b, &id).await, Some(json!({"title": "hello again"})));
+    if b.wire.version != VersionSource::None {
+        assert_eq!(engine.record("notes", &id).await.unwrap().unwrap().version, Some(2));
+    }
+    assert!(engine.delete("notes", &id, None).await.unwrap());
+    let report = engine.flush().await.unwrap();
+    assert_eq!((report.accepted, report.remaining), (1, 0), "{report:?}");
+    assert_eq!(on_server(&b, &id).await, None, "deleted on the server");
 }
 
 #[wasm_bindgen_test]
+async fn flush_batch_mode() {
+    flush_marks_records_synced_and_leaves_no_op(batch()).await;
+}
+
+#[wasm_bindgen_test]
+async fn flush_rest_mode() {
+    flush_marks_records_synced_and_leaves_no_op(rest()).await;
+}
+
+#[wasm_bindgen_test]
+async fn flush_json_server() {
+    flush_marks_records_synced_and_leaves_no_op(json_server()).await;
+}
+
+async fn second_device_pulls_and_rebases(b: Backend) {
+    let a = fresh(&unique("dev-a"), &b).await;
+    let dev_b = fresh(&unique("dev-b"), &b).await;
+    let (x, y) = (unique("x"), unique("y"));
+    a.put("notes", &x, json!({"title": "x1", "n": 1}), None).await.unwrap();
+    a.put("notes", &y, json!({"title": "y1"}), None).await.unwrap();
+    a.flush().await.unwrap();
+
+    // A new device bootstraps from pull alone.
+    let r = dev_b.pull(Some("notes")).await.unwrap();
+    assert!(r.applied >= 2, "{r:?}");
+    let bx = dev_b.record("notes", &x).await.unwrap().unwrap();
+    assert_eq!(
+        (bx.data.as_ref().map(|d| (d["title"].clone(), d["n"].clone())), bx.sync_status),
+        (Some((json!("x1"), json!(1))), SyncStatus::Synced)
+    );
+
+    // A deletes y and edits x's title; B meanwhile edits x's `n` offline.
+    a.delete("notes", &y, None).await.unwrap();
+    a.patch("notes", &x, json!({"title": "x2"}), None).await.unwrap();
+    a.flush().await.unwrap();
+    dev_b.patch("notes", &x, json!({"n": 2}), None).await.unwrap();
+
+    let r = dev_b.pull(Some("notes")).await.unwrap();
+    assert_eq!((r.deleted, r.rebased), (1, 1), "{r:?}");
+    assert_eq!(dev_b.get("notes", &y).await.unwrap(), None, "the deletion reached the other device");
+    // The pending edit was rebased: both changes kept.
+    let merged = dev_b.get("notes", &x).await.unwrap().unwrap();
+    assert_eq!((merged["title"].clone(), merged["n"].clone()), (json!("x2"), json!(2)));
+    dev_b.flush().await.unwrap();
+    assert_eq!(on_server(&b, &x).await, Some(json!({"title": "x2", "n": 2})));
+    a.pull(Some("notes")).await.unwrap();
+    let ax = a.get("notes", &x).await.unwrap().unwrap();
+    assert_eq!((ax["title"].clone(), ax["n"].clone()), (json!("x2"), json!(2)));
+}
+
+#[wasm_bindgen_test]
+async fn pull_batch_mode() {
+    second_device_pulls_and_rebases(batch()).await;
+}
+
+#[wasm_bindgen_test]
+async fn pull_rest_mode() {
+    second_device_pulls_and_rebases(rest()).await;
+}
+
+#[wasm_bindgen_test]
+async fn pull_json_server() {
+    second_device_pulls_and_rebases(json_server()).await;
+}
+
+async fn concurrent_edits_merge_on_conflict(b: Backend) {
+    let a = fresh(&unique("c-a"), &b).await;
+    let dev_b = fresh(&unique("c-b"), &b).await;
+    let x = unique("x");
+    a.put("notes", &x, json!({"p": 0, "q": 0}), None).await.unwrap();
+    a.flush().await.unwrap();
+    dev_b.pull(Some("notes")).await.unwrap();
+    a.patch("notes", &x, json!({"p": 1}), None).await.unwrap();
+    dev_b.patch("notes", &x, json!({"q": 1}), None).await.unwrap();
+    a.flush().await.unwrap();
+    // B's write was made on version 1; the server is at 2: a 409/412, merged field by field.
+    let r = dev_b.flush().await.unwrap();
+    assert_eq!((r.conflicts, r.remaining), (1, 0), "{r:?}");
+    assert_eq!(on_server(&b, &x).await, Some(json!({"p": 1, "q": 1})));
+    assert_eq!(dev_b.record("notes", &x).await.unwrap().unwrap().version, Some(3));
+    assert_eq!(dev_b.audit_log().len(), 1);
+}
+
+#[wasm_bindgen_test]
+async fn conflict_batch_mode() {
+    concurrent_edits_merge_on_conflict(batch()).await;
+}
+
+#[wasm_bindgen_test]
+async fn conflict_rest_mode() {
+    concurrent_edits_merge_on_conflict(rest()).await;
+}
+
+// ---- failures ----
+
+#[wasm_bindgen_test]
 async fn flush_while_the_server_is_down_keeps_every_op() {
-    let name = unique("down");
-    // Nothing listens on port 9 of loopback: every request fails at the network level.
-    let engine = fresh(&name, "http://127.0.0.1:9").await;
+    let engine = fresh(&unique("down"), &Backend { url: "http://127.0.0.1:9", ..batch() }).await;
     for i in 0..5 {
         engine.put("notes", &format!("n{i}"), json!({"i": i}), Some(Priority::High)).await.unwrap();
     }
     let report = engine.flush().await.unwrap();
     assert_eq!((report.sent, report.accepted, report.retried, report.remaining), (5, 0, 5, 5), "{report:?}");
     let queue = engine.queue().await.unwrap();
-    assert_eq!(queue.len(), 5);
     assert!(queue.iter().all(|o| o.attempts == 1 && o.sent && o.last_error.is_some()), "{queue:?}");
     for i in 0..5 {
         let r = engine.record("notes", &format!("n{i}")).await.unwrap().unwrap();
@@ -146,38 +317,186 @@ async fn flush_while_the_server_is_down_keeps_every_op() {
 }
 
 #[wasm_bindgen_test]
-async fn a_second_device_pulls_changes_tombstones_and_rebases_pending_edits() {
-    let a = fresh(&unique("dev-a"), server()).await;
-    let b = fresh(&unique("dev-b"), server()).await;
-    let (x, y) = (unique("x"), unique("y"));
-    a.put("notes", &x, json!({"title": "x1", "n": 1}), None).await.unwrap();
-    a.put("notes", &y, json!({"title": "y1"}), None).await.unwrap();
-    a.flush().await.unwrap();
+async fn a_503_twice_then_200_honours_retry_after() {
+    for b in [batch(), rest()] {
+        let engine = fresh(&unique("503"), &b).await;
+        let id = unique("n");
+        engine.put("notes", &id, json!({"v": 1}), None).await.unwrap();
+        faults(json!({"failNext": 2, "failStatus": 503, "retryAfter": "1"})).await;
+        let t0 = js_sys::Date::now() as u64;
+        let r = engine.flush().await.unwrap();
+        assert_eq!((r.accepted, r.retried), (0, 1), "{r:?}");
+        let next = r.next_attempt_at.expect("a retry is scheduled");
+        assert!(next >= t0 + 1_000, "Retry-After: 1 is honoured ({} ms)", next - t0);
+        tidesync::web::sleep(next.saturating_sub(js_sys::Date::now() as u64) + 5).await;
+        let r = engine.flush().await.unwrap();
+        assert_eq!((r.accepted, r.retried), (0, 1), "the second 503: {r:?}");
+        let next = r.next_attempt_at.unwrap();
+        tidesync::web::sleep(next.saturating_sub(js_sys::Date::now() as u64) + 5).await;
+        let r = engine.flush().await.unwrap();
+        assert_eq!((r.accepted, r.remaining), (1, 0), "{r:?}");
+        clear_faults().await;
+    }
+}
 
-    // A new device bootstraps from pull alone.
-    let r = b.pull(Some("notes")).await.unwrap();
-    assert!(r.applied >= 2, "{r:?}");
-    let bx = b.record("notes", &x).await.unwrap().unwrap();
-    assert_eq!(
-        (bx.data, bx.version, bx.sync_status),
-        (Some(json!({"title": "x1", "n": 1})), Some(1), SyncStatus::Synced)
-    );
+#[wasm_bindgen_test]
+async fn a_400_is_dead_lettered_while_other_records_flow_then_retried_or_discarded() {
+    let engine = fresh(&unique("dl"), &batch()).await;
+    let (bad, good, bad2) = (unique("bad"), unique("good"), unique("bad2"));
+    engine.put("notes", &bad, json!({"v": 1}), None).await.unwrap();
+    faults(json!({"failNext": 1, "failStatus": 400})).await;
+    let r = engine.flush().await.unwrap();
+    assert_eq!(r.dead_lettered, 1, "{r:?}");
+    engine.put("notes", &good, json!({"v": 2}), None).await.unwrap();
+    let r = engine.flush().await.unwrap();
+    assert_eq!(r.accepted, 1, "another record still syncs: {r:?}");
+    let dl = engine.dead_letters().await.unwrap();
+    assert_eq!((dl.len(), dl[0].status, dl[0].code.as_str()), (1, Some(400), "HTTP"));
+    assert_eq!(engine.record("notes", &bad).await.unwrap().unwrap().sync_status, SyncStatus::Error);
+    engine.retry_dead_letter(&dl[0].op.id).await.unwrap();
+    let r = engine.flush().await.unwrap();
+    assert_eq!((r.accepted, r.remaining), (1, 0), "{r:?}");
+    assert!(engine.dead_letters().await.unwrap().is_empty());
 
-    // A deletes y and edits x's title; B meanwhile edits x's `n` offline.
-    a.delete("notes", &y, None).await.unwrap();
-    a.patch("notes", &x, json!({"title": "x2"}), None).await.unwrap();
-    a.flush().await.unwrap();
-    b.patch("notes", &x, json!({"n": 2}), None).await.unwrap();
+    engine.put("notes", &bad2, json!({"v": 3}), None).await.unwrap();
+    faults(json!({"failNext": 1, "failStatus": 422})).await;
+    engine.flush().await.unwrap();
+    let dl = engine.dead_letters().await.unwrap();
+    engine.discard_dead_letter(&dl[0].op.id).await.unwrap();
+    assert!(engine.dead_letters().await.unwrap().is_empty());
+    assert_eq!(engine.get("notes", &bad2).await.unwrap(), Some(json!({"v": 3})), "the local record stays");
+}
 
-    let r = b.pull(Some("notes")).await.unwrap();
-    assert_eq!((r.deleted, r.rebased), (1, 1), "{r:?}");
-    assert_eq!(b.get("notes", &y).await.unwrap(), None, "the tombstone deleted y");
-    // The pending edit was rebased: both changes kept, re-queued against the server's version 2.
-    assert_eq!(b.get("notes", &x).await.unwrap(), Some(json!({"title": "x2", "n": 2})));
-    let q = b.queue().await.unwrap();
-    assert_eq!((q.len(), q[0].base_version), (1, Some(2)), "{q:?}");
-    b.flush().await.unwrap();
-    a.pull(Some("notes")).await.unwrap();
-    assert_eq!(a.get("notes", &x).await.unwrap(), Some(json!({"title": "x2", "n": 2})));
-    assert_eq!(a.record("notes", &x).await.unwrap().unwrap().version, Some(3));
+#[wasm_bindgen_test]
+async fn hostile_responses_are_protocol_errors_and_lose_nothing() {
+    for b in [batch(), rest()] {
+        for kind in ["html", "truncated", "wrongTypes", "liar", "huge", "redirect"] {
+            let engine = fresh(&unique("hostile"), &b).await;
+            let id = unique(kind);
+            engine.put("notes", &id, json!({"kind": kind}), None).await.unwrap();
+            faults(json!({"malformedNext": 1, "malformedKind": kind})).await;
+            let r = engine.flush().await.unwrap();
+            clear_faults().await;
+            let q = engine.queue().await.unwrap();
+            // REST's `liar` (a 2xx whose body says it succeeded) is indistinguishable from success:
+            // the server did not apply it, and the next pull sets that right. Everything else is a
+            // PROTOCOL failure, retried.
+            if !(b.wire.wire == Wire::Rest && matches!(kind, "liar" | "wrongTypes")) {
+                assert_eq!((r.accepted, r.retried, q.len()), (0, 1, 1), "{kind}: {r:?}");
+                let err = q[0].last_error.clone().unwrap_or_default();
+                assert!(err.starts_with("unexpected server response"), "{kind}: {err}");
+                tidesync::web::sleep(q[0].next_attempt_at.saturating_sub(js_sys::Date::now() as u64) + 5).await;
+                let r = engine.flush().await.unwrap();
+                assert_eq!((r.accepted, r.remaining), (1, 0), "{kind}: the retry goes through: {r:?}");
+            }
+            assert_eq!(engine.get("notes", &id).await.unwrap(), Some(json!({"kind": kind})), "{kind}: nothing lost");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_response_lost_after_the_server_applied_it_is_not_applied_twice() {
+    for b in [batch(), rest()] {
+        let engine = fresh(&unique("drop"), &b).await;
+        let id = unique("n");
+        engine.put("notes", &id, json!({"v": 1}), None).await.unwrap();
+        let op_id = engine.queue().await.unwrap()[0].id.clone();
+        faults(json!({"dropResponseNext": 1})).await;
+        let r = engine.flush().await.unwrap();
+        assert_eq!(r.retried, 1, "{r:?}");
+        tidesync::web::sleep(50).await;
+        let r = engine.flush().await.unwrap();
+        assert_eq!((r.accepted, r.remaining), (1, 0), "{r:?}");
+        let (_, ledger) = http("GET", &format!("{}/admin/ledger", server()), None).await;
+        let entry = ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["opId"] == json!(op_id))
+            .cloned()
+            .expect("in the ledger");
+        assert_eq!(entry["deliveries"], json!(2), "sent twice, applied once: {entry}");
+        assert_eq!(engine.record("notes", &id).await.unwrap().unwrap().version, Some(1));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn rest_writes_carry_the_op_id_as_idempotency_key() {
+    let engine = fresh(&unique("keys"), &rest()).await;
+    let id = unique("n");
+    engine.put("notes", &id, json!({"v": 1}), None).await.unwrap();
+    let op_id = engine.queue().await.unwrap()[0].id.clone();
+    engine.flush().await.unwrap();
+    let (_, ledger) = http("GET", &format!("{}/admin/ledger", server()), None).await;
+    let entry = ledger["entries"].as_array().unwrap().iter().find(|e| e["opId"] == json!(op_id)).cloned();
+    assert_eq!(entry.map(|e| e["kind"].clone()), Some(json!("rest")), "the server saw Idempotency-Key = the op id");
+}
+
+#[wasm_bindgen_test]
+async fn a_timeout_is_retryable() {
+    let b = batch();
+    let name = unique("timeout");
+    IdbStore::delete_database(&name).await.unwrap();
+    let engine = open_with(&name, &b, None, 100).await;
+    engine.put("notes", &unique("n"), json!({}), None).await.unwrap();
+    faults(json!({"latencyMs": 400})).await;
+    let r = engine.flush().await.unwrap();
+    clear_faults().await;
+    let q = engine.queue().await.unwrap();
+    assert_eq!((r.retried, q.len()), (1, 1), "{r:?}");
+    assert_eq!(q[0].last_error.as_deref(), Some("request timed out"));
+}
+
+#[wasm_bindgen_test]
+async fn a_401_asks_auth_for_a_fresh_token_once_and_a_403_dead_letters() {
+    let calls = Rc::new(Cell::new(0u32));
+    let auth: js_sys::Function = {
+        let calls = calls.clone();
+        Closure::<dyn FnMut() -> JsValue>::new(move || {
+            calls.set(calls.get() + 1);
+            JsValue::from_str(&format!("token-{}", calls.get()))
+        })
+        .into_js_value()
+        .unchecked_into()
+    };
+    let name = unique("auth");
+    IdbStore::delete_database(&name).await.unwrap();
+    let engine = open_with(&name, &batch(), Some(auth), 5_000).await;
+    engine.put("notes", &unique("n"), json!({}), None).await.unwrap();
+    faults(json!({"failNext": 1, "failStatus": 401})).await;
+    let r = engine.flush().await.unwrap();
+    assert_eq!(r.accepted, 1, "retried with a fresh token: {r:?}");
+    assert_eq!(calls.get(), 2, "auth() once for the first token, once more after the 401");
+
+    engine.put("notes", &unique("n"), json!({}), None).await.unwrap();
+    faults(json!({"failNext": 1, "failStatus": 403})).await;
+    let r = engine.flush().await.unwrap();
+    clear_faults().await;
+    assert_eq!(r.dead_lettered, 1, "{r:?}");
+    assert_eq!(engine.dead_letters().await.unwrap()[0].code, "AUTH");
+}
+
+#[wasm_bindgen_test]
+async fn users_are_isolated() {
+    // User A writes offline and signs out.
+    let a_name = format!("tidesync:isolation:{}", unique("alice"));
+    IdbStore::delete_database(&a_name).await.unwrap();
+    let a = open_with(&a_name, &Backend { url: "http://127.0.0.1:9", ..batch() }, None, 5_000).await;
+    a.put("notes", &unique("a-note"), json!({"owner": "alice"}), None).await.unwrap();
+    let a_op = a.queue().await.unwrap()[0].id.clone();
+    a.store().close();
+    drop(a);
+
+    // User B signs in on the same browser and syncs: only B's op reaches the server.
+    let b = fresh(&format!("tidesync:isolation:{}", unique("bob")), &batch()).await;
+    b.put("notes", &unique("b-note"), json!({"owner": "bob"}), None).await.unwrap();
+    let b_op = b.queue().await.unwrap()[0].id.clone();
+    assert_eq!(b.flush().await.unwrap().accepted, 1);
+    let (_, ledger) = http("GET", &format!("{}/admin/ledger", server()), None).await;
+    let ids: Vec<&str> = ledger["entries"].as_array().unwrap().iter().filter_map(|e| e["opId"].as_str()).collect();
+    assert!(ids.contains(&b_op.as_str()) && !ids.contains(&a_op.as_str()));
+
+    // A comes back and finds the write still queued.
+    let a = open_with(&a_name, &batch(), None, 5_000).await;
+    assert_eq!(a.queue().await.unwrap()[0].id, a_op);
 }

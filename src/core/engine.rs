@@ -727,6 +727,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     last_error: None,
                     last_status: None,
                     sent: false,
+                    patch: match (kind, &e.base, &e.data) {
+                        (OpKind::Update, Some(server), Some(data)) => Some(super::queue::diff_patch(server, data)),
+                        _ => None,
+                    },
                 }));
             }
         }

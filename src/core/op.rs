@@ -94,6 +94,10 @@ pub struct Operation {
     /// Set before the op leaves the device. A sent op is never changed again (a retry must carry
     /// the same payload under the same idempotency key); later writes start a new op instead.
     pub sent: bool,
+    /// For an update: the change as a JSON merge patch (RFC 7386) against the state the server
+    /// holds when the op applies, for backends updated with `PATCH`. `None`: send the whole record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Value>,
 }
 
 impl Operation {

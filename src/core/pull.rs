@@ -135,6 +135,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 }
             }
             Some(data) => {
+                let unchanged = entity.as_ref().is_some_and(|e| {
+                    e.sync_status == SyncStatus::Synced && e.data.as_ref() == Some(data) && e.version == item.version
+                });
+                if unchanged {
+                    return Ok(());
+                }
                 let e = Entity {
                     collection: key.collection.clone(),
                     id: key.id.clone(),

@@ -75,7 +75,7 @@ pub fn local_write(
     // Does the server hold the record once the lane's ops are applied?
     let on_server = match lane.last() {
         Some(last) => last.kind != OpKind::Delete,
-        None => existing.as_ref().is_some_and(|e| e.version.is_some() && e.base.is_some()),
+        None => existing.as_ref().is_some_and(|e| e.base.is_some()),
     };
     let kind = match (&new_data, on_server) {
         (None, _) => OpKind::Delete,
@@ -88,7 +88,7 @@ pub fn local_write(
     // Does the server hold the record before `prev`? A create queued after a delete (or after a
     // dead-lettered delete) re-creates a record the server may still have.
     let on_server_before_prev = match lane.len() {
-        0 | 1 => existing.as_ref().is_some_and(|e| e.version.is_some() && e.base.is_some()),
+        0 | 1 => existing.as_ref().is_some_and(|e| e.base.is_some()),
         n => lane[n - 2].kind != OpKind::Delete,
     };
     // Coalesce: the previous unsent op takes the new state, keeping its id and place in the lane.
@@ -109,6 +109,12 @@ pub fn local_write(
             lane_after.retain(|o| o.id != p.id);
         }
         (Some(mut p), Some(Some(k))) => {
+            p.patch = match (p.kind, k, &p.patch, live.and_then(|e| e.data.as_ref()), &new_data) {
+                (OpKind::Update, OpKind::Update, Some(earlier), Some(before), Some(after)) => {
+                    compose_patch(earlier, &diff_patch(before, after))
+                }
+                _ => None,
+            };
             p.kind = k;
             p.payload = new_data.clone();
             p.checksum = checksum(p.payload.as_ref().unwrap_or(&Value::Null));
@@ -134,6 +140,10 @@ pub fn local_write(
                 last_error: None,
                 last_status: None,
                 sent: false,
+                patch: match (kind, live.and_then(|e| e.data.as_ref()), &new_data) {
+                    (OpKind::Update, Some(before), Some(after)) => Some(diff_patch(before, after)),
+                    _ => None,
+                },
             };
             lane_after.push(op.clone());
             tx.write(Write::PutOp(op));
@@ -141,7 +151,7 @@ pub fn local_write(
     }
 
     // A record created and deleted locally, never seen by the server, leaves nothing behind.
-    if new_data.is_none() && lane_after.is_empty() && version.is_none() {
+    if new_data.is_none() && lane_after.is_empty() && existing.as_ref().is_none_or(|e| e.base.is_none()) {
         tx.write(Write::DeleteEntity(key.clone()));
         return Ok(WriteEffect { entity: None, changed: true });
     }
@@ -165,6 +175,47 @@ fn require_object(v: &Value) -> Result<()> {
     } else {
         Err(SyncError::InvalidInput("a record must be a plain object".into()))
     }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `before` into `after`: changed fields, `null` for
+/// removed ones, recursing into objects present on both sides.
+pub fn diff_patch(before: &Value, after: &Value) -> Value {
+    let (Value::Object(b), Value::Object(a)) = (before, after) else { return after.clone() };
+    let mut patch = Map::new();
+    for (k, av) in a {
+        match b.get(k) {
+            Some(bv) if bv == av => {}
+            Some(bv @ Value::Object(_)) if av.is_object() => {
+                patch.insert(k.clone(), diff_patch(bv, av));
+            }
+            _ => {
+                patch.insert(k.clone(), av.clone());
+            }
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            patch.insert(k.clone(), Value::Null);
+        }
+    }
+    Value::Object(patch)
+}
+
+/// One merge patch with the effect of `first` then `second`, or `None` where merge patch cannot
+/// say it (a field removed, then set to an object: applied at once it would merge into the old
+/// value instead of replacing it). `None` makes the op send the whole record instead.
+pub fn compose_patch(first: &Value, second: &Value) -> Option<Value> {
+    let (Value::Object(f), Value::Object(s)) = (first, second) else { return Some(second.clone()) };
+    let mut out = f.clone();
+    for (k, sv) in s {
+        let composed = match (f.get(k), sv) {
+            (Some(fv @ Value::Object(_)), Value::Object(_)) => compose_patch(fv, sv)?,
+            (Some(Value::Null), Value::Object(_)) => return None,
+            _ => sv.clone(),
+        };
+        out.insert(k.clone(), composed);
+    }
+    Some(Value::Object(out))
 }
 
 /// RFC 7386 JSON merge patch.
@@ -383,6 +434,46 @@ mod tests {
     }
 
     #[test]
+    fn patches_carry_only_the_changes_and_compose_when_coalescing() {
+        let mut tx = synced_tx(json!({"a": 1, "b": {"c": 1, "d": 1}, "e": 1}));
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Patch(json!({"a": 2, "b": {"c": 2}})), &mut ids).unwrap();
+        assert_eq!(tx.lane(&key())[0].patch, Some(json!({"a": 2, "b": {"c": 2}})));
+        write(&mut tx, Mutation::Put(json!({"a": 2, "b": {"c": 2, "d": 1}})), &mut ids).unwrap();
+        let op = &tx.lane(&key())[0];
+        assert_eq!(op.patch, Some(json!({"a": 2, "b": {"c": 2}, "e": null})));
+        // Applying the patch to the server's state gives the op's payload.
+        assert_eq!(
+            merge_patch(json!({"a": 1, "b": {"c": 1, "d": 1}, "e": 1}), op.patch.clone().unwrap()),
+            op.payload.clone().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_patch_that_merge_patch_cannot_express_falls_back_to_the_whole_record() {
+        let mut tx = synced_tx(json!({"o": {"x": 1}}));
+        let mut ids = Ids(0);
+        write(&mut tx, Mutation::Put(json!({})), &mut ids).unwrap();
+        write(&mut tx, Mutation::Put(json!({"o": {"y": 2}})), &mut ids).unwrap();
+        let op = &tx.lane(&key())[0];
+        assert_eq!((op.patch.clone(), op.payload.clone()), (None, Some(json!({"o": {"y": 2}}))));
+    }
+
+    #[test]
+    fn diff_then_merge_patch_round_trips() {
+        let cases = [
+            (json!({"a": 1}), json!({"a": 1})),
+            (json!({"a": 1, "b": [1, 2]}), json!({"b": [2], "c": {"d": null}})),
+            (json!({"n": {"m": {"k": 1, "j": 2}}}), json!({"n": {"m": {"k": 3}}})),
+        ];
+        for (a, b) in cases {
+            // Explicit nulls in `after` are the one thing merge patch cannot carry: compare without them.
+            let expected = merge_patch(json!({}), b.clone());
+            assert_eq!(merge_patch(a.clone(), diff_patch(&a, &b)), expected, "{a} -> {b}");
+        }
+    }
+
+    #[test]
     fn merge_patch_follows_rfc7386() {
         let t = json!({"a": 1, "b": {"c": 2, "d": 3}});
         assert_eq!(
@@ -408,6 +499,7 @@ mod tests {
             last_status: None,
             checksum: String::new(),
             sent: false,
+            patch: None,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::core::merge::{MergeSpec, OnDeleted, Strategy};
 use crate::core::netpolicy::NetPolicy;
 use crate::core::op::Priority;
 use crate::core::retry::RetryPolicy;
+use crate::net::rest::{CollectionWire, UpdateMethod, VersionSource, Wire};
 
 /// Rust value -> plain JS object (maps as objects, no BigInt).
 pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
@@ -49,10 +50,29 @@ struct MergeOptions {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct RestOptions {
+    update: Option<String>,
+    version: Option<String>,
+    pull_param: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct CollectionOptions {
     endpoint: String,
     merge: Option<MergeOptions>,
     priority: Option<String>,
+    transport: Option<String>,
+    rest: Option<RestOptions>,
+}
+
+fn wire_of(name: Option<&str>) -> Result<Option<Wire>> {
+    match name {
+        None => Ok(None),
+        Some("batch") => Ok(Some(Wire::Batch)),
+        Some("rest") => Ok(Some(Wire::Rest)),
+        Some(other) => Err(SyncError::Config(format!("transport '{other}' (expected 'batch' or 'rest')"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,6 +110,8 @@ pub struct OpenOptions {
     pub debug: bool,
     pub auto_sync: bool,
     pub engine: EngineConfig,
+    /// How each collection talks to the server.
+    pub wires: BTreeMap<String, CollectionWire>,
 }
 
 pub fn open_options(v: JsValue) -> Result<OpenOptions> {
@@ -105,12 +127,26 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
     if raw.name.is_empty() {
         return Err(SyncError::Config("`name` must not be empty".into()));
     }
-    match raw.transport.as_deref() {
-        None | Some("batch") => {}
-        Some(other) => return Err(SyncError::Config(format!("transport '{other}' is not available (use 'batch')"))),
-    }
+    let default_wire = wire_of(raw.transport.as_deref())?.unwrap_or_default();
     let mut collections = BTreeMap::new();
+    let mut wires = BTreeMap::new();
     for (name, c) in raw.collections {
+        let rest = c.rest.as_ref();
+        let update = match rest.and_then(|r| r.update.as_deref()) {
+            None | Some("put") => UpdateMethod::Put,
+            Some("patch") => UpdateMethod::Patch,
+            Some(o) => return Err(SyncError::Config(format!("rest.update '{o}' (expected 'put' or 'patch')"))),
+        };
+        wires.insert(
+            name.clone(),
+            CollectionWire {
+                endpoint: c.endpoint.clone(),
+                wire: wire_of(c.transport.as_deref())?.unwrap_or(default_wire),
+                update,
+                version: rest.and_then(|r| r.version.as_deref()).map(VersionSource::parse).unwrap_or_default(),
+                pull_param: rest.and_then(|r| r.pull_param.clone()).unwrap_or_else(|| "since".into()),
+            },
+        );
         if c.endpoint.is_empty() {
             return Err(SyncError::Config(format!("collection '{name}' needs an `endpoint`")));
         }
@@ -160,6 +196,7 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
         debug: raw.debug,
         auto_sync: raw.auto_sync.unwrap_or(true),
         engine,
+        wires,
     })
 }
 

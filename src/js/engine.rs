@@ -159,11 +159,10 @@ impl SyncEngine {
             .into_js_value()
         };
         let store = IdbStore::open(&options.db_name, on_closed.unchecked_into(), on_blocked.unchecked_into()).await?;
-        let endpoints = options.engine.collections.iter().map(|(k, c)| (k.clone(), c.endpoint.clone())).collect();
         let transport = FetchTransport::new(
             &options.base_url,
             &options.batch_endpoint,
-            endpoints,
+            options.wires,
             options.timeout_ms,
             options.auth,
         );

@@ -184,6 +184,7 @@ mod tests {
             last_status: None,
             checksum: "abc".into(),
             sent: true,
+            patch: None,
         }
     }
 

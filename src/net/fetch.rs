@@ -12,9 +12,10 @@ use web_sys::{AbortController, Headers, Request, RequestInit, RequestRedirect, R
 
 use super::batch::{decode_response, encode_request, MAX_RESPONSE_BYTES};
 use super::pull::decode_pull;
+use super::rest::{decode, decode_fetched, encode_segment, request_for, CollectionWire, Wire};
 use crate::core::error::SyncError;
 use crate::core::op::Operation;
-use crate::core::traits::{Failure, PullPage, PushResponse, Transport};
+use crate::core::traits::{Failure, OpResult, Outcome, PullPage, PushResponse, Transport};
 use crate::web::{clear_timeout, fetch_request, navigator_online, set_timeout, sleep};
 
 /// Faults the debug tools inject on this client (`window.syncDebug`).
@@ -31,7 +32,7 @@ pub struct FetchTransport {
     base_url: String,
     batch_endpoint: String,
     /// Each collection's endpoint, for pulls.
-    endpoints: std::collections::BTreeMap<String, String>,
+    collections: std::collections::BTreeMap<String, CollectionWire>,
     timeout_ms: u32,
     client_version: String,
     /// `auth()` from the app's options: returns a token (or a promise of one).
@@ -47,20 +48,21 @@ pub struct HttpAnswer {
     pub status: u16,
     pub body: String,
     pub retry_after: Option<String>,
+    pub etag: Option<String>,
 }
 
 impl FetchTransport {
     pub fn new(
         base_url: &str,
         batch_endpoint: &str,
-        endpoints: std::collections::BTreeMap<String, String>,
+        collections: std::collections::BTreeMap<String, CollectionWire>,
         timeout_ms: u32,
         auth: Option<Function>,
     ) -> Self {
         FetchTransport {
             base_url: base_url.trim_end_matches('/').to_string(),
             batch_endpoint: batch_endpoint.to_string(),
-            endpoints,
+            collections,
             timeout_ms,
             client_version: env!("CARGO_PKG_VERSION").to_string(),
             auth,
@@ -186,6 +188,7 @@ impl FetchTransport {
         }
         let status = resp.status();
         let retry_after = resp.headers().get("retry-after").ok().flatten();
+        let etag = resp.headers().get("etag").ok().flatten();
         let length = resp.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<usize>().ok());
         if length.is_some_and(|l| l > MAX_RESPONSE_BYTES) {
             return Err(Failure::new(SyncError::Protocol(format!(
@@ -195,7 +198,32 @@ impl FetchTransport {
         }
         let text = resp.text().map_err(network)?;
         let body = JsFuture::from(text).await.map_err(network)?.as_string().unwrap_or_default();
-        Ok(HttpAnswer { status, body, retry_after })
+        Ok(HttpAnswer { status, body, retry_after, etag })
+    }
+}
+
+impl FetchTransport {
+    /// One op as one REST request. `Err` only when no HTTP answer came (network, timeout, offline).
+    async fn push_rest(&self, op: &Operation, device_id: &str) -> Result<Outcome, Failure> {
+        let Some(wire) = self.collections.get(&op.collection) else {
+            return Ok(Outcome::Failed(Failure::new(SyncError::InvalidInput(format!(
+                "unknown collection '{}'",
+                op.collection
+            )))));
+        };
+        let req = request_for(op, wire);
+        let headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = self.send(req.method, &self.url(&req.path), req.body.as_deref(), &headers, device_id).await?;
+        let now = js_sys::Date::now() as u64;
+        match decode(op, wire, a.status, &a.body, a.etag.as_deref(), a.retry_after.as_deref(), now) {
+            Ok(outcome) => Ok(outcome),
+            Err(_needs_fetch) => {
+                let url =
+                    self.url(&format!("{}/{}", wire.endpoint.trim_end_matches('/'), encode_segment(&op.entity_id)));
+                let g = self.send("GET", &url, None, &[], device_id).await?;
+                Ok(decode_fetched(wire, g.status, &g.body, g.etag.as_deref()))
+            }
+        }
     }
 }
 
@@ -212,21 +240,53 @@ fn network(e: JsValue) -> Failure {
 
 impl Transport for FetchTransport {
     async fn push(&self, ops: &[Operation], device_id: &str) -> Result<PushResponse, Failure> {
-        let body = encode_request(ops, device_id, js_sys::Date::now() as u64);
-        let url = self.url(&self.batch_endpoint);
-        let a = self.send("POST", &url, Some(&body), &[], device_id).await?;
-        decode_response(a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)
+        let is_rest = |o: &&Operation| self.collections.get(&o.collection).is_some_and(|c| c.wire == Wire::Rest);
+        let (rest, batch): (Vec<&Operation>, Vec<&Operation>) = ops.iter().partition(is_rest);
+        let mut response = PushResponse::default();
+        if !batch.is_empty() {
+            let batch: Vec<Operation> = batch.into_iter().cloned().collect();
+            let body = encode_request(&batch, device_id, js_sys::Date::now() as u64);
+            let url = self.url(&self.batch_endpoint);
+            let answer = match self.send("POST", &url, Some(&body), &[], device_id).await {
+                Ok(a) => decode_response(a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64),
+                Err(f) => Err(f),
+            };
+            match answer {
+                Ok(r) => response = r,
+                // Nothing else to send: let the engine see the request's failure as a whole.
+                Err(f) if rest.is_empty() => return Err(f),
+                Err(f) => response.results.extend(
+                    batch.iter().map(|o| OpResult { op_id: o.id.clone(), outcome: Outcome::Failed(f.clone()) }),
+                ),
+            }
+        }
+        for (i, op) in rest.iter().enumerate() {
+            match self.push_rest(op, device_id).await {
+                Ok(outcome) => response.results.push(OpResult { op_id: op.id.clone(), outcome }),
+                Err(f) => {
+                    // The network is down or the server unreachable: the rest would fail alike.
+                    if i == 0 && response.results.is_empty() {
+                        return Err(f);
+                    }
+                    for o in &rest[i..] {
+                        response.results.push(OpResult { op_id: o.id.clone(), outcome: Outcome::Failed(f.clone()) });
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(response)
     }
 
     async fn pull(&self, collection: &str, cursor: Option<&str>) -> Result<PullPage, Failure> {
-        let endpoint = self
-            .endpoints
+        let wire = self
+            .collections
             .get(collection)
             .ok_or_else(|| Failure::new(SyncError::InvalidInput(format!("unknown collection '{collection}'"))))?;
-        let mut url = self.url(endpoint);
+        let mut url = self.url(&wire.endpoint);
         if let Some(c) = cursor {
             let sep = if url.contains('?') { '&' } else { '?' };
-            url = format!("{url}{sep}since={}", String::from(js_sys::encode_uri_component(c)));
+            url = format!("{url}{sep}{}={}", wire.pull_param, String::from(js_sys::encode_uri_component(c)));
         }
         let a = self.send("GET", &url, None, &[], "").await?;
         decode_pull(a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod pull;
+pub mod rest;
 
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
