@@ -1,0 +1,208 @@
+// tidesync/react: hooks over SyncEngine on useSyncExternalStore. One cache per engine; each
+// cached value is re-read only when an event concerns it, and kept (same object) when the new
+// read is equal by value, so components re-render only when their data changed.
+import { createContext, createElement, useCallback, useContext, useSyncExternalStore } from 'react';
+
+const EngineContext = createContext(null);
+
+/** Makes `engine` available to the hooks below it; renders `fallback` while `engine` is null. */
+export function SyncProvider({ engine, fallback = null, children }) {
+  return engine ? createElement(EngineContext.Provider, { value: engine }, children) : fallback;
+}
+
+export function useSyncEngine() {
+  const engine = useContext(EngineContext);
+  if (!engine) throw new Error('tidesync/react: use the hooks inside <SyncProvider engine={engine}>');
+  return engine;
+}
+
+// Equal as JSON values.
+function equal(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && equal(a[k], b[k]));
+}
+
+// `next`, reusing every part of `prev` that is equal to its counterpart (array items with an
+// `id` are matched by it), so unchanged records keep their identity for React.memo and deps.
+function share(prev, next) {
+  if (equal(prev, next)) return prev;
+  if (typeof prev !== 'object' || typeof next !== 'object' || prev === null || next === null) return next;
+  if (Array.isArray(prev) !== Array.isArray(next)) return next;
+  if (Array.isArray(next)) {
+    const byId = new Map(prev.map((x) => [x?.id, x]));
+    return next.map((x, i) => share(x?.id === undefined ? prev[i] : byId.get(x.id), x));
+  }
+  if (Object.getPrototypeOf(next) !== Object.prototype) return next;
+  const out = {};
+  for (const k of Object.keys(next)) out[k] = share(prev[k], next[k]);
+  return out;
+}
+
+const NONE = Object.freeze([]);
+
+class Cache {
+  constructor(engine) {
+    this.engine = engine;
+    this.entries = new Map();
+    this.dirty = new Set();
+    this.off = null;
+  }
+
+  entry(key, spec) {
+    let e = this.entries.get(key);
+    if (!e) {
+      e = { key, ...spec, value: spec.initial, listeners: new Set(), loaded: false, busy: false, again: false };
+      this.entries.set(key, e);
+      this.dropLater(e);
+    }
+    return e;
+  }
+
+  subscribe(e, listener) {
+    e.listeners.add(listener);
+    clearTimeout(e.drop);
+    this.off ??= this.engine.subscribe((event) => this.onEvent(event));
+    if (!e.loaded) this.refresh(e);
+    return () => {
+      e.listeners.delete(listener);
+      if (e.listeners.size) return;
+      // Events are not followed without listeners: read again on the next subscribe.
+      e.loaded = false;
+      this.dropLater(e);
+    };
+  }
+
+  // Kept a while: React (StrictMode, remounts) often subscribes again at once.
+  dropLater(e) {
+    clearTimeout(e.drop);
+    e.drop = setTimeout(() => {
+      if (e.listeners.size || this.entries.get(e.key) !== e) return;
+      this.entries.delete(e.key);
+      if (this.entries.size === 0) {
+        this.off?.();
+        this.off = null;
+      }
+    }, 5000);
+  }
+
+  onEvent(event) {
+    if (event.type === 'closed') return;
+    for (const e of this.entries.values()) {
+      if (e.listeners.size && e.concerns(event)) this.dirty.add(e);
+    }
+    if (this.dirty.size && !this.queued) {
+      this.queued = true;
+      // One re-read per burst of events (a pull reports each record).
+      queueMicrotask(() => {
+        this.queued = false;
+        const dirty = [...this.dirty];
+        this.dirty.clear();
+        dirty.forEach((e) => this.refresh(e));
+      });
+    }
+  }
+
+  async refresh(e) {
+    if (e.busy) {
+      e.again = true;
+      return;
+    }
+    e.busy = true;
+    do {
+      e.again = false;
+      let next;
+      try {
+        next = e.shape(await e.read(this.engine), undefined);
+      } catch (error) {
+        next = e.shape(undefined, error);
+      }
+      const value = share(e.value, next);
+      e.loaded = true;
+      if (value !== e.value) {
+        e.value = value;
+        e.listeners.forEach((l) => l());
+      }
+    } while (e.again);
+    e.busy = false;
+  }
+}
+
+const caches = new WeakMap();
+function cacheOf(engine) {
+  let c = caches.get(engine);
+  if (!c) caches.set(engine, (c = new Cache(engine)));
+  return c;
+}
+
+// useSyncExternalStore over one cache entry. `spec` must depend only on `key`.
+function useEntry(key, spec) {
+  const cache = cacheOf(useSyncEngine());
+  const e = cache.entry(key, spec);
+  const subscribe = useCallback((l) => cache.subscribe(e, l), [cache, e]);
+  const get = () => e.value;
+  return useSyncExternalStore(subscribe, get, get);
+}
+
+const LOADING = Object.freeze({ data: undefined, record: undefined, loading: true, error: undefined });
+const LOADING_LIST = Object.freeze({ data: NONE, loading: true, error: undefined });
+const any = () => true;
+const isChange = (ev) => ev.type === 'change';
+
+/** One record: `{ data, record, loading, error }`; `data` is `undefined` when there is none. */
+export function useEntity(collection, id) {
+  return useEntry(`e\u0000${collection}\u0000${id}`, {
+    read: (engine) => engine.getRecord(collection, id),
+    shape: (record, error) => ({ data: record?.data, record, loading: false, error }),
+    concerns: (ev) => isChange(ev) && ev.collection === collection && ev.id === id,
+    initial: LOADING,
+  });
+}
+
+/** Every record of a collection: `{ data: SyncRecord[], loading, error }`. */
+export function useCollection(collection) {
+  return useEntry(`c\u0000${collection}`, {
+    read: (engine) => engine.list(collection),
+    shape: (records, error) => ({ data: records ?? NONE, loading: false, error }),
+    concerns: (ev) => isChange(ev) && ev.collection === collection,
+    initial: LOADING_LIST,
+  });
+}
+
+/** `engine.status()`, kept current; `undefined` until first read. */
+export function useSyncStatus() {
+  return useEntry('status', {
+    read: (engine) => engine.status(),
+    shape: (status) => status,
+    concerns: any,
+    initial: undefined,
+  });
+}
+
+/** Conflicts waiting for the app (empty while loading). */
+export function useConflicts() {
+  return useEntry('conflicts', {
+    read: (engine) => engine.conflicts(),
+    shape: (list) => list ?? NONE,
+    concerns: (ev) => ev.type === 'conflict' || ev.type === 'resolved' || ev.type === 'queueCleared' || isChange(ev),
+    initial: NONE,
+  });
+}
+
+/** Dead-lettered writes (empty while loading). */
+export function useDeadLetters() {
+  return useEntry('deadLetters', {
+    read: (engine) => engine.deadLetters(),
+    shape: (list) => list ?? NONE,
+    concerns: (ev) => ev.type === 'deadLetter' || ev.type === 'deadLetterDiscarded' || isChange(ev),
+    initial: NONE,
+  });
+}
+
+/** The same hooks, typed for a schema: `export const { useEntity, useCollection } = createSyncHooks<Schema>()`. */
+export function createSyncHooks() {
+  return { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters };
+}
