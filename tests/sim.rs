@@ -230,7 +230,6 @@ stats!(
     dead_letters_discarded,
     pulls,
     drain_rounds,
-    ambiguous_records,
 );
 
 static TOTALS: Mutex<Option<Stats>> = Mutex::new(None);
@@ -655,13 +654,6 @@ struct Expect {
     latest: BTreeMap<String, (u64, Vec<Value>)>,
     /// The manual-policy counter.
     tally: BTreeMap<String, i64>,
-    /// Records with a write that ran out of attempts after failures that may have reached the
-    /// server (`maybe_applied`) and that a later write superseded. Without asking the server the
-    /// engine cannot know whether that write was applied: the record's base does not show it, so
-    /// a later counter merge may count it twice, and a later delete of a record it created may
-    /// stay local. For these the checks are "no increment lost" (n >= the increments) and
-    /// convergence, not equality with the last write. Counted in `ambiguous_records`.
-    ambiguous: BTreeSet<EntityKey>,
 }
 
 struct Sim {
@@ -1090,14 +1082,10 @@ impl Sim {
             let key = dl.op.key();
             let cur = block_on(engine.store().get_entity(&key)).map_err(|e| e.to_string())?.and_then(|e| e.data);
             let latest = cur == dl.op.payload && !ops.iter().any(|o| o.key() == key);
-            if dl.maybe_applied && !latest {
-                // The server may hold this op's change, but the record's base does not show it:
-                // the next counter merge may count it again (see `Expect::ambiguous`).
-                if self.expect.ambiguous.insert(key.clone()) {
-                    self.stat(|s| s.ambiguous_records += 1);
-                }
-            }
-            let r = if latest {
+            // An op the server may have applied pauses its record's lane (later writes wait), and
+            // retrying it is always safe: it keeps its id, so the server's ledger applies it at most
+            // once. Discarding it would leave the record's base unsure of the server's state.
+            let r = if latest || dl.maybe_applied {
                 block_on(engine.retry_dead_letter(&dl.op.id))
             } else {
                 block_on(engine.discard_dead_letter(&dl.op.id))
@@ -1235,9 +1223,6 @@ impl Sim {
 
         // Before anyone pulls: each client's own records are exactly what the server holds.
         for (k, want) in &self.expect.notes {
-            if self.expect.ambiguous.contains(k) {
-                continue;
-            }
             if live(k) != *want {
                 return Err(format!(
                     "lost write: {k:?}: the owner last wrote {want:?}, the server holds {:?}",
@@ -1253,8 +1238,7 @@ impl Sim {
         for (id, sum) in &self.expect.sums {
             let rec = live(&EntityKey::new("counters", id.clone()));
             let n = n_of(rec.as_ref(), "n");
-            let key = EntityKey::new("counters", id.clone());
-            if n < *sum || (n != *sum && !self.expect.ambiguous.contains(&key)) {
+            if n != *sum {
                 return Err(format!(
                     "counters/{id}: the increments add up to {sum}, the server holds n = {n} ({rec:?})"
                 ));
@@ -1282,9 +1266,6 @@ impl Sim {
         }
         for (id, (_, want)) in &self.expect.latest {
             let key = EntityKey::new("shared", id.clone());
-            if self.expect.ambiguous.contains(&key) {
-                continue;
-            }
             let got = live(&key);
             if !got.as_ref().is_some_and(|g| want.contains(g)) {
                 return Err(format!("shared/{id}: the latest write is {want:?}, the server holds {got:?}"));
@@ -1294,7 +1275,7 @@ impl Sim {
             let key = EntityKey::new("tally", id.clone());
             let rec = live(&key);
             let n = n_of(rec.as_ref(), "n");
-            if n < *sum || (n != *sum && !self.expect.ambiguous.contains(&key)) {
+            if n != *sum {
                 return Err(format!("tally/{id}: the increments add up to {sum}, the server holds {rec:?}"));
             }
         }

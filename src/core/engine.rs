@@ -385,7 +385,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let now = self.clock.now_ms();
             let decision = self.network();
             let (ops, conflicts) = self.store.load_queue().await?;
-            let paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+            let paused = self.paused_lanes(&conflicts).await?;
             self.state.borrow_mut().metrics.record_queue_size(ops.len());
             report.remaining = ops.len();
             report.next_attempt_at = next_due(&ops, &paused);
@@ -415,13 +415,24 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let had_failure = self.apply_response(&batch, response, t0, t1, &mut report).await?;
             if had_failure && !self.state.borrow().flush_again {
                 let (ops, conflicts) = self.store.load_queue().await?;
-                let paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+                let paused = self.paused_lanes(&conflicts).await?;
                 report.remaining = ops.len();
                 report.next_attempt_at = next_due(&ops, &paused);
                 report.breaker_open = matches!(self.state.borrow().breaker.state(), BreakerState::Open { .. });
                 return Ok(report);
             }
         }
+    }
+
+    /// Lanes that must not send: a conflict waits for the app, or a dead-lettered op may have been
+    /// applied by the server (its answer never came). A later write sent on top of the latter would
+    /// be merged against a server state that may or may not hold it, counting a `sum` twice; so the
+    /// record waits until the app retries that op (same id: the server's ledger deduplicates it) or
+    /// discards it.
+    async fn paused_lanes(&self, conflicts: &[Conflict]) -> Result<BTreeSet<EntityKey>> {
+        let mut paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        paused.extend(self.store.dead_letters().await?.iter().filter(|d| d.maybe_applied).map(|d| d.op.key()));
+        Ok(paused)
     }
 
     /// Marks the batch's ops as sent, in one transaction, and returns them as they are now:
@@ -564,8 +575,25 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         out.accepted += 1;
         out.attempts_accepted.push(op.attempts);
         let rest: Vec<Operation> = tx.lane(&key).to_vec();
-        let Some(mut e) = tx.entity(&key).cloned() else { return };
         let server_state = if op.kind == OpKind::Delete { None } else { data.or_else(|| op.payload.clone()) };
+        let Some(mut e) = tx.entity(&key).cloned() else {
+            if server_state.is_some() && rest.is_empty() {
+                // The record was deleted here while this write's answer was lost (it waited in the
+                // dead letters): the server now holds a record we deleted. Delete it there too.
+                let tombstone = Entity {
+                    collection: key.collection.clone(),
+                    id: key.id.clone(),
+                    data: None,
+                    base: server_state,
+                    version,
+                    last_modified: self.clock.now_ms(),
+                    sync_status: SyncStatus::Pending,
+                    checksum: None,
+                };
+                self.requeue(tx, &key, tombstone, None, true, op.priority, self.clock.now_ms(), out);
+            }
+            return;
+        };
         e.base = server_state.clone();
         e.version = version.or(e.version);
         if rest.is_empty() && op.kind == OpKind::Delete && e.data.is_none() {
@@ -891,9 +919,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         self.store.dead_letters().await
     }
 
-    /// Puts a dead-lettered op back at the end of its lane with a fresh attempt count. It keeps
-    /// its id if the server may have applied it (so the server's ledger still deduplicates it),
-    /// and gets a new one if the server refused it (so the ledger does not replay the refusal).
+    /// Puts a dead-lettered op back in its lane with a fresh attempt count. If the server may have
+    /// applied it, it keeps its id (the server's ledger deduplicates it) and its place at the head
+    /// of the lane; if the server refused it, it gets a new id (so the ledger does not replay the
+    /// refusal) and goes after the record's later writes.
     pub async fn retry_dead_letter(&self, op_id: &str) -> Result<()> {
         let dl = self.find_dead_letter(op_id).await?;
         let key = dl.op.key();
@@ -907,7 +936,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     op.id = fresh_id;
                     op.sent = false;
                 }
-                op.seq = tx.take_seq();
+                // An op the server may have applied goes back to the head of its lane (its lane
+                // was paused behind it): later writes were made on top of it. A refused op is
+                // re-made at the end, after them.
+                if !dl.maybe_applied {
+                    op.seq = tx.take_seq();
+                }
                 op.attempts = 0;
                 op.next_attempt_at = now;
                 op.created_at = now;
@@ -922,7 +956,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     op.base_version = e.and_then(|e| e.version);
                     // An update queued behind a create that never reached the server: nothing
                     // exists there to update.
-                    if op.kind == OpKind::Update && e.is_none_or(|e| e.version.is_none()) {
+                    if op.kind == OpKind::Update && e.is_none_or(|e| e.base.is_none()) {
                         op.kind = OpKind::Create;
                     }
                 }
