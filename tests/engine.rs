@@ -670,3 +670,29 @@ fn a_recreated_then_deleted_record_is_deleted_on_the_server() {
     e.flush();
     assert!(!e.store.dump().entities.contains_key(&EntityKey::new("notes", "a")));
 }
+
+#[test]
+fn a_dead_letter_the_server_may_have_applied_pauses_only_its_record() {
+    let e = env_with(|c| c.retry.max_attempts = 1);
+    e.synced("stats", "s", json!({"xp": 10}));
+    e.put("stats", "s", json!({"xp": 15}));
+    e.net.then(|_| Err(Failure::new(SyncError::Timeout)));
+    e.flush();
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert!(dead[0].maybe_applied);
+    // A later write to the same record waits; another record still flows.
+    e.put("stats", "s", json!({"xp": 17}));
+    e.put("notes", "other", json!({"t": 1}));
+    let before = e.net.sent().len();
+    let r = e.flush();
+    assert_eq!((r.accepted, r.remaining), (1, 1), "{r:?}");
+    assert!(e.net.sent()[before..].iter().flatten().all(|o| o.entity_id == "other"));
+    // Retried, the dead letter goes first, under its own id, then the later write.
+    block_on(e.engine.retry_dead_letter(&dead[0].op.id)).unwrap();
+    let q = e.queue();
+    assert_eq!((q[0].id.as_str(), q[0].payload.clone()), (dead[0].op.id.as_str(), Some(json!({"xp": 15}))));
+    assert_eq!(q[1].payload, Some(json!({"xp": 17})));
+    e.flush();
+    assert!(e.queue().is_empty());
+    assert_eq!(e.record("stats", "s").base, Some(json!({"xp": 17})));
+}
