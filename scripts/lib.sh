@@ -36,13 +36,17 @@ wasm_cargo() {
     env $TIDESYNC_WASM_ENV $TIDESYNC_WASM_CARGO "$sub" $TIDESYNC_WASM_ARGS "$@"
 }
 
-# Copies the demo page and the built package into one directory the server can serve.
+# Builds the demo app (www/app, React + Vite) into OUT, a static site the server can serve, and puts
+# the package beside it at OUT/pkg/ as plain ES modules (what a <script type="module"> imports; the
+# README examples and the browser specs load it from there).
 assemble_demo() {
     local out=$1
     [ -f "$ROOT/pkg/tidesync.js" ] || die "pkg/tidesync.js is missing: run scripts/build first"
     rm -rf "$out"
+    say "vite build www/app -> $out"
+    (cd "$ROOT/www" && TIDESYNC_DEMO_OUT="$out" node_modules/.bin/vite build app --logLevel warn) \
+        || die "the demo app (www/app) did not build"
     mkdir -p "$out/pkg"
-    cp -R "$ROOT/www/demo/." "$out/"
     cp "$ROOT"/pkg/*.js "$ROOT"/pkg/*.wasm "$out/pkg/"
     if [ -d "$ROOT/pkg/snippets" ]; then cp -R "$ROOT/pkg/snippets" "$out/pkg/"; fi
 }

@@ -1,5 +1,6 @@
-// End to end: the demo page writes a note to IndexedDB through tidesync, the engine syncs it to the
-// reference server, and the server has it.
+// End to end, the shortest path: the demo app (www/app, React + tidesync/react) writes a note to
+// IndexedDB through tidesync, the engine syncs it to the reference server, and the server has it.
+// The longer stories (offline, two devices, conflicts, dead letters) are in e2e.spec.mjs.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { baseUrl, launch, screenshot } from './browser.mjs';

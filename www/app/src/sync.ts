@@ -1,0 +1,68 @@
+// The demo's records, its engine options and the typed hooks.
+import { SyncEngine, type SyncOptions } from 'tidesync';
+import { createSyncHooks } from 'tidesync/react';
+
+export type Grade = 0 | 1 | 2 | 3;
+
+/** One card's learning state (the reference design's ProgressRecord). */
+export interface Progress {
+  cardId: string;
+  grade: Grade;
+  repetitions: number;
+  /** Days until the card is due again. */
+  interval: number;
+  easeFactor: number;
+  studyTimeSeconds: number;
+  /** ISO time: what `lww` compares. */
+  lastModified: string;
+}
+
+export interface Stats {
+  totalStudyTime: number;
+  totalCardsStudied: number;
+  currentStreak: number;
+  lastStudyDate: string;
+}
+
+export interface Note {
+  title: string;
+  body: string;
+}
+
+export interface Schema {
+  progress: Progress;
+  stats: Stats;
+  notes: Note;
+}
+
+/** `?device=b` gives this window its own database: a second device syncing through the server. */
+export const device = new URLSearchParams(location.search).get('device') ?? '';
+
+// Short intervals so two windows visibly sync (the defaults are 30/60/120 s).
+const network = {
+  good: { intervalMs: 2000, batchSize: 10 },
+  fair: { intervalMs: 4000, batchSize: 5 },
+  poor: { intervalMs: 8000, batchSize: 2 },
+};
+
+export const options: SyncOptions<Schema> = {
+  name: device ? `study-${device}` : 'study',
+  userId: 'demo',
+  baseUrl: location.origin,
+  transport: 'batch',
+  debug: true,
+  network,
+  collections: {
+    progress: { endpoint: '/api/progress', merge: { default: 'lww' }, priority: 'high' },
+    stats: {
+      endpoint: '/api/stats',
+      merge: { default: 'lww', fields: { totalStudyTime: 'max', totalCardsStudied: 'max', currentStreak: 'server' } },
+    },
+    notes: { endpoint: '/api/notes', merge: { default: 'manual' } },
+  },
+};
+
+export const openEngine = () => SyncEngine.open<Schema>(options);
+
+export const { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters } =
+  createSyncHooks<Schema>();

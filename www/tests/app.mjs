@@ -1,0 +1,96 @@
+// Helpers for the specs that drive the demo app (www/app) and the package pages: a fresh server
+// state and browser profile per test, one page per "device" (?device=a gets its own database, so
+// two pages are two devices syncing through the server), console logs and screenshots kept in
+// www/test-results/ (each test's final screens, and the moments worth seeing).
+import assert from 'node:assert/strict';
+import { baseUrl, launch, screenshot } from './browser.mjs';
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function api(path, { method = 'GET', body } = {}) {
+  const response = await fetch(`${baseUrl()}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** The server's live records of a collection: id -> data. */
+export async function serverRecords(collection) {
+  const body = await api(`/api/${collection}`);
+  return new Map(body.items.map((r) => [r.entityId, r.data]));
+}
+
+/** Polls `fn` until it returns something truthy; fails with `what` and the last value at the deadline. */
+export async function poll(what, fn, { timeoutMs = 15_000, everyMs = 100 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(everyMs);
+  }
+}
+
+/** `[data-testid="id"]`, optionally scoped: `tid('card', 'te-iru')` is the card with data-id te-iru. */
+export function tid(id, dataId) {
+  return dataId === undefined ? `[data-testid="${id}"]` : `[data-testid="${id}"][data-id="${dataId}"]`;
+}
+
+/** Waits until the element's text (or an input's value) satisfies `want` (a string or a predicate). */
+export async function waitText(page, selector, want, timeoutMs = 15_000) {
+  const ok = typeof want === 'function' ? want : (t) => t === want;
+  const [text] = await poll(`${selector} to read ${typeof want === 'function' ? 'as expected' : JSON.stringify(want)}`, async () => {
+    const t = await page.evaluate((s) => {
+      const el = document.querySelector(s);
+      return el ? ('value' in el && el.tagName !== 'BUTTON' ? el.value : el.textContent) : null;
+    }, selector);
+    return t !== null && ok(t) ? [t] : false;
+  }, { timeoutMs });
+  return text;
+}
+
+/**
+ * Runs `body(env)` against an empty server with a fresh Chromium profile. `env.open(device)` opens
+ * the demo as that device in a new window; `env.shot(name)` saves every window's screenshot.
+ */
+export async function withApp(t, body) {
+  await api('/admin/reset', { method: 'POST' });
+  const browser = await launch();
+  const { context } = browser;
+  const logs = [];
+  const pages = new Map();
+  const slug = (s) => s.replace(/\W+/g, '-');
+  const env = {
+    context,
+    logs,
+    async open(device, { query = '', page } = {}) {
+      page ??= pages.size === 0 ? browser.page : await context.newPage();
+      await page.setViewportSize({ width: 1400, height: 1000 });
+      pages.set(device, page);
+      page.on('console', (m) => logs.push(`[${device} console.${m.type()}] ${m.text()}`));
+      page.on('pageerror', (e) => logs.push(`[${device} pageerror] ${e.stack ?? e}`));
+      page.on('dialog', (d) => d.accept());
+      await page.goto(`${baseUrl()}/?device=${device}${query}`);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
+      return page;
+    },
+    async shot(name) {
+      for (const [device, page] of pages) await screenshot(page, slug(`${t.name}-${name}-${device}`));
+    },
+  };
+  try {
+    await body(env);
+    await env.shot('end');
+  } catch (err) {
+    await env.shot('failed').catch(() => {});
+    if (logs.length) t.diagnostic(`browser console:\n${logs.join('\n')}`);
+    throw err;
+  } finally {
+    await browser.close();
+  }
+}
