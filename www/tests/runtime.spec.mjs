@@ -1,0 +1,608 @@
+// The browser runtime (src/js/engine.rs, src/web/, src/store/idb.rs and pkg/sw.js) in headless
+// Chromium against the reference server and its fault injection: tabs sharing one database and one
+// flush lock, a tab closed or reloaded in the middle of a flush, offline, the service worker draining
+// the queue with the page gone, a storage quota, a database upgrade from another connection, and
+// events crossing tabs.
+//
+// The pages are www/tests/runtime/, served at /tests/runtime/ with the package at /tests/pkg/ by the js
+// tier of scripts/test. Every test starts from an empty server (POST /admin/reset) and a fresh
+// browser profile, and checks what the server applied through /admin/ledger (each op id once,
+// `deliveries` = how often it arrived), /admin/stats (`cursor` = how many mutations were applied) and
+// the records themselves.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { baseUrl, launch, screenshot } from './browser.mjs';
+
+const DB = 'tidesync:rt:u1';
+const SYNC_TAG = `${DB}:sync`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- the server ----
+
+async function api(path, { method = 'GET', body } = {}) {
+  const response = await fetch(`${baseUrl()}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+const resetServer = () => api('/admin/reset', { method: 'POST' });
+const setFaults = (faults) => api('/admin/faults', { method: 'POST', body: faults });
+const ledger = async () => (await api('/admin/ledger')).entries;
+const stats = () => api('/admin/stats');
+
+/** The server's live notes: id -> RECORD. */
+async function serverNotes() {
+  const body = await api('/api/notes');
+  return new Map(body.items.map((r) => [r.entityId, r]));
+}
+
+/** Polls `fn` until it returns something truthy; fails with `what` (and the last value) at the deadline. */
+async function poll(what, fn, { timeoutMs = 10_000, everyMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(everyMs);
+  }
+}
+
+// ---- the browser ----
+
+/**
+ * Runs `body(env)` with a fresh server state and a fresh Chromium profile. `env` has the context, its
+ * first page, `load`/`ready`/`open` for test pages, `batches` (every POST /api/sync/batch the browser
+ * sent: which tab or the service worker, the op ids in it, its outcome) and `logs`; those two are
+ * printed when the test fails.
+ */
+async function withBrowser(t, body) {
+  await resetServer();
+  const browser = await launch();
+  const { context } = browser;
+  const logs = [];
+  const labels = new Map();
+  const batches = [];
+  const label = (page) => labels.get(page) ?? page.url();
+  const watch = (page) => {
+    page.on('console', (m) => logs.push(`[${label(page)} console.${m.type()}] ${m.text()}`));
+    page.on('pageerror', (e) => logs.push(`[${label(page)} pageerror] ${e.stack ?? e}`));
+  };
+  watch(browser.page);
+  context.on('page', watch);
+  context.on('serviceworker', (w) => w.on('console', (m) => logs.push(`[sw console.${m.type()}] ${m.text()}`)));
+  context.on('request', (r) => {
+    if (r.method() !== 'POST' || !r.url().endsWith('/api/sync/batch')) return;
+    const source = r.serviceWorker() ? 'sw' : label(r.frame().page());
+    const ops = (r.postDataJSON()?.operations ?? []).map((o) => ({ id: o.id, entityId: o.entityId, type: o.type }));
+    const batch = { source, ops, at: Date.now(), outcome: 'pending' };
+    batches.push(batch);
+    r.response().then(
+      (res) => { batch.outcome = res ? res.status() : 'no response'; },
+      (err) => { batch.outcome = `failed: ${err.message}`; },
+    );
+  });
+  context.on('requestfailed', (r) => logs.push(`[request failed] ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+
+  const env = {
+    context,
+    page: browser.page,
+    batches,
+    logs,
+    /** Loads the test page in `page` (a new tab if omitted), names it `name` and waits for the wasm. */
+    async load(name, page) {
+      page ??= await context.newPage();
+      labels.set(page, name);
+      await page.goto(`${baseUrl()}/tests/runtime/`);
+      return env.ready(name, page);
+    },
+    /** Names the page `name` (for `batches` and logs) and waits until its wasm is loaded. */
+    async ready(name, page) {
+      labels.set(page, name);
+      await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+      return page;
+    },
+    /** load() and SyncEngine.open(defaultOptions() + overrides) in it. */
+    async open(name, page, overrides = {}) {
+      page = await env.load(name, page);
+      await page.evaluate((o) => rt.open(o), overrides);
+      return page;
+    },
+  };
+  try {
+    await body(env);
+  } catch (err) {
+    for (const p of context.pages()) {
+      await screenshot(p, `runtime-${t.name}-${label(p)}`.replace(/\W+/g, '-')).catch(() => {});
+    }
+    t.diagnostic(`batches sent:\n${batches.map((b) => JSON.stringify(b)).join('\n')}`);
+    if (logs.length) t.diagnostic(`browser console:\n${logs.join('\n')}`);
+    throw err;
+  } finally {
+    await setFaults({}).catch(() => {});
+    await browser.close();
+  }
+}
+
+/** Runs engine calls in the page, one after the other: [{ method: 'put' | 'patch' | 'flush', args, pauseMs? }]. */
+function runWrites(page, writes) {
+  return page.evaluate(async (writes) => {
+    for (const w of writes) {
+      await rt.engine[w.method](...w.args);
+      if (w.pauseMs) await new Promise((r) => setTimeout(r, w.pauseMs));
+    }
+  }, writes);
+}
+
+const note = (tab, i) => ({ tab, i, title: `${tab} note ${i}` });
+const puts = (tab, n, priority = 'medium') =>
+  Array.from({ length: n }, (_, i) => ({ method: 'put', args: ['notes', `${tab}-${i}`, note(tab, i), { priority }] }));
+
+/** Waits until the page's engine has nothing pending (status().pending === 0 and not flushing). */
+const settled = (page, timeoutMs = 15_000) => page.evaluate((ms) => rt.settled(ms), timeoutMs);
+
+/**
+ * The core check: the server holds exactly `expected` (id -> data), and applied every op exactly once.
+ * - the ledger has one entry per op the browser sent (by op id), every one a success;
+ * - the server applied exactly one mutation per ledger entry (the global change cursor), and each
+ *   record's version is the number of distinct ops sent for it, so no write went in twice under
+ *   another op id;
+ * - an op id arrived more than once only if it is in `mayRepeat` (a batch whose answer was lost).
+ * Returns the ledger.
+ */
+async function assertAppliedOnce(env, expected, { mayRepeat = new Set() } = {}) {
+  const [entries, st, records] = await Promise.all([ledger(), stats(), serverNotes()]);
+  assert.deepEqual(
+    Object.fromEntries([...records].map(([id, r]) => [id, r.data]).sort(([a], [b]) => a.localeCompare(b))),
+    Object.fromEntries([...expected].sort(([a], [b]) => a.localeCompare(b))),
+    'the records on the server are what the tabs wrote',
+  );
+
+  const sent = new Map(); // op id -> entity id
+  for (const b of env.batches) for (const o of b.ops) sent.set(o.id, o.entityId);
+  const ledgerIds = entries.map((e) => e.opId);
+  assert.equal(new Set(ledgerIds).size, ledgerIds.length, 'the ledger lists each op id once');
+  assert.deepEqual([...ledgerIds].sort(), [...sent.keys()].sort(), 'the ledger holds exactly the ops the browser sent');
+  for (const e of entries) assert.equal(e.status, 200, `op ${e.opId} was applied with status ${e.status}`);
+  assert.equal(st.cursor, entries.length, 'one applied mutation per op (global change cursor)');
+
+  const opsPerRecord = new Map();
+  for (const id of sent.values()) opsPerRecord.set(id, (opsPerRecord.get(id) ?? 0) + 1);
+  for (const [id, r] of records) {
+    assert.equal(r.version, opsPerRecord.get(id), `record ${id}: version ${r.version} = number of ops sent for it`);
+  }
+  for (const e of entries) {
+    if (e.deliveries > 1) {
+      assert.ok(mayRepeat.has(e.opId), `op ${e.opId} (${sent.get(e.opId)}) arrived ${e.deliveries} times`);
+    }
+  }
+  return entries;
+}
+
+/** The page's records as id -> { data, syncStatus }. */
+async function localNotes(page) {
+  const list = await page.evaluate(() => rt.engine.list('notes'));
+  return new Map(list.map((r) => [r.id, { data: r.data, syncStatus: r.syncStatus }]));
+}
+
+function assertLocal(local, expected, what) {
+  assert.deepEqual(
+    Object.fromEntries([...local].map(([id, r]) => [id, r.data]).sort(([a], [b]) => a.localeCompare(b))),
+    Object.fromEntries([...expected].sort(([a], [b]) => a.localeCompare(b))),
+    `${what}: local records`,
+  );
+  for (const [id, r] of local) assert.equal(r.syncStatus, 'synced', `${what}: ${id} is ${r.syncStatus}`);
+}
+
+// ---- the tests ----
+
+test('two tabs writing concurrently: every op reaches the server exactly once', async (t) => {
+  await withBrowser(t, async (env) => {
+    const a = await env.open('A', env.page);
+    const b = await env.open('B');
+
+    // Interleaved: some high-priority writes (flush at once) between medium ones, patches of records
+    // already written (some sent by then, some not: those coalesce), explicit flushes (they wait for
+    // the other tab's), both tabs at the same time.
+    const N = 16;
+    const ownWrites = (tab) => {
+      const w = [];
+      for (let i = 0; i < N; i++) {
+        w.push({ method: 'put', args: ['notes', `${tab}-${i}`, note(tab, i), { priority: i % 5 === 0 ? 'high' : 'medium' }], pauseMs: 15 });
+        if (i % 4 === 3) w.push({ method: 'patch', args: ['notes', `${tab}-${i - 2}`, { edited: true }], pauseMs: 30 });
+        if (i % 6 === 5) w.push({ method: 'flush', args: [] });
+      }
+      return w;
+    };
+    await Promise.all([runWrites(a, ownWrites('A')), runWrites(b, ownWrites('B'))]);
+    // Then each tab edits records of the other tab, while those may still be on their way.
+    const crossWrites = (tab, other) => [0, 3, 6, 9, 12, 15].map((i) => ({
+      method: 'patch', args: ['notes', `${other}-${i}`, { [`by${tab}`]: true }, { priority: 'high' }], pauseMs: 10,
+    }));
+    await Promise.all([runWrites(a, crossWrites('A', 'B')), runWrites(b, crossWrites('B', 'A'))]);
+
+    const expected = new Map();
+    for (const [tab, other] of [['A', 'B'], ['B', 'A']]) {
+      for (let i = 0; i < N; i++) expected.set(`${tab}-${i}`, note(tab, i));
+      for (let i = 3; i < N; i += 4) expected.set(`${tab}-${i - 2}`, { ...note(tab, i - 2), edited: true });
+      for (const i of [0, 3, 6, 9, 12, 15]) expected.set(`${tab}-${i}`, { ...expected.get(`${tab}-${i}`), [`by${other}`]: true });
+    }
+
+    await Promise.all([settled(a), settled(b)]);
+    const entries = await assertAppliedOnce(env, expected);
+
+    // No faults: nothing was sent twice, by the same tab or by the other one.
+    const sendings = env.batches.flatMap((x) => x.ops.map((o) => o.id));
+    assert.equal(new Set(sendings).size, sendings.length, 'no op id was sent in two batches');
+    for (const e of entries) assert.equal(e.deliveries, 1, `op ${e.opId} delivered ${e.deliveries} times`);
+    for (const x of env.batches) assert.equal(x.outcome, 200, `batch ${JSON.stringify(x)}`);
+
+    // Both tabs see every record, synced (one database).
+    assertLocal(await localNotes(a), expected, 'tab A');
+    assertLocal(await localNotes(b), expected, 'tab B');
+    t.diagnostic(`${entries.length} ops in ${env.batches.length} batches (A: ${env.batches.filter((x) => x.source === 'A').length}, B: ${env.batches.filter((x) => x.source === 'B').length})`);
+  });
+});
+
+/**
+ * Interrupts the first batch the browser sends, in one of two ways:
+ * - `slow server`: the server sleeps (POST /admin/faults {latencyMs}) before it applies the batch;
+ * - `answer lost`: the batch reaches the server and is applied, but its answer is held back (a
+ *   Playwright route), as when a tab dies between the server's commit and the response.
+ * `arm()` before the writes; `inFlight()` resolves to the batch once it is where it should be; `release()`
+ * after the interruption puts the network back to normal.
+ */
+function interruption(env, mode) {
+  let releaseHeld;
+  const held = new Promise((resolve) => { releaseHeld = resolve; });
+  const applied = [];
+  return {
+    async arm() {
+      if (mode === 'slow server') {
+        await setFaults({ latencyMs: 1_500 });
+        return;
+      }
+      // Only the first batch is held; later ones pass untouched. (Never unroute: Playwright would
+      // let a request that is inside the handler go on to the server a second time.)
+      await env.context.route('**/api/sync/batch', async (route) => {
+        if (applied.length > 0) return route.continue();
+        applied.push(route.request());
+        const response = await route.fetch(); // the server applies it
+        await held;
+        await route.fulfill({ response }).catch(() => {}); // the page is gone
+      });
+    },
+    async inFlight(source) {
+      const batch = await poll(`a batch from ${source ?? 'a tab'} in flight`, () =>
+        env.batches.find((x) => (source === undefined || x.source === source) && x.outcome === 'pending'), { everyMs: 10 });
+      if (mode === 'slow server') {
+        await sleep(300); // the server has it and sleeps on it
+      } else {
+        await poll('the server applied the batch', async () => {
+          const ids = new Set((await ledger()).map((e) => e.opId));
+          return batch.ops.every((o) => ids.has(o.id));
+        });
+      }
+      assert.equal(batch.outcome, 'pending', 'the batch still waits for its answer');
+      return batch;
+    },
+    async release() {
+      if (mode === 'slow server') {
+        await setFaults({});
+      } else {
+        releaseHeld();
+      }
+    },
+    /**
+     * An op of the interrupted batch the server applied arrives again with the resend (a replay from
+     * the ledger): at least 2 deliveries. (When the tab is closed, the request held by the route is let
+     * go and reaches the server once more, without a new request from the page: 3.)
+     */
+    checkDeliveries(entries, interrupted) {
+      const got = entries.filter((e) => interrupted.has(e.opId)).map((e) => e.deliveries);
+      if (mode === 'answer lost') {
+        for (const d of got) assert.ok(d >= 2, `applied once, then replayed from the ledger for the resend (${d})`);
+      }
+      return got;
+    },
+  };
+}
+
+for (const mode of ['slow server', 'answer lost']) {
+  test(`the flushing tab closed in the middle of a flush (${mode}): the other tab takes over`, async (t) => {
+    await withBrowser(t, async (env) => {
+      const a = await env.open('A', env.page);
+      const b = await env.open('B');
+      const cut = interruption(env, mode);
+      await cut.arm();
+
+      // Four writes in each tab; A's are urgent, so a flush starts at once (in whichever tab gets the
+      // lock first: both tabs flush the shared queue).
+      await runWrites(b, puts('B', 4));
+      await runWrites(a, puts('A', 4, 'high'));
+      const first = await cut.inFlight();
+      const [flusher, survivor, survivorName] = first.source === 'A' ? [a, b, 'B'] : [b, a, 'A'];
+      await flusher.close();
+      await cut.release();
+
+      await settled(survivor, 20_000);
+      const interrupted = new Set(first.ops.map((o) => o.id));
+      const expected = new Map(['A', 'B'].flatMap((tab) => [0, 1, 2, 3].map((i) => [`${tab}-${i}`, note(tab, i)])));
+      const entries = await assertAppliedOnce(env, expected, { mayRepeat: interrupted });
+
+      // The survivor sent the interrupted ops again, under the same ids.
+      const resent = new Set(env.batches.filter((x) => x.source === survivorName).flatMap((x) => x.ops.map((o) => o.id)));
+      for (const id of interrupted) assert.ok(resent.has(id), `tab ${survivorName} re-sent the interrupted op ${id}`);
+      const deliveries = cut.checkDeliveries(entries, interrupted);
+      assertLocal(await localNotes(survivor), expected, `tab ${survivorName}`);
+      t.diagnostic(`tab ${first.source} closed with ${interrupted.size} ops in flight; their deliveries: ${deliveries.join(', ')}`);
+    });
+  });
+
+  test(`a reload in the middle of a flush (${mode}): the reloaded page finishes it`, async (t) => {
+    await withBrowser(t, async (env) => {
+      const page = await env.open('before reload', env.page);
+      const cut = interruption(env, mode);
+      await cut.arm();
+      await runWrites(page, puts('R', 6, 'high'));
+      const first = await cut.inFlight('before reload');
+
+      await page.reload();
+      await cut.release();
+      await env.ready('after reload', page);
+      await page.evaluate(() => rt.open());
+      await settled(page, 20_000);
+
+      const interrupted = new Set(first.ops.map((o) => o.id));
+      const expected = new Map([0, 1, 2, 3, 4, 5].map((i) => [`R-${i}`, note('R', i)]));
+      const entries = await assertAppliedOnce(env, expected, { mayRepeat: interrupted });
+      const resent = new Set(env.batches.filter((x) => x.source === 'after reload').flatMap((x) => x.ops.map((o) => o.id)));
+      for (const id of interrupted) assert.ok(resent.has(id), `the reloaded page re-sent the interrupted op ${id}`);
+      const deliveries = cut.checkDeliveries(entries, interrupted);
+      assertLocal(await localNotes(page), expected, 'after reload');
+      t.diagnostic(`reloaded with ${interrupted.size} ops in flight; their deliveries: ${deliveries.join(', ')}`);
+    });
+  });
+}
+
+test('offline: writes queue without a request, and drain when the browser is back online', async (t) => {
+  await withBrowser(t, async (env) => {
+    // A long interval: only the `online` event can explain a prompt flush after reconnecting.
+    const slow = { intervalMs: 60_000, batchSize: 4 };
+    const page = await env.open('page', env.page, { network: { good: slow, fair: slow, poor: slow } });
+    await env.context.setOffline(true);
+    await poll('navigator.onLine === false', () => page.evaluate(() => !navigator.onLine));
+
+    await runWrites(page, [...puts('O', 3, 'high'), ...puts('P', 3, 'medium')]);
+    await sleep(500);
+    const status = await page.evaluate(() => rt.engine.status());
+    assert.equal(status.pending, 6);
+    assert.equal(status.online, false);
+    const queue = await page.evaluate(() => rt.engine.queue());
+    assert.equal(queue.length, 6);
+    for (const op of queue) assert.equal(op.attempts, 0, `offline does not count as a failed attempt: ${JSON.stringify(op)}`);
+    assert.equal(env.batches.length, 0, 'no batch request while offline');
+    assert.equal((await ledger()).length, 0);
+
+    const back = Date.now();
+    await env.context.setOffline(false);
+    await settled(page, 10_000);
+    const took = Date.now() - back;
+    assert.ok(took < 5_000, `drained ${took} ms after going online (the interval is 60 s)`);
+
+    const expected = new Map([...[0, 1, 2].map((i) => [`O-${i}`, note('O', i)]), ...[0, 1, 2].map((i) => [`P-${i}`, note('P', i)])]);
+    const entries = await assertAppliedOnce(env, expected);
+    for (const e of entries) assert.equal(e.deliveries, 1);
+    assertLocal(await localNotes(page), expected, 'page');
+    t.diagnostic(`drained ${took} ms after going online, in ${env.batches.length} batches`);
+  });
+});
+
+/** A CDP session on a blank tab with the ServiceWorker domain on: registrations and versions. */
+async function serviceWorkerWatch(env) {
+  const blank = await env.context.newPage();
+  const cdp = await env.context.newCDPSession(blank);
+  const registrations = new Map();
+  const versions = new Map();
+  cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => {
+    for (const r of e.registrations) registrations.set(r.registrationId, r);
+  });
+  cdp.on('ServiceWorker.workerVersionUpdated', (e) => {
+    for (const v of e.versions) versions.set(v.versionId, v);
+  });
+  await cdp.send('ServiceWorker.enable');
+  return { cdp, registrations, versions };
+}
+
+/** Re-opens the page without auto-sync and waits for the queue the worker drained to be empty. */
+async function assertQueueEmptyInNewPage(env, expected) {
+  const page = await env.open('check', undefined, { autoSync: false });
+  await settled(page, 10_000);
+  assertLocal(await localNotes(page), expected, 'a new page');
+  await page.close();
+}
+
+test('the service worker drains the queue after the page is gone (ServiceWorker.dispatchSyncEvent)', async (t) => {
+  await withBrowser(t, async (env) => {
+    const sw = await serviceWorkerWatch(env);
+    const page = await env.load('page', env.page);
+    const reg = await page.evaluate(() => rt.registerServiceWorker());
+    assert.equal(reg.hasSync, true, 'Background Sync is available');
+    // Without auto-sync the page neither flushes nor registers a sync tag: only our event can drain.
+    await page.evaluate(() => rt.open({ autoSync: false }));
+    await runWrites(page, puts('S', 5, 'high'));
+    assert.deepEqual(await page.evaluate(() => rt.syncTags()), []);
+    assert.equal((await page.evaluate(() => rt.engine.queue())).length, 5);
+    await page.close();
+
+    const registration = [...sw.registrations.values()].find((r) => r.scopeURL === reg.scope && !r.isDeleted);
+    assert.ok(registration, `a registration for ${reg.scope}: ${JSON.stringify([...sw.registrations.values()])}`);
+    await poll('the worker controls no page', () => {
+      const v = [...sw.versions.values()].filter((x) => x.registrationId === registration.registrationId);
+      return v.length > 0 && v.every((x) => x.controlledClients.length === 0);
+    });
+    assert.equal((await ledger()).length, 0, 'nothing was sent before the sync event');
+
+    await sw.cdp.send('ServiceWorker.dispatchSyncEvent', {
+      origin: new URL(registration.scopeURL).origin,
+      registrationId: registration.registrationId,
+      tag: SYNC_TAG,
+      lastChance: false,
+    });
+    await poll('5 ops on the server', async () => (await ledger()).length >= 5);
+
+    const expected = new Map([0, 1, 2, 3, 4].map((i) => [`S-${i}`, note('S', i)]));
+    await assertQueueEmptyInNewPage(env, expected);
+    const entries = await assertAppliedOnce(env, expected);
+    for (const e of entries) assert.equal(e.deliveries, 1);
+    assert.ok(env.batches.length > 0 && env.batches.every((x) => x.source === 'sw'), 'every batch came from the service worker');
+    t.diagnostic(`the worker sent ${env.batches.length} batches`);
+  });
+});
+
+test('a page offline registers a Background Sync tag; back online, the worker drains the queue without the page', async (t) => {
+  await withBrowser(t, async (env) => {
+    await serviceWorkerWatch(env); // keeps a (blank) tab open once the page is closed
+    const page = await env.load('page', env.page);
+    await page.evaluate(() => rt.registerServiceWorker());
+    const slow = { intervalMs: 60_000, batchSize: 4 };
+    await page.evaluate((network) => rt.open({ network }), { good: slow, fair: slow, poor: slow });
+    await env.context.setOffline(true);
+    await poll('navigator.onLine === false', () => page.evaluate(() => !navigator.onLine));
+
+    await runWrites(page, [...puts('W', 2, 'high'), ...puts('X', 2, 'medium')]);
+    await poll(`the sync tag ${SYNC_TAG}`, async () => (await page.evaluate(() => rt.syncTags())).includes(SYNC_TAG));
+    assert.equal((await page.evaluate(() => rt.engine.status())).pending, 4);
+    await page.close();
+    await sleep(200);
+    assert.equal(env.batches.length, 0, 'nothing was sent while offline');
+
+    // Chromium fires the pending sync event itself when the (emulated) network comes back.
+    await env.context.setOffline(false);
+    await poll('4 ops on the server', async () => (await ledger()).length >= 4);
+
+    const expected = new Map([...[0, 1].map((i) => [`W-${i}`, note('W', i)]), ...[0, 1].map((i) => [`X-${i}`, note('X', i)])]);
+    await assertQueueEmptyInNewPage(env, expected);
+    const entries = await assertAppliedOnce(env, expected);
+    for (const e of entries) assert.equal(e.deliveries, 1);
+    assert.ok(env.batches.every((x) => x.source === 'sw'), 'every batch came from the service worker');
+  });
+});
+
+test('quota: a write that does not fit is QUOTA_EXCEEDED; earlier writes stay intact and sync', async (t) => {
+  await withBrowser(t, async (env) => {
+    const cdp = await env.context.newCDPSession(env.page);
+    // Chromium compresses IndexedDB values: only incompressible data uses quota as it grows.
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: baseUrl(), quotaSize: 300_000 });
+    const page = await env.open('page', env.page, { autoSync: false });
+    const { quota } = await cdp.send('Storage.getUsageAndQuota', { origin: baseUrl() });
+    assert.equal(quota, 300_000, 'the quota override is in force');
+
+    const result = await page.evaluate(async () => {
+      const random = (n) => Array.from({ length: n }, () => String.fromCharCode(97 + Math.floor(Math.random() * 26))).join('');
+      const small = [0, 1, 2].map((i) => ({ i, text: random(2_000) }));
+      for (const [i, data] of small.entries()) await rt.engine.put('notes', `q-${i}`, data);
+      const big = await rt.call('put', 'notes', 'too-big', { text: random(1_000_000) });
+      const after = await rt.call('put', 'notes', 'after', { text: 'still writable' });
+      return { small, big, after };
+    });
+    assert.equal(result.big.ok, false, 'the 1 MB write fails');
+    assert.equal(result.big.error.name, 'SyncError');
+    assert.equal(result.big.error.code, 'QUOTA_EXCEEDED');
+    assert.equal(result.after.ok, true, `a small write after it works: ${JSON.stringify(result.after)}`);
+
+    const events = await page.evaluate(() => rt.events);
+    assert.ok(events.some((e) => e.type === 'error' && e.code === 'QUOTA_EXCEEDED'), `subscribers hear it: ${JSON.stringify(events)}`);
+    const expected = new Map([...result.small.map((d, i) => [`q-${i}`, d]), ['after', { text: 'still writable' }]]);
+    const queue = await page.evaluate(() => rt.engine.queue());
+    assert.deepEqual(queue.map((o) => o.entityId).sort(), [...expected.keys()].sort(), 'the failed write queued nothing');
+    assert.equal(await page.evaluate(() => rt.engine.get('notes', 'too-big')), undefined);
+
+    const report = await page.evaluate(() => rt.engine.flush());
+    assert.equal(report.accepted, 4, JSON.stringify(report));
+    assert.equal(report.remaining, 0);
+    await assertAppliedOnce(env, expected);
+    assertLocal(await localNotes(page), expected, 'page');
+  });
+});
+
+test('another connection upgrading the database closes ours and emits `closed`', async (t) => {
+  await withBrowser(t, async (env) => {
+    const a = await env.open('A', env.page, { autoSync: false });
+    await runWrites(a, puts('V', 1));
+    // A newer app version in another tab opens the same database at a higher version.
+    const b = await env.load('B');
+    const upgrade = await b.evaluate((name) => new Promise((resolve) => {
+      const req = indexedDB.open(name, 2);
+      req.onblocked = () => resolve('blocked');
+      req.onerror = () => resolve(`error: ${req.error}`);
+      req.onsuccess = () => {
+        req.result.close();
+        resolve('upgraded');
+      };
+    }), DB);
+    assert.equal(upgrade, 'upgraded', 'the upgrade was not blocked by our open connection');
+
+    const events = await a.evaluate(() => rt.events);
+    assert.ok(events.some((e) => e.type === 'closed'), `a \`closed\` event: ${JSON.stringify(events)}`);
+    const after = await a.evaluate(() => rt.call('put', 'notes', 'V-late', { late: true }));
+    assert.equal(after.ok, false);
+    assert.equal(after.error.code, 'CLOSED', JSON.stringify(after));
+  });
+});
+
+test("a subscriber in tab B hears tab A's changes, marked remote", async (t) => {
+  await withBrowser(t, async (env) => {
+    const a = await env.open('A', env.page, { autoSync: false });
+    const b = await env.open('B', undefined, { autoSync: false });
+    await runWrites(a, [{ method: 'put', args: ['notes', 'shared', { from: 'A' }] }]);
+    const heard = await poll('tab B hears the change', async () => {
+      const events = await b.evaluate(() => rt.events);
+      return events.find((e) => e.type === 'change' && e.id === 'shared');
+    }, { timeoutMs: 5_000 });
+    assert.equal(heard.remote, true);
+    assert.equal(heard.syncStatus, 'pending');
+    assert.deepEqual(await b.evaluate(() => rt.engine.get('notes', 'shared')), { from: 'A' });
+    const own = (await a.evaluate(() => rt.events)).filter((e) => e.type === 'change' && e.id === 'shared');
+    assert.equal(own.length, 1);
+    assert.equal(own[0].remote, undefined, 'tab A hears its own change as local');
+
+    await a.evaluate(() => rt.engine.flush());
+    const synced = await poll('tab B hears the sync', async () => {
+      const events = await b.evaluate(() => rt.events);
+      return events.find((e) => e.type === 'change' && e.id === 'shared' && e.syncStatus === 'synced');
+    }, { timeoutMs: 5_000 });
+    assert.equal(synced.remote, true);
+    const sync = (await b.evaluate(() => rt.events)).find((e) => e.type === 'sync');
+    assert.equal(sync?.remote, true);
+    assert.equal(sync.report.accepted, 1);
+    await assertAppliedOnce(env, new Map([['shared', { from: 'A' }]]));
+  });
+});
+
+// ENGINE BUG (reported, not fixed here): the server refuses a batch whose body is over 1 MiB with 413
+// for the whole request, and the engine dead-letters every op of that batch as a permanent failure,
+// so one write too large to ever send takes the small writes queued beside it down with it (all three
+// end in deadLetters() with "HTTP 413", syncStatus 'error', nothing on the server). Expected: the
+// batch is split, the small writes sync and only the oversized one is dead-lettered.
+test('a write too large for the server is dead-lettered alone; the rest of its batch syncs', {
+  skip: 'engine bug: a 413 for the batch dead-letters every op in it (reported; see the comment above)',
+}, async (t) => {
+  await withBrowser(t, async (env) => {
+    const page = await env.open('page', env.page, { autoSync: false });
+    const dead = await page.evaluate(async () => {
+      await rt.engine.put('notes', 'small-1', { text: 'a' });
+      await rt.engine.put('notes', 'huge', { text: 'y'.repeat(1_100_000) }); // over the server's 1 MiB
+      await rt.engine.put('notes', 'small-2', { text: 'b' });
+      for (let i = 0; i < 5 && (await rt.engine.status()).pending > 0; i++) await rt.engine.flush();
+      return (await rt.engine.deadLetters()).map((d) => d.op.entityId).sort();
+    });
+    assert.deepEqual(dead, ['huge']);
+    await assertAppliedOnce(env, new Map([['small-1', { text: 'a' }], ['small-2', { text: 'b' }]]));
+  });
+});

@@ -1,0 +1,20 @@
+// The module service worker of www/tests/runtime: drains tidesync's queue on Background Sync
+// (tags `tidesync:rt:{userId}:sync`), with the same fast retry settings as page.js.
+import { handleBackgroundSync } from '/pkg/sw.js';
+
+const tier = { intervalMs: 200, batchSize: 4 };
+handleBackgroundSync(
+  {
+    name: 'rt',
+    baseUrl: self.location.origin,
+    collections: { notes: { endpoint: '/api/notes' } },
+    network: { good: tier, fair: tier, poor: tier },
+    retry: { baseMs: 50, capMs: 200, jitterMs: 10, maxAttempts: 50 },
+    breaker: { threshold: 1000, cooldownMs: 100 },
+  },
+  { budgetMs: 10_000 },
+);
+
+// Take over the page that registered us at once, so its writes can register sync tags.
+self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
