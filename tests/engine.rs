@@ -696,3 +696,32 @@ fn a_dead_letter_the_server_may_have_applied_pauses_only_its_record() {
     assert!(e.queue().is_empty());
     assert_eq!(e.record("stats", "s").base, Some(json!({"xp": 17})));
 }
+
+#[test]
+fn a_batch_refused_as_too_large_is_split_so_only_the_oversized_write_is_dead_lettered() {
+    let e = env();
+    e.put("notes", "small-1", json!({"t": 1}));
+    e.put("notes", "huge", json!({"t": "x".repeat(1_000)}));
+    e.put("notes", "small-2", json!({"t": 2}));
+    // The server refuses any request that holds the huge record.
+    for _ in 0..3 {
+        e.net.then(|ops| {
+            if ops.iter().any(|o| o.entity_id == "huge") {
+                Err(Failure::new(http(413)))
+            } else {
+                Ok(PushResponse {
+                    results: ops
+                        .iter()
+                        .map(|o| result(o, Outcome::Accepted { version: Some(1), data: None, checksum: None }))
+                        .collect(),
+                    server_time_ms: None,
+                })
+            }
+        });
+    }
+    let r = e.flush();
+    assert_eq!((r.accepted, r.dead_lettered, r.remaining), (2, 1, 0), "{r:?}");
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert_eq!((dead.len(), dead[0].op.entity_id.as_str(), dead[0].status), (1, "huge", Some(413)));
+    assert_eq!(e.record("notes", "small-1").sync_status, SyncStatus::Synced);
+}

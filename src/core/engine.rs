@@ -380,6 +380,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     async fn flush_passes(&self) -> Result<FlushReport> {
         let mut report = FlushReport::default();
+        // Lowered when the server refuses a batch as too large (413).
+        let mut batch_cap = usize::MAX;
         loop {
             self.state.borrow_mut().flush_again = false;
             let now = self.clock.now_ms();
@@ -399,7 +401,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     report.next_attempt_at.map(|t| t.max(self.state.borrow().breaker.reopens_at().unwrap_or(t)));
                 return Ok(report);
             }
-            let limit = decision.batch_size.min(self.config.max_batch_size).max(1);
+            let limit = decision.batch_size.min(self.config.max_batch_size).min(batch_cap).max(1);
             let heads: Vec<Operation> = ready_heads(&ops, &paused, now, limit).into_iter().cloned().collect();
             drop(ops);
             if heads.is_empty() {
@@ -412,6 +414,13 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let t0 = self.clock.now_ms();
             let response = self.transport.push(&batch, &self.device_id).await;
             let t1 = self.clock.now_ms();
+            if batch.len() > 1 && response.as_ref().err().and_then(|f| f.error.status()) == Some(413) {
+                // Too large as a whole: no op is at fault yet. Send halves, until a single op that
+                // is too large on its own is refused (and dead-lettered) alone.
+                batch_cap = batch.len() / 2;
+                report.sent += batch.len();
+                continue;
+            }
             let had_failure = self.apply_response(&batch, response, t0, t1, &mut report).await?;
             if had_failure && !self.state.borrow().flush_again {
                 let (ops, conflicts) = self.store.load_queue().await?;
@@ -465,7 +474,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             .await
     }
 
-    /// Applies the server's answers to the batch in one transaction. Returns whether any op failed.
+    /// Applies the server's answers to the batch in one transaction. Returns whether the flush
+    /// should stop here (an op waits for a retry).
     async fn apply_response(
         &self,
         batch: &[Operation],
@@ -566,7 +576,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             st.events.push(Event::Resolved { entry });
         }
         st.events.extend(outcome.events);
-        Ok(outcome.retried + outcome.dead > 0 || response.is_err())
+        // Stop the flush only when something waits for a retry (sending on would spin); a dead
+        // letter removed its op, so the next pass makes progress.
+        Ok(outcome.retried > 0 || (response.is_err() && outcome.dead == 0))
     }
 
     fn on_accepted(&self, tx: &mut Tx, op: &Operation, version: Option<u64>, data: Option<Value>, out: &mut Applied) {

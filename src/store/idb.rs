@@ -179,6 +179,9 @@ pub(crate) fn dom_error(e: Option<DomException>) -> SyncError {
     let Some(e) = e else { return SyncError::Storage("unknown IndexedDB error".into()) };
     let (name, msg) = (e.name(), e.message());
     match name.as_str() {
+        "QuotaExceededError" if msg.is_empty() => {
+            SyncError::QuotaExceeded("the browser refused to store more data for this site".into())
+        }
         "QuotaExceededError" => SyncError::QuotaExceeded(msg),
         "InvalidStateError" => SyncError::Closed,
         _ => SyncError::Storage(format!("{name}: {msg}")),

@@ -585,14 +585,10 @@ test("a subscriber in tab B hears tab A's changes, marked remote", async (t) => 
   });
 });
 
-// ENGINE BUG (reported, not fixed here): the server refuses a batch whose body is over 1 MiB with 413
-// for the whole request, and the engine dead-letters every op of that batch as a permanent failure,
-// so one write too large to ever send takes the small writes queued beside it down with it (all three
-// end in deadLetters() with "HTTP 413", syncStatus 'error', nothing on the server). Expected: the
-// batch is split, the small writes sync and only the oversized one is dead-lettered.
-test('a write too large for the server is dead-lettered alone; the rest of its batch syncs', {
-  skip: 'engine bug: a 413 for the batch dead-letters every op in it (reported; see the comment above)',
-}, async (t) => {
+// The server refuses a batch whose body is over 1 MiB with 413 for the whole request. The engine
+// splits the batch until the write that is too large on its own is refused alone: the small writes
+// queued beside it sync, and only the oversized one is dead-lettered.
+test('a write too large for the server is dead-lettered alone; the rest of its batch syncs', async (t) => {
   await withBrowser(t, async (env) => {
     const page = await env.open('page', env.page, { autoSync: false });
     const dead = await page.evaluate(async () => {
