@@ -322,16 +322,27 @@ function describe(e: SyncEvent): string {
 }
 
 function EventLog() {
-  const events = useLive<DebugLogEntry[]>(() => window.syncDebug?.events(15).reverse() ?? [], []);
+  const events = useLive<DebugLogEntry[]>(() => window.syncDebug?.events(60) ?? [], []);
   const now = useNow();
+  // Newest first; repeats (a retry loop while offline) folded into their newest line with a count.
+  const byKey = new Map<string, { at: number; event: SyncEvent; text: string; count: number }>();
+  for (const { at, event } of [...events].reverse()) {
+    const text = describe(event);
+    const key = `${event.type} ${text}`;
+    const seen = byKey.get(key);
+    if (seen) seen.count += 1;
+    else byKey.set(key, { at, event, text, count: 1 });
+  }
+  const rows = [...byKey.values()];
   return (
     <section>
       <h3>Events</h3>
       <ol className="events" data-testid="event-log">
-        {events.map(({ at, event }, i) => (
-          <li key={`${at}-${i}`} className={event.type}>
+        {rows.slice(0, 15).map(({ at, event, text, count }, i) => (
+          <li key={`${i}-${at}`} className={event.type}>
             <span className="when">{ago(at, now)}</span> <strong>{event.type}</strong>
-            {'remote' in event && event.remote ? ' (other tab)' : ''} {describe(event)}
+            {'remote' in event && event.remote ? ' (other tab)' : ''} {text}
+            {count > 1 && <span className="repeat"> ×{count}</span>}
           </li>
         ))}
       </ol>
