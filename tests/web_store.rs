@@ -23,8 +23,12 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 type WebEngine = Engine<IdbStore, FetchTransport, WebClock>;
 
+// Read at compile time: scripts/test starts the servers and exports their URLs for cargo.
+const SERVER: Option<&str> = option_env!("TIDESYNC_TEST_SERVER");
+const JSON_SERVER: Option<&str> = option_env!("TIDESYNC_JSON_SERVER");
+
 fn server() -> &'static str {
-    option_env!("TIDESYNC_TEST_SERVER").expect("TIDESYNC_TEST_SERVER is set by scripts/test")
+    SERVER.expect("TIDESYNC_TEST_SERVER is set by scripts/test")
 }
 
 /// A backend and how a collection talks to it.
@@ -59,7 +63,7 @@ fn rest() -> Backend {
 }
 
 fn json_server() -> Backend {
-    let url = option_env!("TIDESYNC_JSON_SERVER").expect("TIDESYNC_JSON_SERVER is set by scripts/test");
+    let url = JSON_SERVER.expect("TIDESYNC_JSON_SERVER is set by scripts/test");
     Backend {
         url,
         wire: CollectionWire {
