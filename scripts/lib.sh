@@ -42,6 +42,8 @@ wasm_cargo() {
 assemble_demo() {
     local out=$1
     [ -f "$ROOT/pkg/tidesync.js" ] || die "pkg/tidesync.js is missing: run scripts/build first"
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd) # Vite runs in www/: a relative OUT would land under www/app/
     rm -rf "$out"
     say "vite build www/app -> $out"
     (cd "$ROOT/www" && TIDESYNC_DEMO_OUT="$out" node_modules/.bin/vite build app --logLevel warn) \
