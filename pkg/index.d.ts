@@ -99,6 +99,13 @@ export interface CollectionOptions<T = SyncData> {
   endpoint: string;
   /** How conflicts are merged. Default: `{ default: 'lww' }`. */
   merge?: MergeOptions<T>;
+  /**
+   * Your own merge, used instead of `merge`: gets the last state the server acknowledged (`base`),
+   * yours and the server's (`null` where there is none) and returns the merged record, or
+   * `undefined` to leave the conflict to `conflicts()` / `resolveConflict()`. If it throws, the
+   * conflict is queued too and an `error` event says why.
+   */
+  resolve?: (base: T | null, local: T | null, server: T | null) => T | undefined;
   /** Priority of writes that do not name one. Default `'medium'`. */
   priority?: Priority;
   /** Overrides the engine's `transport` for this collection. */

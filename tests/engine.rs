@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use serde_json::{json, Value};
-use tidesync::core::engine::{Choice, CollectionConfig, Engine, EngineConfig};
+use tidesync::core::engine::{Choice, CollectionConfig, Engine, EngineConfig, Event};
 use tidesync::core::error::SyncError;
 use tidesync::core::merge::{MergeSpec, Strategy};
 use tidesync::core::netpolicy::NetInfo;
@@ -724,4 +724,46 @@ fn a_batch_refused_as_too_large_is_split_so_only_the_oversized_write_is_dead_let
     let dead = block_on(e.engine.dead_letters()).unwrap();
     assert_eq!((dead.len(), dead[0].op.entity_id.as_str(), dead[0].status), (1, "huge", Some(413)));
     assert_eq!(e.record("notes", "small-1").sync_status, SyncStatus::Synced);
+}
+
+#[test]
+fn an_apps_merge_function_resolves_or_leaves_the_conflict_to_the_app() {
+    let e = env();
+    // Joins the two bodies; leaves the conflict to the app when the titles differ; fails on "boom".
+    e.engine.set_resolver(
+        "notes",
+        Box::new(|base, local, server| {
+            let (l, s) = (local.unwrap(), server.unwrap());
+            assert_eq!(base, Some(&json!({"title": "t", "body": "base"})));
+            if s["body"] == json!("boom") {
+                return Err("cannot merge boom".into());
+            }
+            if l["title"] != s["title"] {
+                return Ok(None);
+            }
+            Ok(Some(json!({"title": l["title"], "body": format!("{}|{}", s["body"].as_str().unwrap(), l["body"].as_str().unwrap())})))
+        }),
+    );
+    for (server, want) in [("theirs", "merged"), ("boom", "queued"), ("retitled", "queued")] {
+        let id = format!("n-{server}");
+        e.synced("notes", &id, json!({"title": "t", "body": "base"}));
+        e.put("notes", &id, json!({"title": "t", "body": "mine"}));
+        let title = if server == "retitled" { "other" } else { "t" };
+        e.net.then(conflict_answer(5, json!({"title": title, "body": server})));
+        let r = e.flush();
+        assert_eq!(r.conflicts, 1, "{server}");
+        let queued = block_on(e.engine.conflicts()).unwrap().into_iter().any(|c| c.entity_id == id);
+        match want {
+            "merged" => {
+                assert!(!queued);
+                assert_eq!(e.record("notes", &id).data, Some(json!({"title": "t", "body": "theirs|mine"})));
+            }
+            _ => {
+                assert!(queued, "{server}: the conflict waits for the app");
+                assert_eq!(e.record("notes", &id).sync_status, SyncStatus::Conflict);
+            }
+        }
+    }
+    let errors: Vec<_> = e.engine.take_events().into_iter().filter(|ev| matches!(ev, Event::Error { .. })).collect();
+    assert!(format!("{errors:?}").contains("cannot merge boom"), "{errors:?}");
 }

@@ -504,3 +504,43 @@ async fn users_are_isolated() {
     let a = open_with(&a_name, &batch(), None, 5_000).await;
     assert_eq!(a.queue().await.unwrap()[0].id, a_op);
 }
+
+// ---- through the JS API ----
+
+async fn call(p: js_sys::Promise) -> JsValue {
+    wasm_bindgen_futures::JsFuture::from(p).await.expect("the promise resolves")
+}
+
+fn js(v: Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn an_apps_resolve_function_merges_conflicts() {
+    use tidesync::js::engine::SyncEngine;
+    let open = |name: String| async move {
+        let o = js(json!({"name": name, "userId": "u", "baseUrl": server(), "autoSync": false,
+                           "collections": {"notes": {"endpoint": "/api/notes"}}}));
+        let notes =
+            js_sys::Reflect::get(&js_sys::Reflect::get(&o, &"collections".into()).unwrap(), &"notes".into()).unwrap();
+        let resolve = js_sys::Function::new_with_args(
+            "base, local, server",
+            "return { ...server, body: server.body + '|' + local.body }",
+        );
+        js_sys::Reflect::set(&notes, &"resolve".into(), &resolve).unwrap();
+        SyncEngine::open_js(o).await.expect("open")
+    };
+    let (a, b) = (open(unique("ra")).await, open(unique("rb")).await);
+    let x = unique("x");
+    call(a.put("notes".into(), x.clone(), js(json!({"body": "base"})), JsValue::UNDEFINED)).await;
+    call(a.flush()).await;
+    call(b.pull(Some("notes".into()))).await;
+    call(a.put("notes".into(), x.clone(), js(json!({"body": "A"})), JsValue::UNDEFINED)).await;
+    call(a.flush()).await;
+    call(b.put("notes".into(), x.clone(), js(json!({"body": "B"})), JsValue::UNDEFINED)).await;
+    let report: Value = serde_wasm_bindgen::from_value(call(b.flush()).await).unwrap();
+    assert_eq!((report["conflicts"].clone(), report["remaining"].clone()), (json!(1), json!(0)), "{report}");
+    assert_eq!(on_server(&batch(), &x).await, Some(json!({"body": "A|B"})));
+    a.close();
+    b.close();
+}

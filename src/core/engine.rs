@@ -157,6 +157,11 @@ struct State {
 /// The meta record holding this device's id.
 pub const DEVICE_META: &str = "deviceId";
 
+/// An app's own merge for a collection: `(base, local, server)` to the merged record (`Ok(None)`:
+/// leave the conflict to the app's queue; `Err`: the resolver failed, and so does the same).
+pub type Resolver =
+    Box<dyn Fn(Option<&Value>, Option<&Value>, Option<&Value>) -> std::result::Result<Option<Value>, String>>;
+
 pub struct Engine<S, T, C> {
     pub(super) store: S,
     pub(super) transport: T,
@@ -164,6 +169,7 @@ pub struct Engine<S, T, C> {
     pub(super) config: EngineConfig,
     device_id: String,
     state: RefCell<State>,
+    resolvers: RefCell<BTreeMap<String, Resolver>>,
 }
 
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
@@ -193,7 +199,20 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             audit: VecDeque::new(),
             closed: false,
         };
-        Ok(Engine { store, transport, clock, config, device_id, state: RefCell::new(state) })
+        Ok(Engine {
+            store,
+            transport,
+            clock,
+            config,
+            device_id,
+            state: RefCell::new(state),
+            resolvers: RefCell::default(),
+        })
+    }
+
+    /// Resolves `collection`'s conflicts with the app's own function instead of its merge spec.
+    pub fn set_resolver(&self, collection: &str, resolver: Resolver) {
+        self.resolvers.borrow_mut().insert(collection.to_string(), resolver);
     }
 
     pub fn device_id(&self) -> &str {
@@ -677,7 +696,29 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         });
         e.base = server.clone();
         e.version = server_version.or(e.version);
-        match merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps) {
+        let custom =
+            self.resolvers.borrow().get(&op.collection).map(|f| f(base.as_ref(), local.as_ref(), server.as_ref()));
+        let resolution = match custom {
+            None => merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps),
+            Some(Ok(Some(v))) => Resolution::Merged(Some(v)),
+            Some(Ok(None)) => Resolution::Manual,
+            Some(Err(message)) => {
+                // A resolver that fails must not lose either side: the conflict waits for the app.
+                out.errors.push(ErrorEntry {
+                    at: now,
+                    code: "CONFLICT".into(),
+                    message: format!("resolver failed: {message}"),
+                    status: None,
+                });
+                out.events.push(Event::Error {
+                    code: "CONFLICT".into(),
+                    message: format!("the merge function for '{}' failed: {message}", op.collection),
+                    status: None,
+                });
+                Resolution::Manual
+            }
+        };
+        match resolution {
             Resolution::Manual => {
                 let conflict = Conflict {
                     id: format!("{}-{}", op.id, now),

@@ -112,6 +112,8 @@ pub struct OpenOptions {
     pub engine: EngineConfig,
     /// How each collection talks to the server.
     pub wires: BTreeMap<String, CollectionWire>,
+    /// Collections with their own merge function: `resolve(base, local, server)`.
+    pub resolvers: Vec<(String, Function)>,
 }
 
 pub fn open_options(v: JsValue) -> Result<OpenOptions> {
@@ -123,6 +125,7 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
         Ok(f) if f.is_undefined() || f.is_null() => None,
         _ => return Err(SyncError::Config("`auth` must be a function returning a token".into())),
     };
+    let resolvers = resolvers(&v)?;
     let raw: RawOptions = serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::Config(e.to_string()))?;
     if raw.name.is_empty() {
         return Err(SyncError::Config("`name` must not be empty".into()));
@@ -197,7 +200,32 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
         auto_sync: raw.auto_sync.unwrap_or(true),
         engine,
         wires,
+        resolvers,
     })
+}
+
+/// Each collection's `resolve` function, if it has one.
+fn resolvers(options: &JsValue) -> Result<Vec<(String, Function)>> {
+    let collections = Reflect::get(options, &"collections".into()).unwrap_or(JsValue::UNDEFINED);
+    if !collections.is_object() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let collections_obj: &js_sys::Object = collections.unchecked_ref();
+    for name in js_sys::Object::keys(collections_obj).iter() {
+        let col = Reflect::get(&collections, &name).unwrap_or(JsValue::UNDEFINED);
+        let f = Reflect::get(&col, &"resolve".into()).unwrap_or(JsValue::UNDEFINED);
+        match (name.as_string(), f.dyn_into::<Function>()) {
+            (Some(n), Ok(f)) => out.push((n, f)),
+            (Some(n), Err(f)) if !f.is_undefined() => {
+                return Err(SyncError::Config(format!(
+                    "collections.{n}.resolve must be a function (base, local, server) => merged"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 fn location_origin() -> Option<String> {

@@ -47,7 +47,15 @@ impl SyncEngine {
             let transport = inner.engine.transport();
             let mut f = transport.faults.borrow_mut();
             if let Some(o) = offline {
+                // Like the browser going offline: flushes pause (no attempt counted) and status
+                // says so, until `setFaults({offline: false})`.
                 f.offline = o;
+                let mut net = crate::web::env::net_info();
+                net.online = net.online && !o;
+                inner.engine.set_network(net);
+                if !o {
+                    inner.schedule(0);
+                }
             }
             if let Some(n) = fail_next {
                 f.fail_next = n;

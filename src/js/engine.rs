@@ -135,6 +135,24 @@ impl From<Entity> for RecordView {
     }
 }
 
+/// Wraps the app's `resolve(base, local, server)`: an object is the merged record, `undefined`
+/// leaves the conflict to the app's queue, a throw (or anything else) fails the resolution.
+fn resolver(f: Function) -> crate::core::engine::Resolver {
+    Box::new(move |base, local, server| {
+        let arg = |v: Option<&Value>| v.map_or(JsValue::NULL, to_js);
+        let out = f.call3(&JsValue::NULL, &arg(base), &arg(local), &arg(server)).map_err(|e| {
+            e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| "it threw".into())
+        })?;
+        if out.is_undefined() {
+            return Ok(None);
+        }
+        match record(out) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => Err("it must return the merged record (a plain object) or undefined".into()),
+        }
+    })
+}
+
 impl SyncEngine {
     /// Opens the engine (the Rust twin of the JS `open`).
     pub async fn open_with(options: OpenOptions) -> Result<SyncEngine> {
@@ -167,6 +185,9 @@ impl SyncEngine {
             options.auth,
         );
         let engine = Engine::open(store, transport, WebClock, options.engine).await?;
+        for (collection, f) in options.resolvers {
+            engine.set_resolver(&collection, resolver(f));
+        }
         engine.set_network(net_info());
         let inner = Rc::new(Inner {
             engine,
@@ -531,6 +552,13 @@ impl Inner {
         }
     }
 
+    /// What the browser says about the network, unless the debug tools made us offline.
+    fn net_info(&self) -> crate::core::netpolicy::NetInfo {
+        let mut net = net_info();
+        net.online = net.online && !self.engine.transport().faults.borrow().offline;
+        net
+    }
+
     pub(crate) fn lock_name(&self) -> String {
         format!("{}:flush", self.db_name)
     }
@@ -556,10 +584,10 @@ impl Inner {
     fn listen_browser(self: &Rc<Self>) {
         let global: web_sys::EventTarget = js_sys::global().unchecked_into();
         self.on(global.clone(), "online", |inner| {
-            inner.engine.set_network(net_info());
+            inner.engine.set_network(inner.net_info());
             inner.schedule(0);
         });
-        self.on(global.clone(), "offline", |inner| inner.engine.set_network(net_info()));
+        self.on(global.clone(), "offline", |inner| inner.engine.set_network(inner.net_info()));
         if let Some(doc) = js_sys::Reflect::get(&global, &"document".into()).ok().filter(|d| d.is_object()) {
             self.on(doc.clone().unchecked_into(), "visibilitychange", move |inner| {
                 let hidden = js_sys::Reflect::get(&doc, &"visibilityState".into()).ok().and_then(|v| v.as_string());
@@ -569,7 +597,7 @@ impl Inner {
             });
         }
         if let Some(conn) = crate::web::env::connection() {
-            self.on(conn.unchecked_into(), "change", |inner| inner.engine.set_network(net_info()));
+            self.on(conn.unchecked_into(), "change", |inner| inner.engine.set_network(inner.net_info()));
         }
     }
 
