@@ -1,5 +1,5 @@
 # Every target is a script in scripts/, so CI and a laptop run the same steps.
-.PHONY: setup build test demo clean
+.PHONY: setup build test demo bench clean
 
 setup:
 	scripts/setup
@@ -13,6 +13,10 @@ test:
 # Serves the demo on http://127.0.0.1:$(DEMO_PORT) (default 8080) until Ctrl-C.
 demo:
 	scripts/demo
+
+# Benchmarks beside their baselines: writes bench/RESULTS.md and bench/results.json (not part of test).
+bench:
+	scripts/bench
 
 # Removes the generated package files, the assembled demo and test output, and cargo's target/.
 clean:

@@ -1,0 +1,397 @@
+// The in-browser half of `make bench`: every export measures one run of one benchmark, tidesync and
+// its baseline side by side in the same run (the machine drifts; paired numbers keep the ratio honest),
+// and returns plain numbers. bench/run.mjs repeats the runs, takes medians and writes the table.
+//
+// All engines run with autoSync: false, so nothing leaves the page until a benchmark calls flush().
+import init, { SyncEngine, checksum, deleteDatabase } from './pkg/tidesync.js';
+
+const USER = 'bench';
+const COLLECTION = 'notes';
+const ENDPOINT = '/api/notes';
+
+const initStart = performance.now();
+await init();
+const initMs = performance.now() - initStart;
+
+// ---- helpers ----
+
+let serial = 0;
+/** A database name not used before in this (fresh) browser profile. */
+const fresh = (tag) => `${tag}-${serial++}`;
+
+/** The engine's own database name for `name` (documented on SyncEngine.open). */
+const engineDbName = (name) => `tidesync:${name}:${USER}`;
+
+/** A 10-field note whose JSON.stringify is exactly `bytes` long (the body is padded). */
+function note(i, bytes = 256) {
+  const n = {
+    title: `note ${i}`, body: '', done: i % 2 === 0, priority: i % 3, tags: ['a', 'b'],
+    count: i, best: 5, color: 'blue', due: '2024-05-01', owner: `user-${i % 97}`,
+  };
+  n.body = 'x'.repeat(bytes - JSON.stringify(n).length);
+  return n;
+}
+
+function openEngine(name, batchSize = 100) {
+  // Same tier everywhere: the benchmark must not depend on what the engine guesses about loopback.
+  const tier = { intervalMs: 60_000, batchSize };
+  return SyncEngine.open({
+    name, userId: USER, baseUrl: location.origin, autoSync: false,
+    collections: { [COLLECTION]: { endpoint: ENDPOINT } },
+    network: { good: tier, fair: tier, poor: tier },
+  });
+}
+
+async function dropEngine(engine, name) {
+  engine.close();
+  await deleteDatabase(name, USER);
+}
+
+const request = (req) => new Promise((resolve, reject) => {
+  req.onsuccess = () => resolve(req.result);
+  req.onerror = () => reject(req.error);
+});
+
+const committed = (tx) => new Promise((resolve, reject) => {
+  tx.oncomplete = () => resolve();
+  tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('transaction aborted'));
+});
+
+/** Opens an existing database as it is, or the baseline's one-store database (records by [collection, id]). */
+function idbOpen(name, { baseline = false } = {}) {
+  const req = baseline ? indexedDB.open(name, 1) : indexedDB.open(name);
+  if (baseline) req.onupgradeneeded = () => req.result.createObjectStore('records', { keyPath: ['collection', 'id'] });
+  return request(req);
+}
+
+async function dropRaw(db) {
+  db.close();
+  await request(indexedDB.deleteDatabase(db.name));
+}
+
+/** Copies every store of database `from` into `to` (which already has the same schema). */
+async function copyDb(from, to) {
+  const [src, dst] = [await idbOpen(from), await idbOpen(to)];
+  for (const store of src.objectStoreNames) {
+    const tx = src.transaction(store);
+    const [keys, values] = await Promise.all([request(tx.objectStore(store).getAllKeys()), request(tx.objectStore(store).getAll())]);
+    const wtx = dst.transaction(store, 'readwrite');
+    const out = wtx.objectStore(store);
+    values.forEach((v, i) => (out.keyPath === null ? out.put(v, keys[i]) : out.put(v)));
+    await committed(wtx);
+  }
+  src.close();
+  dst.close();
+}
+
+const resetServer = async () => {
+  const r = await fetch('/admin/reset', { method: 'POST' });
+  if (!r.ok) throw new Error(`/admin/reset answered ${r.status}`);
+};
+
+function percentile(values, p) {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+/** Calls `fn(i)` for i < n, timing each call: the per-call latencies in ms. */
+async function timeEach(n, fn) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn(i);
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+/** Runs the pair in alternating order by run, so a drift in machine speed does not favour one side. */
+async function paired(run, engineSide, baselineSide) {
+  if (run % 2 === 0) return { engine: await engineSide(), baseline: await baselineSide() };
+  const baseline = await baselineSide();
+  return { engine: await engineSide(), baseline };
+}
+
+const ms = async (fn) => {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+};
+
+// ---- 1. writes ----
+
+/**
+ * `groups` groups of `perGroup` records: tidesync writes each record with its own put() (there is no
+ * batch API); the baseline writes one IndexedDB transaction per group. Both with the browser's
+ * default durability (neither side asks for another).
+ */
+export async function writes({ run, perGroup, groups }) {
+  const name = fresh('writes');
+  const engine = await openEngine(name);
+  const raw = await idbOpen(fresh('raw-writes'), { baseline: true });
+  const records = Array.from({ length: perGroup * groups }, (_, i) => note(i));
+  const warmup = 10;
+  for (let i = 0; i < warmup; i++) {
+    await engine.put(COLLECTION, `warm${i}`, records[i]);
+    const tx = raw.transaction('records', 'readwrite');
+    tx.objectStore('records').put({ collection: COLLECTION, id: `warm${i}`, data: records[i] });
+    await committed(tx);
+  }
+  const summary = (lat) => ({
+    opsPerSec: (lat.length * perGroup) / (lat.reduce((a, b) => a + b, 0) / 1000),
+    p50Ms: percentile(lat, 50),
+    p99Ms: percentile(lat, 99),
+  });
+  const result = await paired(
+    run,
+    async () => summary(await timeEach(groups, async (g) => {
+      for (let i = g * perGroup; i < (g + 1) * perGroup; i++) await engine.put(COLLECTION, `n${i}`, records[i]);
+    })),
+    async () => summary(await timeEach(groups, async (g) => {
+      const tx = raw.transaction('records', 'readwrite');
+      const store = tx.objectStore('records');
+      for (let i = g * perGroup; i < (g + 1) * perGroup; i++) store.put({ collection: COLLECTION, id: `n${i}`, data: records[i] });
+      await committed(tx);
+    })),
+  );
+  await dropEngine(engine, name);
+  await dropRaw(raw);
+  return result;
+}
+
+// ---- seeding, and 7. main thread while putting ----
+
+/** Runs `work`: its wall time, and the longest task meanwhile (PerformanceObserver `longtask`, over 50 ms; 0 if none). */
+async function watched(work) {
+  const durations = [];
+  const observer = new PerformanceObserver((list) => durations.push(...list.getEntries().map((e) => e.duration)));
+  observer.observe({ type: 'longtask' });
+  const took = await ms(work);
+  // Entries arrive asynchronously: give the last ones a moment.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  durations.push(...observer.takeRecords().map((e) => e.duration));
+  observer.disconnect();
+  return { ms: took, longestMs: Math.max(0, ...durations), longTasks: durations.length };
+}
+
+/**
+ * Fills the engine database `name` with `count` pending creates, one put() after the other as an app
+ * would, watching the main thread; then the baseline puts the same records into a raw database, one
+ * transaction each, watched the same way. The drain benchmarks copy the seeded database.
+ */
+export async function seed({ name, count }) {
+  const records = Array.from({ length: count }, (_, i) => note(i));
+  const engine = await openEngine(name);
+  const engineSide = await watched(async () => {
+    for (let i = 0; i < count; i++) await engine.put(COLLECTION, `n${i}`, records[i]);
+  });
+  const { pending } = await engine.status();
+  engine.close();
+  if (pending !== count) throw new Error(`seeding ${name}: ${pending} pending ops, expected ${count}`);
+
+  const raw = await idbOpen(fresh('raw-seed'), { baseline: true });
+  const baseline = await watched(async () => {
+    for (let i = 0; i < count; i++) {
+      const tx = raw.transaction('records', 'readwrite');
+      tx.objectStore('records').put({ collection: COLLECTION, id: `n${i}`, data: records[i] });
+      await committed(tx);
+    }
+  });
+  await dropRaw(raw);
+  return { engine: engineSide, baseline };
+}
+
+/**
+ * Makes `to` hold `times` renamed copies of the seeded queue in `from` (record ids, op ids and op
+ * sequence numbers made unique; field names as in DESIGN.md §2). 100,000 puts through the engine
+ * would take many minutes on a small machine; the copies are engine-written records all the same,
+ * and `status()` must read every one of them back.
+ */
+export async function replicate({ from, to, times, count }) {
+  (await openEngine(to)).close(); // the engine creates the schema
+  const [src, dst] = [await idbOpen(engineDbName(from)), await idbOpen(engineDbName(to))];
+  const read = (store) => request(src.transaction(store).objectStore(store).getAll());
+  const [entities, ops] = [await read('entities'), await read('ops')];
+  for (let k = 0; k < times; k++) {
+    const tx = dst.transaction(['entities', 'ops'], 'readwrite');
+    for (const e of entities) tx.objectStore('entities').put({ ...e, id: `${e.id}-${k}` });
+    for (const o of ops) {
+      tx.objectStore('ops').put({ ...o, id: `${o.id}-${k}`, entityId: `${o.entityId}-${k}`, seq: o.seq + k * ops.length });
+    }
+    await committed(tx);
+  }
+  src.close();
+  dst.close();
+  const engine = await openEngine(to);
+  const { pending } = await engine.status();
+  engine.close();
+  if (pending !== count) throw new Error(`replicated ${to}: ${pending} pending ops, expected ${count}`);
+}
+
+// ---- 2. drain ----
+
+const wireCache = new Map();
+/** The seeded database's pending ops as the batch protocol carries them, in the engine's send order. */
+async function wireOps(template) {
+  if (!wireCache.has(template)) {
+    const engine = await openEngine(template);
+    const ops = await engine.queue();
+    const deviceId = engine.deviceId;
+    engine.close();
+    wireCache.set(template, {
+      deviceId,
+      ops: ops.map((o) => ({
+        id: o.id, type: o.kind, entityType: o.collection, entityId: o.entityId,
+        payload: o.payload, checksum: o.checksum, baseVersion: o.baseVersion ?? null,
+      })),
+    });
+  }
+  return wireCache.get(template);
+}
+
+async function postJson(url, body, headers = {}) {
+  const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body });
+  const json = await r.json();
+  if (!r.ok) throw new Error(`${url} answered ${r.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/**
+ * Flushes a copy of the seeded queue to the server with `batchSize` ops per request, against raw
+ * fetch() of the same operations in the same batches (built and parsed in JS, sent in sequence as
+ * the engine does). The server is reset before each side, so both apply every op from scratch.
+ */
+export async function drain({ run, template, count, batchSize }) {
+  const { ops, deviceId } = await wireOps(template);
+  const name = fresh('drain');
+  (await openEngine(name)).close(); // creates the schema; the copy fills it
+  await copyDb(engineDbName(template), engineDbName(name));
+  const engine = await openEngine(name, batchSize);
+  const { pending } = await engine.status();
+  if (pending !== count) throw new Error(`drain copy holds ${pending} ops, expected ${count}`);
+
+  const result = await paired(
+    run,
+    async () => {
+      await resetServer();
+      let report;
+      const w = await watched(async () => (report = await engine.flush()));
+      if (report.accepted !== count) throw new Error(`flush accepted ${report.accepted} of ${count}: ${JSON.stringify(report)}`);
+      return { opsPerSec: count / (w.ms / 1000), longestMs: w.longestMs, longTasks: w.longTasks };
+    },
+    async () => {
+      await resetServer();
+      const w = await watched(async () => {
+        for (let i = 0; i < ops.length; i += batchSize) {
+          const body = JSON.stringify({ operations: ops.slice(i, i + batchSize), clientTime: new Date().toISOString(), deviceId });
+          const res = await postJson('/api/sync/batch', body);
+          if (!res.success) throw new Error(`batch baseline: ${JSON.stringify(res.metrics)}`);
+        }
+      });
+      return { opsPerSec: count / (w.ms / 1000), longestMs: w.longestMs, longTasks: w.longTasks };
+    },
+  );
+  await dropEngine(engine, name);
+  return result;
+}
+
+/** How a plain background-sync queue replays: one REST request per op, each awaited before the next. */
+export async function drainPerOp({ template, count }) {
+  const { ops } = await wireOps(template);
+  await resetServer();
+  const took = await ms(async () => {
+    for (const op of ops) {
+      await postJson(ENDPOINT, JSON.stringify({ id: op.entityId, ...op.payload }), { 'Idempotency-Key': op.id });
+    }
+  });
+  return { opsPerSec: count / (took / 1000) };
+}
+
+// ---- 3. cold start ----
+
+/**
+ * Ready to flush = `open()` resolved and `status()` reports the pending count (status reads the whole
+ * queue, as flush does). Baseline: open the same database raw and `getAll()` its `ops` store.
+ */
+export async function coldStart({ run, template, count }) {
+  return paired(
+    run,
+    async () => {
+      let engine;
+      let pending;
+      const took = await ms(async () => {
+        engine = await openEngine(template);
+        ({ pending } = await engine.status());
+      });
+      engine.close();
+      if (pending !== count) throw new Error(`cold start saw ${pending} pending ops, expected ${count}`);
+      return { ms: took };
+    },
+    async () => {
+      let db;
+      let all;
+      const took = await ms(async () => {
+        db = await idbOpen(engineDbName(template));
+        all = await request(db.transaction('ops').objectStore('ops').getAll());
+      });
+      db.close();
+      if (all.length !== count) throw new Error(`raw getAll saw ${all.length} ops, expected ${count}`);
+      return { ms: took };
+    },
+  );
+}
+
+// ---- 5. checksums ----
+
+/**
+ * µs per record: the engine's canonical-JSON SHA-256 (synchronous, in wasm) against WebCrypto's
+ * SHA-256 of JSON.stringify (asynchronous; awaited per record, as a write path has to).
+ */
+export async function checksums({ run, bytes, n }) {
+  const records = Array.from({ length: n }, (_, i) => note(i, bytes));
+  if (JSON.stringify(records[0]).length !== bytes) throw new Error(`records are not ${bytes} bytes`);
+  const encoder = new TextEncoder();
+  return paired(
+    run,
+    async () => {
+      let last = '';
+      const took = await ms(async () => {
+        for (const r of records) last = checksum(r);
+      });
+      if (!/^[0-9a-f]{64}$/.test(last)) throw new Error(`checksum() returned ${last}`);
+      return { usPerRecord: (took * 1000) / n };
+    },
+    async () => ({
+      usPerRecord: ((await ms(async () => {
+        for (const r of records) await crypto.subtle.digest('SHA-256', encoder.encode(JSON.stringify(r)));
+      })) * 1000) / n,
+    }),
+  );
+}
+
+// ---- 6. boundary ----
+
+/** put(object) against putJson(string) of the same 1 KB records (the string made beforehand). */
+export async function boundary({ run, n }) {
+  const name = fresh('boundary');
+  const engine = await openEngine(name);
+  const records = Array.from({ length: n }, (_, i) => note(i, 1024));
+  const texts = records.map((r) => JSON.stringify(r));
+  await engine.put(COLLECTION, 'warm-a', records[0]);
+  await engine.putJson(COLLECTION, 'warm-b', texts[0]);
+  const result = await paired(
+    run,
+    async () => ({ opsPerSec: n / ((await ms(async () => {
+      for (let i = 0; i < n; i++) await engine.putJson(COLLECTION, `json${i}`, texts[i]);
+    })) / 1000) }),
+    async () => ({ opsPerSec: n / ((await ms(async () => {
+      for (let i = 0; i < n; i++) await engine.put(COLLECTION, `obj${i}`, records[i]);
+    })) / 1000) }),
+  );
+  await dropEngine(engine, name);
+  return result;
+}
+
+export const info = () => ({ initMs, hardwareConcurrency: navigator.hardwareConcurrency });
+
+window.bench = { writes, seed, replicate, drain, drainPerOp, coldStart, checksums, boundary, info };

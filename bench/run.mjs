@@ -1,0 +1,349 @@
+// The Node half of `make bench` (scripts/bench builds everything and calls this): starts the reference
+// server on loopback serving the bench page, drives headless Chromium through the same launcher as the
+// end-to-end specs, repeats every benchmark of bench/page/bench.js, and writes bench/RESULTS.md and
+// bench/results.json.
+//
+//   node bench/run.mjs --server BIN --static DIR --merge FILE [--out DIR] [--budget BYTES]
+//
+// BENCH_RUNS=N runs every benchmark N times (default: the RUNS table below); BENCH_ONLY=writes,drain,...
+// runs some sections only (for working on the harness; the committed results come from a full run).
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { openSync, readFileSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import zlib from 'node:zlib';
+import { launch } from '../www/tests/browser.mjs';
+
+const { values: opt } = parseArgs({
+  options: {
+    server: { type: 'string' },
+    static: { type: 'string' },
+    merge: { type: 'string' },
+    out: { type: 'string', default: fileURLToPath(new URL('.', import.meta.url)) },
+    budget: { type: 'string', default: '102400' },
+  },
+});
+for (const k of ['server', 'static', 'merge']) if (!opt[k]) throw new Error(`--${k} is required`);
+
+// Repetitions. The issue asks for 5. One drain run (the engine at 100 and at 1,000 per request, raw
+// fetch at both, and 10,000 single requests) takes 1.5 to 5 minutes on a 2-core machine shared with
+// other jobs, so the drain repeats while it fits in DRAIN_BUDGET_SEC: at least 2 runs (a min and a
+// max), at most 5. The 100,000-op cold start gets 3. The table prints each row's count. Seeding
+// 10,000 ops through the engine is needed once anyway and is the main-thread "putting" run.
+const RUNS = process.env.BENCH_RUNS
+  ? Object.fromEntries(['light', 'drainMin', 'drainMax', 'cold100k', 'seed'].map((k) => [k, Number(process.env.BENCH_RUNS)]))
+  : { light: 5, drainMin: 2, drainMax: 5, cold100k: 3, seed: 1 };
+const DRAIN_BUDGET_SEC = Number(process.env.BENCH_DRAIN_BUDGET_SEC ?? 360);
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
+const wanted = (section) => !ONLY || ONLY.has(section);
+// The sizes the issue names. Repetitions scale, these do not.
+const DRAIN_OPS = 10_000;
+const BIG_QUEUE = 100_000;
+const thousands = (x) => x.toLocaleString('en-US');
+
+const t0 = Date.now();
+const clock = () => new Date(Date.now() - t0).toISOString().slice(14, 19);
+const log = (...a) => console.log(`bench: [${clock()}] ${a.join(' ')}`);
+
+// ---- statistics ----
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs });
+
+/**
+ * One table row. `engine` and `baseline` hold one value per run, measured as a pair. `cost` is how many
+ * times longer tidesync takes than its baseline for the same work (>1 = slower), per run: throughputs
+ * (`higher` is better) invert, times do not.
+ */
+function row(section, label, unit, better, engine, baselineLabel, baseline) {
+  const cost = engine && baseline && engine.map((e, i) => (better === 'higher' ? baseline[i] / e : e / baseline[i]));
+  return {
+    section, label, unit, better, baselineLabel,
+    tidesync: engine && spread(engine),
+    baseline: baseline && spread(baseline),
+    cost: cost && cost.every(Number.isFinite) ? spread(cost) : null,
+  };
+}
+
+const ROWS = [];
+// Measured inside the seed and drain runs; printed as section 7.
+const MAIN_THREAD = [];
+const NOT_AVAILABLE = [];
+
+// ---- the reference server ----
+
+async function startServer() {
+  const logFile = path.join(opt.static, '..', 'server.log');
+  const child = spawn(opt.server, ['--host', '127.0.0.1', '--port', '0', '--static', opt.static], {
+    stdio: ['ignore', 'pipe', openSync(logFile, 'w')],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const [first] = await Promise.race([
+    once(lines, 'line'),
+    once(child, 'exit').then(([code]) => { throw new Error(`server exited (${code}); see ${logFile}`); }),
+  ]);
+  const url = /^tidesync-server listening on (http:\/\/\S+)/.exec(first)?.[1];
+  if (!url) throw new Error(`unexpected first line from the server: ${first}`);
+  log(`server ${url} (pid ${child.pid}, log ${logFile})`);
+  return { url, stop: () => child.kill('SIGTERM') };
+}
+
+// ---- sections ----
+
+/** Calls `fn` in the page once per run; each result is { engine, baseline }. */
+async function runs(page, fn, args, n = RUNS.light) {
+  const out = [];
+  for (let run = 0; run < n; run++) {
+    out.push(await page.evaluate(([f, a]) => window.bench[f](a), [fn, { ...args, run }]));
+  }
+  return out;
+}
+const pick = (results, side, key) => results.map((r) => r[side][key]);
+
+async function writesSection(page) {
+  for (const [perGroup, groups, label, baseLabel] of [
+    [1, 300, 'put 1 record', 'raw IDB put, 1 per transaction'],
+    [100, 10, '100 records: 100 sequential put() (no batch API)', 'raw IDB put, 100 per transaction'],
+  ]) {
+    log(`writes: ${label}`);
+    const r = await runs(page, 'writes', { perGroup, groups });
+    const lat = perGroup === 1 ? 'latency per record' : 'latency per 100 records';
+    ROWS.push(row('1. Writes', `${label}: throughput`, 'ops/s', 'higher', pick(r, 'engine', 'opsPerSec'), baseLabel, pick(r, 'baseline', 'opsPerSec')));
+    ROWS.push(row('1. Writes', `${label}: p50 ${lat}`, 'ms', 'lower', pick(r, 'engine', 'p50Ms'), baseLabel, pick(r, 'baseline', 'p50Ms')));
+    ROWS.push(row('1. Writes', `${label}: p99 ${lat}`, 'ms', 'lower', pick(r, 'engine', 'p99Ms'), baseLabel, pick(r, 'baseline', 'p99Ms')));
+  }
+}
+
+async function seedSection(page, name) {
+  const seeds = [];
+  for (let run = 0; run < RUNS.seed; run++) {
+    // Later runs only repeat the measurement; the first database is the drain template.
+    const target = run === 0 ? name : `${name}-again-${run}`;
+    log(`main thread: putting ${DRAIN_OPS} ops one by one (seeds ${target})`);
+    seeds.push(await page.evaluate((a) => window.bench.seed(a), { name: target, count: DRAIN_OPS }));
+    log(`seeded in ${(seeds.at(-1).engine.ms / 1000).toFixed(1)} s`);
+  }
+  const label = `longest task while putting ${thousands(DRAIN_OPS)} ops, one put() each`;
+  MAIN_THREAD.push(row('7. Main thread', label, 'ms', 'lower', pick(seeds, 'engine', 'longestMs'),
+    'raw IDB, one put transaction each', pick(seeds, 'baseline', 'longestMs')));
+}
+
+async function drainSection(page, template) {
+  // One run = the per-op baseline and both batch sizes, so every pair in a row is close in time.
+  const perOp = [];
+  const batches = { 100: [], 1000: [] };
+  const start = Date.now();
+  const fits = (run) => {
+    const perRun = (Date.now() - start) / run;
+    return run < RUNS.drainMin || (run < RUNS.drainMax && Date.now() - start + perRun <= DRAIN_BUDGET_SEC * 1000);
+  };
+  for (let run = 0; fits(run); run++) {
+    log(`drain run ${run + 1}: ${DRAIN_OPS} ops, one request per op (baseline)`);
+    perOp.push((await page.evaluate((a) => window.bench.drainPerOp(a), { template, count: DRAIN_OPS })).opsPerSec);
+    for (const batchSize of [100, 1000]) {
+      log(`drain run ${run + 1}: ${DRAIN_OPS} ops, ${batchSize} per request`);
+      const args = { run, template, count: DRAIN_OPS, batchSize };
+      batches[batchSize].push(await page.evaluate((a) => window.bench.drain(a), args));
+    }
+  }
+  for (const [batchSize, r] of Object.entries(batches)) {
+    const label = `flush ${thousands(DRAIN_OPS)} queued ops, batch mode, ${batchSize}/request`;
+    const engine = pick(r, 'engine', 'opsPerSec');
+    ROWS.push(row('2. Drain', label, 'ops/s', 'higher', engine, `raw fetch, same ops, ${batchSize}/request`, pick(r, 'baseline', 'opsPerSec')));
+    ROWS.push(row('2. Drain', label, 'ops/s', 'higher', engine, 'one REST POST per op, in sequence', perOp));
+    MAIN_THREAD.push(row('7. Main thread', `longest task while flushing ${thousands(DRAIN_OPS)} ops, ${batchSize}/request`, 'ms', 'lower',
+      pick(r, 'engine', 'longestMs'), `raw fetch, ${batchSize}/request`, pick(r, 'baseline', 'longestMs')));
+  }
+  ROWS.push(row('2. Drain', `flush ${thousands(DRAIN_OPS)} queued ops, REST mode`, 'ops/s', 'higher', null, 'one REST POST per op, in sequence', perOp));
+  NOT_AVAILABLE.push('Drain in REST mode: `SyncEngine.open` accepts only `transport: \'batch\'` so far; the per-op REST baseline still runs.');
+}
+
+async function coldStartSection(page, template) {
+  log(`building a ${BIG_QUEUE} op queue from ${BIG_QUEUE / DRAIN_OPS} renamed copies of the seeded one`);
+  const big = 'seed-100k';
+  await page.evaluate((a) => window.bench.replicate(a), { from: template, to: big, times: BIG_QUEUE / DRAIN_OPS, count: BIG_QUEUE });
+  for (const [count, name, times] of [[DRAIN_OPS, template, RUNS.light], [BIG_QUEUE, big, RUNS.cold100k]]) {
+    log(`cold start: ${count} pending ops`);
+    const r = await runs(page, 'coldStart', { template: name, count }, times);
+    ROWS.push(row('3. Cold start', `open() until status() has the count, ${thousands(count)} pending ops`, 'ms', 'lower',
+      pick(r, 'engine', 'ms'), 'raw IDB open + getAll() of the ops store', pick(r, 'baseline', 'ms')));
+  }
+}
+
+async function mergeSection() {
+  const m = JSON.parse(await readFile(opt.merge, 'utf8'));
+  const perRecord = (runsMs) => runsMs.map((t) => (t * 1000) / m.records);
+  ROWS.push(row('4. Merges', `merge() of ${thousands(m.records)} conflicting ${m.fields}-field records, native`, 'µs/record', 'lower',
+    perRecord(m.mergeMs), 'native whole-record LWW (clone the winner)', perRecord(m.lwwCloneMs)));
+  ROWS.push(row('4. Merges', 'the same in wasm', 'µs/record', 'lower', null, null, null));
+  NOT_AVAILABLE.push('Merges in wasm: the package exports no merge function (`tidesync::core::merge::merge` is reachable only inside a flush that meets a 409); a `merge(spec, base, local, server)` export, even behind a bench feature, would let the page time it.');
+}
+
+async function checksumSection(page) {
+  for (const bytes of [256, 1024]) {
+    log(`checksums: ${bytes} B`);
+    const r = await runs(page, 'checksums', { bytes, n: 2000 });
+    ROWS.push(row('5. Checksums', `checksum() of a ${bytes} B record`, 'µs/record', 'lower',
+      pick(r, 'engine', 'usPerRecord'), 'crypto.subtle.digest SHA-256 of JSON.stringify', pick(r, 'baseline', 'usPerRecord')));
+  }
+}
+
+async function boundarySection(page) {
+  log('boundary: put(object) vs putJson(string)');
+  const r = await runs(page, 'boundary', { n: 300 });
+  ROWS.push(row('6. Boundary', 'putJson(JSON string), 1 KB record', 'ops/s', 'higher',
+    pick(r, 'engine', 'opsPerSec'), 'put(JS object), same records', pick(r, 'baseline', 'opsPerSec')));
+}
+
+// ---- 8. size ----
+
+async function sizes() {
+  const dir = path.join(opt.static, 'pkg');
+  const names = (await readdir(dir, { recursive: true })).filter((f) => /\.(wasm|js)$/.test(f)).sort();
+  const files = names.map((name) => {
+    const data = readFileSync(path.join(dir, name));
+    return {
+      file: name,
+      raw: data.length,
+      gzip: zlib.gzipSync(data, { level: 9 }).length,
+      brotli: zlib.brotliCompressSync(data, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).length,
+    };
+  });
+  const total = { file: 'total', raw: 0, gzip: 0, brotli: 0 };
+  for (const f of files) for (const k of ['raw', 'gzip', 'brotli']) total[k] += f[k];
+  return { files: [...files, total], budgetGzip: Number(opt.budget), withinBudget: total.gzip <= Number(opt.budget) };
+}
+
+// ---- output ----
+
+const fmt = (x) => (x >= 100 ? thousands(Math.round(x)) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const cell = (s) => {
+  if (!s) return 'not available';
+  return s.runs.length > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
+};
+const costCell = (s) => {
+  if (!s) return '—';
+  const range = s.runs.length > 1 ? ` (${s.min.toFixed(2)}–${s.max.toFixed(2)})` : '';
+  return `**${s.median.toFixed(2)}×**${range}`;
+};
+const runsOf = (r) => (r.tidesync ?? r.baseline)?.runs.length ?? '—';
+
+function markdown(results) {
+  const m = results.machine;
+  const out = [
+    '# tidesync benchmarks',
+    '',
+    `Generated by \`make bench\` on ${results.generatedAt}. Do not edit by hand: rerun it.`,
+    '',
+    `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB RAM, ${m.os}; ${m.browser}; Node ${m.node}; ` +
+      `load average at start ${m.loadAverage.join(', ')}; the measurements took ${Math.round(results.durationSec / 60)} min. ` +
+      'Each figure is the median of its runs (min–max in brackets), tidesync and its baseline measured as a pair in each run, in alternating order.',
+    '',
+    '**cost ×** = time tidesync takes ÷ time the baseline takes for the same work, per run (throughputs inverted); ' +
+      '>1 means tidesync is slower. The machine drifts between runs (other jobs share its cores): compare the cost column, not the absolute numbers across runs.',
+    '',
+    '| benchmark | unit | runs | tidesync | baseline | baseline figure | cost × |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  let section = '';
+  for (const r of results.rows) {
+    if (r.section !== section) {
+      section = r.section;
+      out.push(`| **${section}** | | | | | | |`);
+    }
+    out.push(`| ${r.label} | ${r.unit} | ${runsOf(r)} | ${cell(r.tidesync)} | ${r.baselineLabel ?? '—'} | ${r.baseline ? cell(r.baseline) : '—'} | ${costCell(r.cost)} |`);
+  }
+  const s = results.sizes;
+  if (s) {
+    out.push('', '## 8. Size (the files the package ships: wasm, wasm-bindgen glue, hand-written wrappers)', '',
+      '| file | raw bytes | gzip -9 | brotli -q 11 |', '|---|---|---|---|');
+    for (const f of s.files) out.push(`| ${f.file} | ${thousands(f.raw)} | ${thousands(f.gzip)} | ${thousands(f.brotli)} |`);
+    const total = s.files.at(-1);
+    out.push('', `Budget: ${thousands(s.budgetGzip)} bytes gzip for the whole package; this build is ` +
+      `${thousands(total.gzip)} (${(total.gzip / s.budgetGzip).toFixed(2)}× the budget): ` +
+      `**${s.withinBudget ? 'within budget' : 'OVER BUDGET'}**. (gzip and brotli here are Node's zlib; \`scripts/build\` uses the gzip CLI, a few header bytes apart.)`);
+  }
+  out.push('', '## Notes', '',
+    `- wasm \`init()\` (compile + instantiate) took ${results.initMs.toFixed(1)} ms in the benchmark page; it is not part of the cold-start figures.`,
+    '- Writes: both sides use the browser\'s default IndexedDB durability. tidesync\'s put() is one readwrite transaction over its stores (reads the record, its pending ops and the sequence; writes record, op and sequence); the baseline writes only the record.',
+    '- Drain: the server is reset (`POST /admin/reset`) before every measured side, so both apply every op from scratch. The batch baseline sends the very ops the engine holds (ids, payloads, checksums), built and parsed in JS, requests in sequence like the engine.',
+    '- Writes: p99 of the 100-record groups is over 10 groups per run, i.e. the slowest group.',
+    '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (status reads the whole queue, as flush does).',
+    '- Main thread: PerformanceObserver `longtask` reports only tasks over 50 ms; 0 means none.',
+    '- Merges: native figures are the release profile (opt-level "z", LTO), the same settings the wasm is built with.',
+  );
+  if (results.notAvailable.length) {
+    out.push('', '## Not measured', '', ...results.notAvailable.map((n) => `- ${n}`));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+// ---- main ----
+
+const loadAtStart = os.loadavg().map((x) => x.toFixed(2));
+const server = await startServer();
+const browser = await launch();
+let exitCode = 0;
+let closing = false;
+try {
+  const { page, context } = browser;
+  // A crashed renderer or a browser killed from outside otherwise shows only as "Target closed".
+  page.on('crash', () => console.error('bench: the page crashed'));
+  context.on('close', () => closing || console.error('bench: the browser closed under us'));
+  await page.goto(`${server.url}/index.html`);
+  await page.waitForFunction(() => window.bench, null, { timeout: 60_000 });
+  const info = await page.evaluate(() => window.bench.info());
+  // The user agent string is frozen at "156.0.0.0"; the DevTools protocol has the full version.
+  const { product } = await (await context.newCDPSession(page)).send('Browser.getVersion');
+
+  if (wanted('writes')) await writesSection(page);
+  if (wanted('drain') || wanted('cold')) await seedSection(page, 'seed-10k');
+  if (wanted('drain')) await drainSection(page, 'seed-10k');
+  if (wanted('cold')) await coldStartSection(page, 'seed-10k');
+  if (wanted('merge')) await mergeSection();
+  if (wanted('checksums')) await checksumSection(page);
+  if (wanted('boundary')) await boundarySection(page);
+  ROWS.push(...MAIN_THREAD);
+
+  const cpus = os.cpus();
+  const results = {
+    generatedAt: new Date().toISOString(),
+    durationSec: Math.round((Date.now() - t0) / 1000),
+    runs: RUNS,
+    machine: {
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+      memGiB: Math.round(os.totalmem() / 2 ** 30),
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      browser: `headless Chromium (${product})`,
+      hardwareConcurrency: info.hardwareConcurrency,
+      node: process.versions.node,
+      loadAverage: loadAtStart,
+    },
+    initMs: info.initMs,
+    rows: ROWS,
+    sizes: wanted('size') ? await sizes() : null,
+    notAvailable: NOT_AVAILABLE,
+  };
+  await writeFile(path.join(opt.out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(path.join(opt.out, 'RESULTS.md'), markdown(results));
+  log(`wrote ${path.join(opt.out, 'RESULTS.md')} and results.json in ${results.durationSec} s`);
+} catch (e) {
+  console.error(e);
+  if (browser.logs.length) console.error(`page console:\n${browser.logs.join('\n')}`);
+  exitCode = 1;
+} finally {
+  closing = true;
+  await browser.close();
+  server.stop();
+}
+process.exit(exitCode);
