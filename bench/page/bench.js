@@ -32,11 +32,11 @@ function note(i, bytes = 256) {
   return n;
 }
 
-function openEngine(name, batchSize = 100) {
+function openEngine(name, batchSize = 100, transport = 'batch') {
   // Same tier everywhere: the benchmark must not depend on what the engine guesses about loopback.
   const tier = { intervalMs: 60_000, batchSize };
   return SyncEngine.open({
-    name, userId: USER, baseUrl: location.origin, autoSync: false,
+    name, userId: USER, baseUrl: location.origin, autoSync: false, transport,
     collections: { [COLLECTION]: { endpoint: ENDPOINT } },
     network: { good: tier, fair: tier, poor: tier },
   });
@@ -256,29 +256,37 @@ async function postJson(url, body, headers = {}) {
   return json;
 }
 
+/** A fresh engine holding a copy of the seeded queue (the seed itself stays for the next run). */
+async function copyOfSeed(template, count, batchSize, transport) {
+  const name = fresh('drain');
+  (await openEngine(name)).close(); // creates the schema; the copy fills it
+  await copyDb(engineDbName(template), engineDbName(name));
+  const engine = await openEngine(name, batchSize, transport);
+  const { pending } = await engine.status();
+  if (pending !== count) throw new Error(`drain copy holds ${pending} ops, expected ${count}`);
+  return { engine, name };
+}
+
+/** Flushes `engine` after a server reset: ops/s and the main thread's longest task meanwhile. */
+async function timedFlush(engine, count) {
+  await resetServer();
+  let report;
+  const w = await watched(async () => (report = await engine.flush()));
+  if (report.accepted !== count) throw new Error(`flush accepted ${report.accepted} of ${count}: ${JSON.stringify(report)}`);
+  return { opsPerSec: count / (w.ms / 1000), longestMs: w.longestMs, longTasks: w.longTasks };
+}
+
 /**
- * Flushes a copy of the seeded queue to the server with `batchSize` ops per request, against raw
+ * Batch mode: flushes a copy of the seeded queue with `batchSize` ops per request, against raw
  * fetch() of the same operations in the same batches (built and parsed in JS, sent in sequence as
  * the engine does). The server is reset before each side, so both apply every op from scratch.
  */
 export async function drain({ run, template, count, batchSize }) {
   const { ops, deviceId } = await wireOps(template);
-  const name = fresh('drain');
-  (await openEngine(name)).close(); // creates the schema; the copy fills it
-  await copyDb(engineDbName(template), engineDbName(name));
-  const engine = await openEngine(name, batchSize);
-  const { pending } = await engine.status();
-  if (pending !== count) throw new Error(`drain copy holds ${pending} ops, expected ${count}`);
-
+  const { engine, name } = await copyOfSeed(template, count, batchSize, 'batch');
   const result = await paired(
     run,
-    async () => {
-      await resetServer();
-      let report;
-      const w = await watched(async () => (report = await engine.flush()));
-      if (report.accepted !== count) throw new Error(`flush accepted ${report.accepted} of ${count}: ${JSON.stringify(report)}`);
-      return { opsPerSec: count / (w.ms / 1000), longestMs: w.longestMs, longTasks: w.longTasks };
-    },
+    () => timedFlush(engine, count),
     async () => {
       await resetServer();
       const w = await watched(async () => {
@@ -295,16 +303,29 @@ export async function drain({ run, template, count, batchSize }) {
   return result;
 }
 
-/** How a plain background-sync queue replays: one REST request per op, each awaited before the next. */
-export async function drainPerOp({ template, count }) {
+/**
+ * REST mode (one request per op, 100 ops per flush pass) against how a plain background-sync queue
+ * replays: the same creates as REST POSTs with their idempotency keys, each awaited before the next.
+ * The per-op baseline is also the second baseline of the batch-mode rows.
+ */
+export async function drainRest({ run, template, count }) {
   const { ops } = await wireOps(template);
-  await resetServer();
-  const took = await ms(async () => {
-    for (const op of ops) {
-      await postJson(ENDPOINT, JSON.stringify({ id: op.entityId, ...op.payload }), { 'Idempotency-Key': op.id });
-    }
-  });
-  return { opsPerSec: count / (took / 1000) };
+  const { engine, name } = await copyOfSeed(template, count, 100, 'rest');
+  const result = await paired(
+    run,
+    () => timedFlush(engine, count),
+    async () => {
+      await resetServer();
+      const took = await ms(async () => {
+        for (const op of ops) {
+          await postJson(ENDPOINT, JSON.stringify({ id: op.entityId, ...op.payload }), { 'Idempotency-Key': op.id });
+        }
+      });
+      return { opsPerSec: count / (took / 1000) };
+    },
+  );
+  await dropEngine(engine, name);
+  return result;
 }
 
 // ---- 3. cold start ----
@@ -394,4 +415,4 @@ export async function boundary({ run, n }) {
 
 export const info = () => ({ initMs, hardwareConcurrency: navigator.hardwareConcurrency });
 
-window.bench = { writes, seed, replicate, drain, drainPerOp, coldStart, checksums, boundary, info };
+window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, info };
