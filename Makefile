@@ -1,5 +1,5 @@
 # Every target is a script in scripts/, so CI and a laptop run the same steps.
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test soak demo bench clean
 
 setup:
 	scripts/setup
@@ -11,6 +11,12 @@ test:
 	scripts/test
 
 # Serves the demo on http://127.0.0.1:$(DEMO_PORT) (default 8080) until Ctrl-C.
+# The deterministic simulation over 100,000 seeds (make test runs 1,000). A failure prints its seed;
+# TIDESYNC_SIM_SEED=<n> cargo test --test sim reruns it.
+soak:
+	scripts/setup
+	TIDESYNC_SIM_SEEDS=100000 cargo test --release --test sim -- --nocapture
+
 demo:
 	scripts/demo
 

@@ -599,6 +599,10 @@ test('a write too large for the server is dead-lettered alone; the rest of its b
       return (await rt.engine.deadLetters()).map((d) => d.op.entityId).sort();
     });
     assert.deepEqual(dead, ['huge']);
+    // A 413 is refused before the server reads the batch: those requests never reach its ledger.
+    const refused = env.batches.filter((b) => b.outcome === 413);
+    assert.deepEqual(refused.map((b) => b.ops.length), [3, 1], 'the whole batch, then the huge write alone');
+    env.batches = env.batches.filter((b) => b.outcome !== 413);
     await assertAppliedOnce(env, new Map([['small-1', { text: 'a' }], ['small-2', { text: 'b' }]]));
   });
 });
