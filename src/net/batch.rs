@@ -40,17 +40,7 @@ pub fn decode_response(
     retry_after: Option<&str>,
     now_ms: u64,
 ) -> Result<PushResponse, Failure> {
-    if !(200..300).contains(&status) {
-        let message = error_message(body).unwrap_or_else(|| format!("the server answered {status}"));
-        return Err(Failure {
-            error: SyncError::Http { status, message },
-            retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
-        });
-    }
-    if body.len() > MAX_RESPONSE_BYTES {
-        return Err(protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", body.len())));
-    }
-    let v: Value = serde_json::from_str(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))?;
+    let v = json_answer(status, body, retry_after, now_ms)?;
     let obj = v.as_object().ok_or_else(|| protocol("the response is not a JSON object".into()))?;
     let results = obj
         .get("results")
@@ -132,6 +122,22 @@ fn as_version(v: &Value) -> Result<Option<u64>, String> {
         Value::String(s) => s.trim_matches('"').parse().map(Some).map_err(|_| format!("version '{s}' is not a number")),
         other => Err(format!("version {other} is not a number")),
     }
+}
+
+/// The checks every JSON answer goes through: an HTTP error status (with its `Retry-After`), a body
+/// over the size limit, a body that is not JSON.
+pub fn json_answer(status: u16, body: &str, retry_after: Option<&str>, now_ms: u64) -> Result<Value, Failure> {
+    if !(200..300).contains(&status) {
+        let message = error_message(body).unwrap_or_else(|| format!("the server answered {status}"));
+        return Err(Failure {
+            error: SyncError::Http { status, message },
+            retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
+        });
+    }
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", body.len())));
+    }
+    serde_json::from_str(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))
 }
 
 /// The `error` (or `message`) field of a JSON error body.

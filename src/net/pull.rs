@@ -4,24 +4,13 @@
 
 use serde_json::{Map, Value};
 
-use super::batch::{error_message, MAX_RESPONSE_BYTES};
+use super::batch::json_answer;
 use crate::core::error::SyncError;
 use crate::core::merge::parse_time_ms;
-use crate::core::retry::parse_retry_after;
 use crate::core::traits::{Failure, PullPage, ServerRecord};
 
 pub fn decode_pull(status: u16, body: &str, retry_after: Option<&str>, now_ms: u64) -> Result<PullPage, Failure> {
-    if !(200..300).contains(&status) {
-        let message = error_message(body).unwrap_or_else(|| format!("the server answered {status}"));
-        return Err(Failure {
-            error: SyncError::Http { status, message },
-            retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
-        });
-    }
-    if body.len() > MAX_RESPONSE_BYTES {
-        return Err(protocol(format!("the response is {} bytes", body.len())));
-    }
-    let v: Value = serde_json::from_str(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))?;
+    let v = json_answer(status, body, retry_after, now_ms)?;
     let (items, cursor, has_more) = match &v {
         Value::Array(items) => (items, None, false),
         Value::Object(o) => {

@@ -600,7 +600,11 @@ test('a write too large for the server is dead-lettered alone; the rest of its b
     });
     assert.deepEqual(dead, ['huge']);
     // A 413 is refused before the server reads the batch: those requests never reach its ledger.
-    const refused = env.batches.filter((b) => b.outcome === 413);
+    // The harness records each answer's outcome when the route settles: wait for the last one.
+    const refused = await poll('both 413 answers are recorded', async () => {
+      const r = env.batches.filter((b) => b.outcome === 413);
+      return r.length === 2 ? r : undefined;
+    }, { timeoutMs: 5_000 });
     assert.deepEqual(refused.map((b) => b.ops.length), [3, 1], 'the whole batch, then the huge write alone');
     env.batches = env.batches.filter((b) => b.outcome !== 413);
     await assertAppliedOnce(env, new Map([['small-1', { text: 'a' }], ['small-2', { text: 'b' }]]));
