@@ -13,7 +13,7 @@ use super::merge::{merge, parse_time_ms, MergeSpec, Resolution, Stamps};
 use super::metrics::{ErrorEntry, Metrics, MetricsSnapshot};
 use super::netpolicy::{NetDecision, NetInfo, NetPolicy, RttEstimator};
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
-use super::queue::{local_write, next_due, ready_heads, Mutation};
+use super::queue::{local_write, new_op, next_due, ready_heads, Mutation};
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
 use super::traits::{Clock, Failure, Outcome, PushResponse, Store, Transport, Tx, Write};
 
@@ -792,27 +792,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Some(kind) => {
                 e.sync_status = SyncStatus::Pending;
                 let seq = tx.take_seq();
-                tx.write(Write::PutOp(Operation {
-                    id: uuid(&self.clock),
+                let op = new_op(
+                    uuid(&self.clock),
                     seq,
-                    collection: key.collection.clone(),
-                    entity_id: key.id.clone(),
+                    key,
                     kind,
-                    checksum: checksum(e.data.as_ref().unwrap_or(&Value::Null)),
-                    payload: e.data.clone(),
-                    base_version: e.version,
+                    e.data.clone(),
+                    e.base.as_ref(),
+                    e.version,
                     priority,
-                    created_at: now,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    last_error: None,
-                    last_status: None,
-                    sent: false,
-                    patch: match (kind, &e.base, &e.data) {
-                        (OpKind::Update, Some(server), Some(data)) => Some(super::queue::diff_patch(server, data)),
-                        _ => None,
-                    },
-                }));
+                    now,
+                );
+                tx.write(Write::PutOp(op));
             }
         }
         out.events.push(change_event(key, Some(&e)));

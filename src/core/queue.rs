@@ -124,27 +124,8 @@ pub fn local_write(
         }
         _ => {
             let seq = tx.take_seq();
-            let op = Operation {
-                id: new_op_id(),
-                seq,
-                collection: key.collection.clone(),
-                entity_id: key.id.clone(),
-                kind,
-                checksum: checksum(new_data.as_ref().unwrap_or(&Value::Null)),
-                payload: new_data.clone(),
-                base_version: version,
-                priority,
-                created_at: now,
-                attempts: 0,
-                next_attempt_at: now,
-                last_error: None,
-                last_status: None,
-                sent: false,
-                patch: match (kind, live.and_then(|e| e.data.as_ref()), &new_data) {
-                    (OpKind::Update, Some(before), Some(after)) => Some(diff_patch(before, after)),
-                    _ => None,
-                },
-            };
+            let before = live.and_then(|e| e.data.as_ref());
+            let op = new_op(new_op_id(), seq, key, kind, new_data.clone(), before, version, priority, now);
             lane_after.push(op.clone());
             tx.write(Write::PutOp(op));
         }
@@ -174,6 +155,44 @@ fn require_object(v: &Value) -> Result<()> {
         Ok(())
     } else {
         Err(SyncError::InvalidInput("a record must be a plain object".into()))
+    }
+}
+
+/// A fresh, unsent op taking the record from `before` (the state the server holds when the op
+/// applies) to `payload`: its checksum, and for an update the merge patch of the change.
+#[allow(clippy::too_many_arguments)]
+pub fn new_op(
+    id: String,
+    seq: u64,
+    key: &EntityKey,
+    kind: OpKind,
+    payload: Option<Value>,
+    before: Option<&Value>,
+    base_version: Option<u64>,
+    priority: Priority,
+    now: u64,
+) -> Operation {
+    let patch = match (kind, before, &payload) {
+        (OpKind::Update, Some(before), Some(after)) => Some(diff_patch(before, after)),
+        _ => None,
+    };
+    Operation {
+        id,
+        seq,
+        collection: key.collection.clone(),
+        entity_id: key.id.clone(),
+        kind,
+        checksum: checksum(payload.as_ref().unwrap_or(&Value::Null)),
+        payload,
+        base_version,
+        priority,
+        created_at: now,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        last_status: None,
+        sent: false,
+        patch,
     }
 }
 

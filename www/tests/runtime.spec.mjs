@@ -12,10 +12,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { baseUrl, launch, screenshot } from './browser.mjs';
+import { poll as pollUntil, sleep } from './app.mjs';
 
 const DB = 'tidesync:rt:u1';
 const SYNC_TAG = `${DB}:sync`;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- the server ----
 
@@ -41,17 +41,8 @@ async function serverNotes() {
   return new Map(body.items.map((r) => [r.entityId, r]));
 }
 
-/** Polls `fn` until it returns something truthy; fails with `what` (and the last value) at the deadline. */
-async function poll(what, fn, { timeoutMs = 10_000, everyMs = 50 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last) return last;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await sleep(everyMs);
-  }
-}
+/** `poll` from app.mjs, with this spec's tighter defaults (10 s deadline, every 50 ms). */
+const poll = (what, fn, options) => pollUntil(what, fn, { timeoutMs: 10_000, everyMs: 50, ...options });
 
 // ---- the browser ----
 
