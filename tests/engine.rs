@@ -767,3 +767,18 @@ fn an_apps_merge_function_resolves_or_leaves_the_conflict_to_the_app() {
     let errors: Vec<_> = e.engine.take_events().into_iter().filter(|ev| matches!(ev, Event::Error { .. })).collect();
     assert!(format!("{errors:?}").contains("cannot merge boom"), "{errors:?}");
 }
+
+#[test]
+fn a_local_write_is_one_store_transaction() {
+    let e = env();
+    for (what, f) in [
+        ("put", Box::new(|e: &Env| e.put("notes", "a", json!({"t": 1}))) as Box<dyn Fn(&Env)>),
+        ("patch", Box::new(|e: &Env| drop(block_on(e.engine.patch("notes", "a", json!({"u": 2}), None)).unwrap()))),
+        ("delete", Box::new(|e: &Env| assert!(block_on(e.engine.delete("notes", "a", None)).unwrap()))),
+        ("delete of nothing", Box::new(|e: &Env| assert!(!block_on(e.engine.delete("notes", "a", None)).unwrap()))),
+    ] {
+        let before = e.store.calls();
+        f(&e);
+        assert_eq!(e.store.calls() - before, 1, "{what}");
+    }
+}

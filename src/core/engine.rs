@@ -13,7 +13,7 @@ use super::merge::{merge, parse_time_ms, MergeSpec, Resolution, Stamps};
 use super::metrics::{ErrorEntry, Metrics, MetricsSnapshot};
 use super::netpolicy::{NetDecision, NetInfo, NetPolicy, RttEstimator};
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
-use super::queue::{local_write, new_op, next_due, ready_heads, Mutation};
+use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEffect};
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
 use super::traits::{Clock, Failure, Outcome, PushResponse, Store, Transport, Tx, Write};
 
@@ -280,7 +280,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         data: Value,
         priority: Option<Priority>,
     ) -> Result<Option<Entity>> {
-        self.write(collection, id, Mutation::Put(data), priority).await
+        Ok(self.write(collection, id, Mutation::Put(data), priority).await?.entity)
     }
 
     /// Merges `fields` into the record (`null` removes a field).
@@ -291,24 +291,16 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         fields: Value,
         priority: Option<Priority>,
     ) -> Result<Option<Entity>> {
-        self.write(collection, id, Mutation::Patch(fields), priority).await
+        Ok(self.write(collection, id, Mutation::Patch(fields), priority).await?.entity)
     }
 
     /// Deletes the record; `false` if there was none.
     pub async fn delete(&self, collection: &str, id: &str, priority: Option<Priority>) -> Result<bool> {
-        let key = self.key(collection, id)?;
-        let existed = self.store.get_entity(&key).await?.is_some_and(|e| !e.is_deleted());
-        self.write(collection, id, Mutation::Delete, priority).await?;
-        Ok(existed)
+        // A delete changes something exactly when the record existed: one transaction, no read first.
+        Ok(self.write(collection, id, Mutation::Delete, priority).await?.changed)
     }
 
-    async fn write(
-        &self,
-        collection: &str,
-        id: &str,
-        m: Mutation,
-        priority: Option<Priority>,
-    ) -> Result<Option<Entity>> {
+    async fn write(&self, collection: &str, id: &str, m: Mutation, priority: Option<Priority>) -> Result<WriteEffect> {
         let key = self.key(collection, id)?;
         let priority = priority.unwrap_or(self.config.collections[collection].priority);
         let now = self.clock.now_ms();
@@ -320,7 +312,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         if eff.changed {
             self.emit(change_event(&key, eff.entity.as_ref()));
         }
-        Ok(eff.entity)
+        Ok(eff)
     }
 
     /// The record's data, checked against its checksum.

@@ -25,11 +25,22 @@ pub struct MemoryStore {
     data: std::rc::Rc<RefCell<MemoryData>>,
     /// Fail the next N transactions with this error (tests: quota, a closed database).
     fail_next: std::rc::Rc<RefCell<Option<(usize, SyncError)>>>,
+    /// Store calls made: each is one transaction in IndexedDB.
+    calls: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many store calls (transactions) have been made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.get()
+    }
+
+    fn count(&self) {
+        self.calls.set(self.calls.get() + 1);
     }
 
     /// A copy of everything stored.
@@ -65,6 +76,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+        self.count();
         self.injected_failure()?;
         let mut tx = Tx::default();
         {
@@ -115,31 +127,38 @@ impl Store for MemoryStore {
     }
 
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>> {
+        self.count();
         Ok(self.data.borrow().entities.get(key).cloned())
     }
 
     async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>> {
+        self.count();
         Ok(self.data.borrow().entities.values().filter(|e| e.collection == collection).cloned().collect())
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
+        self.count();
         let d = self.data.borrow();
         Ok((d.ops.values().cloned().collect(), d.conflicts.values().cloned().collect()))
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.count();
         Ok(self.data.borrow().dead_letters.values().cloned().collect())
     }
 
     async fn conflicts(&self) -> Result<Vec<Conflict>> {
+        self.count();
         Ok(self.data.borrow().conflicts.values().cloned().collect())
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Value>> {
+        self.count();
         Ok(self.data.borrow().meta.get(name).cloned())
     }
 
     async fn put_meta(&self, name: &str, value: Value) -> Result<()> {
+        self.count();
         self.injected_failure()?;
         self.data.borrow_mut().meta.insert(name.to_string(), value);
         Ok(())
