@@ -12,23 +12,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { baseUrl, launch, screenshot } from './browser.mjs';
-import { poll as pollUntil, sleep } from './app.mjs';
+import { api, poll as pollUntil, sleep } from './app.mjs';
 
 const DB = 'tidesync:rt:u1';
 const SYNC_TAG = `${DB}:sync`;
 
 // ---- the server ----
-
-async function api(path, { method = 'GET', body } = {}) {
-  const response = await fetch(`${baseUrl()}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
-  return JSON.parse(text);
-}
 
 const resetServer = () => api('/admin/reset', { method: 'POST' });
 const setFaults = (faults) => api('/admin/faults', { method: 'POST', body: faults });

@@ -1,24 +1,11 @@
 import { useEffect, useState } from 'react';
-import { isSyncError } from 'tidesync';
+import { useActionError } from './actionError';
 import { DebugPanel } from './DebugPanel';
 import { FaultsProvider, useFaults } from './faults';
 import { ago, useNow } from './live';
 import { CARDS, GRADES, gradeCard, type Card } from './study';
 import { device, useCollection, useEntity, useSyncEngine, useSyncStatus } from './sync';
 
-/** Errors of the user's own actions (failures of background sync are in the badge and the log). */
-function useActionError() {
-  const [error, setError] = useState('');
-  const run = async (f: () => Promise<unknown>) => {
-    setError('');
-    try {
-      await f();
-    } catch (e) {
-      setError(isSyncError(e) ? `${e.code}: ${e.message}` : String(e));
-    }
-  };
-  return { error, run };
-}
 
 export function App() {
   const [debugOpen, setDebugOpen] = useState(new URLSearchParams(location.search).get('debug') !== '0');

@@ -1,7 +1,8 @@
 // The debug panel: faults, the write queue, conflicts side by side, dead letters, a live chart and
 // the event log. Everything here is also in the console as `window.syncDebug`.
 import { useEffect, useState } from 'react';
-import { CLEAR_QUEUE_CONFIRMATION, isSyncError, type DebugLogEntry, type SyncEvent } from 'tidesync';
+import { CLEAR_QUEUE_CONFIRMATION, type DebugLogEntry, type SyncEvent } from 'tidesync';
+import { useActionError } from './actionError';
 import { Chart, type Sample } from './Chart';
 import { useFaults } from './faults';
 import { useRejectNextWrite } from './reject';
@@ -10,15 +11,7 @@ import { type Schema, useConflicts, useDeadLetters, useSyncEngine } from './sync
 import type { ConflictOf } from 'tidesync';
 
 export function DebugPanel() {
-  const [error, setError] = useState('');
-  const run = async (f: () => Promise<unknown>) => {
-    setError('');
-    try {
-      await f();
-    } catch (e) {
-      setError(isSyncError(e) ? `${e.code}: ${e.message}` : String(e));
-    }
-  };
+  const { error, run } = useActionError();
   return (
     <aside className="debug" data-testid="debug-panel">
       <h2>Debug panel</h2>
