@@ -61,12 +61,15 @@ start_server() {
     local var=$1 log=$2 bin=$TARGET_DIR/debug/tidesync-server
     shift 2
     [ -x "$bin" ] || die "$bin is missing: build it with 'cargo build -p tidesync-server'"
+    # The log exists before the server does: the background job opens it only once it is scheduled,
+    # and the loop below must not read a file that is not there yet.
+    : >"$log"
     "$bin" --host 127.0.0.1 --port 0 "$@" >"$log" 2>&1 &
     local pid=$!
     SERVER_PIDS+=("$pid")
     local url="" i
     for ((i = 0; i < 300; i++)); do
-        url=$(sed -nE 's#^tidesync-server listening on (http://[^[:space:]]+).*#\1#p' "$log" | head -n 1)
+        url=$(sed -nE 's#^tidesync-server listening on (http://[^[:space:]]+).*#\1#p' "$log" | head -n 1) || url=""
         [ -n "$url" ] && break
         if ! kill -0 "$pid" 2>/dev/null; then
             cat "$log" >&2
@@ -87,6 +90,7 @@ start_server() {
 start_json_server() {
     local var=$1 log=$2 db=$3 port url i
     printf '{"notes": []}\n' >"$db"
+    : >"$log"
     port=$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
     node "$ROOT/tests/json-server/node_modules/json-server/lib/cli/bin.js" --host 127.0.0.1 --port "$port" "$db" >"$log" 2>&1 &
     SERVER_PIDS+=("$!")
