@@ -578,6 +578,12 @@ export declare class SyncEngine<S = DefaultSchema> {
   put<C extends CollectionName<S>>(collection: C, id: string, data: S[C], options?: WriteOptions): Promise<SyncRecord<S[C], C>>;
   /** Like `put`, with the record as JSON text. */
   putJson<C extends CollectionName<S>>(collection: C, id: string, json: string, options?: WriteOptions): Promise<SyncRecord<S[C], C>>;
+  /**
+   * Puts many records in ONE IndexedDB transaction: all are stored and queued, or none is (the
+   * promise rejects, e.g. `INVALID_INPUT` naming the bad entry, or `QUOTA_EXCEEDED`). A repeated id
+   * ends with its last data. Resolves to the stored records, in order.
+   */
+  putMany<C extends CollectionName<S>>(collection: C, records: ReadonlyArray<{ id: string; data: S[C] }>, options?: WriteOptions): Promise<SyncRecord<S[C], C>[]>;
   /** Merges `fields` into the record (`null` removes a field). Rejects with `NOT_FOUND` if there is none. */
   patch<C extends CollectionName<S>>(collection: C, id: string, fields: { [K in keyof S[C]]?: S[C][K] | null }, options?: WriteOptions): Promise<SyncRecord<S[C], C>>;
   /** Deletes the record. Resolves to `false` if there was none. */

@@ -141,6 +141,9 @@ export class SyncEngine {
   putJson(collection, id, json, options) {
     return call(() => this.#raw.putJson(str('collection', collection), str('id', id), str('json', json), options));
   }
+  putMany(collection, records, options) {
+    return call(() => this.#raw.putMany(str('collection', collection), records, options));
+  }
   patch(collection, id, fields, options) {
     return call(() => this.#raw.patch(str('collection', collection), str('id', id), fields, options));
   }

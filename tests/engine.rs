@@ -782,3 +782,61 @@ fn a_local_write_is_one_store_transaction() {
         assert_eq!(e.store.calls() - before, 1, "{what}");
     }
 }
+
+#[test]
+fn put_many_is_one_transaction_and_all_or_nothing() {
+    let e = env();
+    e.put("notes", "a", json!({"t": 0}));
+    let records = |n: usize| (0..n).map(|i| (format!("m{i}"), json!({"i": i}))).collect::<Vec<_>>();
+
+    let before = e.store.calls();
+    let stored = block_on(e.engine.put_many("notes", records(100), None)).unwrap();
+    assert_eq!(e.store.calls() - before, 1, "100 records, one transaction");
+    assert_eq!(stored.len(), 100);
+    assert_eq!(stored[42].as_ref().and_then(|s| s.data.clone()), Some(json!({"i": 42})));
+    assert_eq!(e.queue().len(), 101, "one op per new record");
+
+    // A repeated id coalesces into one op holding the last data; an existing record is updated.
+    let stored = block_on(e.engine.put_many(
+        "notes",
+        vec![("r".into(), json!({"v": 1})), ("r".into(), json!({"v": 2})), ("a".into(), json!({"t": 1}))],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(stored[1].as_ref().and_then(|s| s.data.clone()), Some(json!({"v": 2})));
+    assert_eq!(e.record("notes", "r").data, Some(json!({"v": 2})));
+    assert_eq!(e.queue().iter().filter(|o| o.entity_id == "r").count(), 1);
+
+    // One bad record: nothing of the batch is written.
+    let queued = e.queue().len();
+    let err =
+        block_on(e.engine.put_many("notes", vec![("ok".into(), json!({"v": 1})), ("bad".into(), json!([1]))], None))
+            .unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+    assert!(
+        block_on(e.engine.record("notes", "ok")).unwrap().is_none(),
+        "the good record of a failed batch is not stored"
+    );
+    assert_eq!(e.queue().len(), queued);
+
+    // A storage failure (quota) mid-batch: nothing half-written.
+    e.store.fail_next(1, SyncError::QuotaExceeded("full".into()));
+    let err = block_on(e.engine.put_many("notes", records(3), None)).unwrap_err();
+    assert_eq!(err.code(), "QUOTA_EXCEEDED");
+    assert_eq!(e.queue().len(), queued);
+
+    // Unknown collection and bad ids are errors even for an empty or partly valid batch.
+    assert_eq!(block_on(e.engine.put_many("nope", vec![], None)).unwrap_err().code(), "INVALID_INPUT");
+    assert_eq!(
+        block_on(e.engine.put_many("notes", vec![("".into(), json!({}))], None)).unwrap_err().code(),
+        "INVALID_INPUT"
+    );
+    assert!(block_on(e.engine.put_many("notes", vec![], None)).unwrap().is_empty());
+
+    // And the batch syncs like single puts: every op of it sent once.
+    e.flush();
+    assert!(e.queue().is_empty());
+    let sent: Vec<String> = e.net.sent().concat().into_iter().map(|o| o.entity_id).collect();
+    assert_eq!(sent.len(), 102, "{sent:?}");
+    assert_eq!(sent.iter().filter(|id| *id == "r").count(), 1);
+}

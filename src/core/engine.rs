@@ -280,7 +280,20 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         data: Value,
         priority: Option<Priority>,
     ) -> Result<Option<Entity>> {
-        Ok(self.write(collection, id, Mutation::Put(data), priority).await?.entity)
+        Ok(self.write_one(collection, id, Mutation::Put(data), priority).await?.entity)
+    }
+
+    /// Puts every `(id, data)` of `records` in ONE transaction: all are written, or (on any error,
+    /// a quota error included) none. Records are applied in order, so a repeated id ends with its
+    /// last data. Returns each record as stored.
+    pub async fn put_many(
+        &self,
+        collection: &str,
+        records: Vec<(String, Value)>,
+        priority: Option<Priority>,
+    ) -> Result<Vec<Option<Entity>>> {
+        let writes = records.into_iter().map(|(id, data)| (id, Mutation::Put(data))).collect();
+        Ok(self.write(collection, writes, priority).await?.into_iter().map(|e| e.entity).collect())
     }
 
     /// Merges `fields` into the record (`null` removes a field).
@@ -291,28 +304,51 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         fields: Value,
         priority: Option<Priority>,
     ) -> Result<Option<Entity>> {
-        Ok(self.write(collection, id, Mutation::Patch(fields), priority).await?.entity)
+        Ok(self.write_one(collection, id, Mutation::Patch(fields), priority).await?.entity)
     }
 
     /// Deletes the record; `false` if there was none.
     pub async fn delete(&self, collection: &str, id: &str, priority: Option<Priority>) -> Result<bool> {
         // A delete changes something exactly when the record existed: one transaction, no read first.
-        Ok(self.write(collection, id, Mutation::Delete, priority).await?.changed)
+        Ok(self.write_one(collection, id, Mutation::Delete, priority).await?.changed)
     }
 
-    async fn write(&self, collection: &str, id: &str, m: Mutation, priority: Option<Priority>) -> Result<WriteEffect> {
-        let key = self.key(collection, id)?;
+    /// One write of one record.
+    async fn write_one(&self, collection: &str, id: &str, m: Mutation, p: Option<Priority>) -> Result<WriteEffect> {
+        let mut effects = self.write(collection, vec![(id.to_string(), m)], p).await?;
+        effects.pop().ok_or_else(|| SyncError::Storage("a write had no effect".into()))
+    }
+
+    /// Applies `writes` in order in one store transaction (every write of a call, or none).
+    async fn write(
+        &self,
+        collection: &str,
+        writes: Vec<(String, Mutation)>,
+        priority: Option<Priority>,
+    ) -> Result<Vec<WriteEffect>> {
+        self.key(collection, "-")?; // even an empty batch names a known collection of an open engine
+        let keys = writes.iter().map(|(id, _)| self.key(collection, id)).collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let priority = priority.unwrap_or(self.config.collections[collection].priority);
         let now = self.clock.now_ms();
-        let op_id = uuid(&self.clock);
-        let eff = self
+        let mut new_id = || uuid(&self.clock);
+        let effects = self
             .store
-            .transact(std::slice::from_ref(&key), |tx| local_write(tx, &key, m, now, || op_id, priority))
+            .transact(&keys, |tx| {
+                keys.iter()
+                    .zip(writes)
+                    .map(|(key, (_, m))| local_write(tx, key, m, now, &mut new_id, priority))
+                    .collect::<Result<Vec<_>>>()
+            })
             .await?;
-        if eff.changed {
-            self.emit(change_event(&key, eff.entity.as_ref()));
+        for (key, eff) in keys.iter().zip(&effects) {
+            if eff.changed {
+                self.emit(change_event(key, eff.entity.as_ref()));
+            }
         }
-        Ok(eff)
+        Ok(effects)
     }
 
     /// The record's data, checked against its checksum.

@@ -38,7 +38,7 @@ pub fn local_write(
     key: &EntityKey,
     m: Mutation,
     now: u64,
-    new_op_id: impl FnOnce() -> String,
+    new_op_id: &mut dyn FnMut() -> String,
     priority: Priority,
 ) -> Result<WriteEffect> {
     let existing = tx.entity(key).cloned();
@@ -318,7 +318,7 @@ mod tests {
     /// Runs a write against `tx` and applies its writes back into a fresh snapshot, as a store would.
     fn write(tx: &mut Tx, m: Mutation, ids: &mut Ids) -> Result<WriteEffect> {
         let id = ids.next();
-        local_write(tx, &key(), m, 100, || id, Priority::Medium)
+        local_write(tx, &key(), m, 100, &mut || id.clone(), Priority::Medium)
     }
 
     fn synced_tx(data: Value) -> Tx {
@@ -447,8 +447,8 @@ mod tests {
     #[test]
     fn priority_raises_on_coalesce() {
         let mut tx = Tx::default();
-        local_write(&mut tx, &key(), Mutation::Put(json!({})), 0, || "a".into(), Priority::Low).unwrap();
-        local_write(&mut tx, &key(), Mutation::Put(json!({"x": 1})), 0, || "b".into(), Priority::High).unwrap();
+        local_write(&mut tx, &key(), Mutation::Put(json!({})), 0, &mut || "a".into(), Priority::Low).unwrap();
+        local_write(&mut tx, &key(), Mutation::Put(json!({"x": 1})), 0, &mut || "b".into(), Priority::High).unwrap();
         assert_eq!(tx.lane(&key())[0].priority, Priority::High);
     }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use js_sys::{Function, Reflect};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
@@ -22,14 +21,30 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// JS value -> Rust, as `INVALID_INPUT` when it does not fit.
-pub fn from_js<T: DeserializeOwned>(v: JsValue, what: &str) -> Result<T> {
-    serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::InvalidInput(format!("{what}: {e}")))
+/// A value from the app, through JSON text: `JSON.stringify` throws on a cycle or a `BigInt`, leaves
+/// out `undefined` and functions and honours `toJSON()` (what `fetch` with a JSON body does), and
+/// serde_json refuses nesting deeper than 128. Walking the JS object graph directly instead would
+/// recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
+fn json(v: &JsValue) -> std::result::Result<Value, String> {
+    let text = js_sys::JSON::stringify(v).map_err(|e| String::from(js_sys::Error::from(e).message()))?;
+    let text = JsValue::from(text).as_string().ok_or("it has no JSON form")?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// JS value -> JSON value, as `INVALID_INPUT` when it does not fit.
+pub fn from_js(v: JsValue, what: &str) -> Result<Value> {
+    json(&v).map_err(|e| SyncError::InvalidInput(format!("{what}: {e}")))
 }
 
 /// A record from the app: a plain, JSON-compatible object.
 pub fn record(v: JsValue) -> Result<Value> {
-    if !v.is_object() || v.is_function() || js_sys::Array::is_array(&v) {
+    // Plain: `{...}` or `Object.create(null)`, whose prototype chain ends right after
+    // Object.prototype. A Date, Map, Set or class instance would not survive JSON as the app meant it.
+    let plain = v.is_object() && !v.is_function() && {
+        let proto = js_sys::Object::get_prototype_of(&v);
+        proto.is_null() || js_sys::Object::get_prototype_of(&proto).is_null()
+    };
+    if !plain || js_sys::Array::is_array(&v) {
         return Err(SyncError::InvalidInput("a record must be a plain object".into()));
     }
     let value: Value = from_js(v, "the record is not JSON-compatible")?;
@@ -126,6 +141,8 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
         _ => return Err(SyncError::Config("`auth` must be a function returning a token".into())),
     };
     let resolvers = resolvers(&v)?;
+    // Checked as JSON first (a cycle would overflow the walk below), then read field by field.
+    json(&v).map_err(SyncError::Config)?;
     let raw: RawOptions = serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::Config(e.to_string()))?;
     if raw.name.is_empty() {
         return Err(SyncError::Config("`name` must not be empty".into()));

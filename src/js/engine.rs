@@ -89,6 +89,26 @@ where
     future_to_promise(fut)
 }
 
+/// `putMany`'s records: an array of `{ id: string, data: object }`.
+fn many(records: JsValue) -> Result<Vec<(String, Value)>> {
+    let bad = |i: u32, what: &str| SyncError::InvalidInput(format!("putMany: records[{i}] {what}"));
+    let list = records
+        .dyn_into::<js_sys::Array>()
+        .map_err(|_| SyncError::InvalidInput("putMany takes an array of { id, data }".into()))?;
+    let field = |item: &JsValue, name: &str| js_sys::Reflect::get(item, &name.into()).unwrap_or(JsValue::UNDEFINED);
+    (0..list.length())
+        .map(|i| {
+            let item = list.get(i);
+            let id = field(&item, "id").as_string().ok_or_else(|| bad(i, "has no string `id`"))?;
+            let data = record(field(&item, "data")).map_err(|e| match e {
+                SyncError::InvalidInput(m) => bad(i, &m),
+                other => other,
+            })?;
+            Ok((id, data))
+        })
+        .collect()
+}
+
 fn priority_of(options: &JsValue) -> Result<Option<Priority>> {
     if options.is_undefined() || options.is_null() {
         return Ok(None);
@@ -236,9 +256,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (data, priority) = args?;
             let e = inner.engine.put(&collection, &id, data, priority).await?;
-            inner.after_write(priority.unwrap_or(
-                inner.engine.config().collections.get(&collection).map_or(Priority::Medium, |c| c.priority),
-            ));
+            inner.after_write(inner.priority(&collection, priority));
             Ok(entity_js(e))
         })
     }
@@ -252,8 +270,21 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (data, priority) = args?;
             let e = inner.engine.put(&collection, &id, data, priority).await?;
-            inner.after_write(priority.unwrap_or(Priority::Medium));
+            inner.after_write(inner.priority(&collection, priority));
             Ok(entity_js(e))
+        })
+    }
+
+    /// Puts many records in ONE IndexedDB transaction: all are stored, or none (the promise rejects).
+    /// `records` is an array of `{ id, data }`. Resolves to the stored records, in order.
+    #[wasm_bindgen(js_name = "putMany", unchecked_return_type = "Promise<SyncRecord[]>")]
+    pub fn put_many(&self, collection: String, records: JsValue, options: JsValue) -> Promise {
+        let args = many(records).and_then(|r| Ok((r, priority_of(&options)?)));
+        promise(&self.inner, move |inner| async move {
+            let (records, priority) = args?;
+            let stored = inner.engine.put_many(&collection, records, priority).await?;
+            inner.after_write(inner.priority(&collection, priority));
+            Ok(stored.into_iter().map(entity_js).collect::<js_sys::Array>().into())
         })
     }
 
@@ -265,7 +296,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (fields, priority) = args?;
             let e = inner.engine.patch(&collection, &id, fields, priority).await?;
-            inner.after_write(priority.unwrap_or(Priority::Medium));
+            inner.after_write(inner.priority(&collection, priority));
             Ok(entity_js(e))
         })
     }
@@ -277,7 +308,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let priority = priority?;
             let existed = inner.engine.delete(&collection, &id, priority).await?;
-            inner.after_write(priority.unwrap_or(Priority::Medium));
+            inner.after_write(inner.priority(&collection, priority));
             Ok(existed.into())
         })
     }
@@ -477,6 +508,13 @@ impl Inner {
     }
 
     /// Schedules a flush for a write of this priority: high now, the rest with the next batch.
+    /// A write's priority: the one it was given, else its collection's.
+    fn priority(&self, collection: &str, given: Option<Priority>) -> Priority {
+        given.unwrap_or_else(|| {
+            self.engine.config().collections.get(collection).map_or(Priority::Medium, |c| c.priority)
+        })
+    }
+
     fn after_write(self: &Rc<Self>, priority: Priority) {
         if !self.auto_sync {
             return;

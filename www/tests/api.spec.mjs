@@ -1,0 +1,125 @@
+// The write API at the JS boundary, in Chromium with real IndexedDB, through the package as an app
+// imports it (/pkg/index.js): what counts as a record, `putMany` (one transaction, all or nothing),
+// and how many IndexedDB transactions each write opens.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { baseUrl, launch } from './browser.mjs';
+import { api, serverRecords } from './app.mjs';
+
+/** Runs `fn(engine)` in a blank page with a fresh engine; IndexedDB transactions are counted by mode. */
+async function inPage(t, name, fn) {
+  const browser = await launch();
+  t.after(() => browser.close());
+  const { page } = browser;
+  await page.goto(`${baseUrl()}/tests/pages/blank.html`);
+  await page.evaluate(() => {
+    const open = IDBDatabase.prototype.transaction;
+    globalThis.idbTransactions = { readonly: 0, readwrite: 0 };
+    IDBDatabase.prototype.transaction = function (stores, mode = 'readonly', ...rest) {
+      globalThis.idbTransactions[mode] = (globalThis.idbTransactions[mode] ?? 0) + 1;
+      return open.call(this, stores, mode, ...rest);
+    };
+  });
+  return page.evaluate(
+    async ([origin, name, source]) => {
+      const { SyncEngine } = await import(`${origin}/pkg/index.js`);
+      const engine = await SyncEngine.open({
+        name,
+        autoSync: false,
+        collections: { notes: { endpoint: '/api/notes' } },
+      });
+      try {
+        // eslint-disable-next-line no-new-func
+        return await new Function('engine', `return (async () => { ${source} })()`)(engine);
+      } finally {
+        engine.close();
+      }
+    },
+    [baseUrl(), name, fn],
+  );
+}
+
+test('a record must be a plain JSON object (no cycle, BigInt or 10,000-deep nesting): anything else is INVALID_INPUT, nothing stored', async (t) => {
+  const out = await inPage(
+    t,
+    `api-records-${Date.now()}`,
+    `
+    const circular = {}; circular.self = circular;
+    let deep = {}; for (let i = 0; i < 10000; i++) deep = { deep };
+    class Note { constructor() { this.title = 'x'; } }
+    const bad = {
+      array: [1, 2], string: 'text', number: 7, null: null, undefined: undefined, date: new Date(),
+      map: new Map([['a', 1]]), classInstance: new Note(), func: () => 1,
+      bigint: { n: 10n }, circular, deep,
+    };
+    const codes = {};
+    for (const [what, value] of Object.entries(bad)) {
+      try { await engine.put('notes', what, value); codes[what] = 'stored'; }
+      catch (e) { codes[what] = e.code + ': ' + e.message; }
+    }
+    // Accepted: a plain object, one without a prototype, nested values, unicode keys.
+    const bare = Object.create(null); bare.title = 'bare';
+    await engine.put('notes', 'plain', { title: 'ok', tags: ['a'], nested: { 'ключ': 1.5 } });
+    await engine.put('notes', 'bare', bare);
+    const status = await engine.status();
+    return { codes, pending: status.pending, list: (await engine.list('notes')).map((r) => r.id) };
+    `,
+  );
+  for (const [what, code] of Object.entries(out.codes)) {
+    assert.match(code, /^INVALID_INPUT: /, `${what}: ${code}`);
+  }
+  assert.equal(Object.keys(out.codes).length, 12);
+  assert.deepEqual(out.list, ['bare', 'plain'], 'only the two valid records are stored');
+  assert.equal(out.pending, 2);
+});
+
+test('putMany: one readwrite transaction for 100 records, all or nothing, then syncs like put', async (t) => {
+  await api('/admin/reset', { method: 'POST' });
+  const out = await inPage(
+    t,
+    `api-many-${Date.now()}`,
+    `
+    const count = () => ({ ...globalThis.idbTransactions });
+    const delta = (a, b) => ({ readonly: b.readonly - a.readonly, readwrite: b.readwrite - a.readwrite });
+
+    let before = count();
+    await engine.put('notes', 'single', { n: -1 });
+    const put = delta(before, count());
+
+    const records = Array.from({ length: 100 }, (_, i) => ({ id: 'm' + i, data: { n: i } }));
+    before = count();
+    const stored = await engine.putMany('notes', records);
+    const many = delta(before, count());
+
+    // One bad entry: the whole batch is refused, and says which entry.
+    let refused;
+    try { await engine.putMany('notes', [{ id: 'ok', data: { n: 1 } }, { id: 'bad', data: [1] }]); }
+    catch (e) { refused = e.code + ': ' + e.message; }
+    let notArray;
+    try { await engine.putMany('notes', { id: 'x', data: {} }); } catch (e) { notArray = e.code; }
+    let noId;
+    try { await engine.putMany('notes', [{ data: {} }]); } catch (e) { noId = e.code + ': ' + e.message; }
+
+    const okStored = (await engine.get('notes', 'ok')) !== undefined;
+    const pending = (await engine.status()).pending;
+    const report = await engine.flush();
+    return {
+      put, many, stored: stored.map((r) => [r.id, r.data.n, r.syncStatus]), refused, notArray, noId,
+      okStored, pending, pendingAfter: (await engine.status()).pending, report,
+    };
+    `,
+  );
+  assert.deepEqual(out.put, { readonly: 0, readwrite: 1 }, 'put: one readwrite transaction');
+  assert.deepEqual(out.many, { readonly: 0, readwrite: 1 }, 'putMany of 100: one readwrite transaction');
+  assert.equal(out.stored.length, 100);
+  assert.deepEqual(out.stored[7], ['m7', 7, 'pending']);
+  assert.match(out.refused, /^INVALID_INPUT: .*records\[1\]/);
+  assert.equal(out.notArray, 'INVALID_INPUT');
+  assert.match(out.noId, /^INVALID_INPUT: .*records\[0\].*id/);
+  assert.equal(out.okStored, false, 'the valid entry of a refused batch is not stored');
+  assert.equal(out.pending, 101);
+  assert.equal(out.pendingAfter, 0, JSON.stringify(out.report));
+  const onServer = await serverRecords('notes');
+  for (const id of ['single', 'm0', 'm99']) assert.ok(onServer.has(id), `${id} on the server`);
+  assert.equal(onServer.get('m42')?.n, 42);
+});
