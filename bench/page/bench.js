@@ -121,11 +121,11 @@ const ms = async (fn) => {
 // ---- 1. writes ----
 
 /**
- * `groups` groups of `perGroup` records: tidesync writes each record with its own put() (there is no
- * batch API); the baseline writes one IndexedDB transaction per group. Both with the browser's
- * default durability (neither side asks for another).
+ * `groups` groups of `perGroup` records: tidesync writes each group with one putMany() (`batch`) or
+ * each record with its own put(); the baseline writes one IndexedDB transaction per group. Both with
+ * the browser's default durability (neither side asks for another).
  */
-export async function writes({ run, perGroup, groups }) {
+export async function writes({ run, perGroup, groups, batch = false }) {
   const name = fresh('writes');
   const engine = await openEngine(name);
   const raw = await idbOpen(fresh('raw-writes'), { baseline: true });
@@ -145,7 +145,12 @@ export async function writes({ run, perGroup, groups }) {
   const result = await paired(
     run,
     async () => summary(await timeEach(groups, async (g) => {
-      for (let i = g * perGroup; i < (g + 1) * perGroup; i++) await engine.put(COLLECTION, `n${i}`, records[i]);
+      const first = g * perGroup;
+      if (batch) {
+        await engine.putMany(COLLECTION, records.slice(first, first + perGroup).map((data, i) => ({ id: `n${first + i}`, data })));
+      } else {
+        for (let i = first; i < first + perGroup; i++) await engine.put(COLLECTION, `n${i}`, records[i]);
+      }
     })),
     async () => summary(await timeEach(groups, async (g) => {
       const tx = raw.transaction('records', 'readwrite');
