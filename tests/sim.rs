@@ -7,7 +7,9 @@
 //! For every seed the run checks, at every step and at the end:
 //! - no write a client accepted is lost (per-client records: the last write wins; shared counters:
 //!   the sum of all increments, the max of all maxima, the union of all tags; shared lww records:
-//!   the latest write; a manual-policy counter resolved by the app: the sum of all increments);
+//!   the latest write among those nothing superseded, and no server version replaced a newer write
+//!   its writer had not seen (see `SharedLog`); a manual-policy counter resolved by the app: the sum
+//!   of all increments);
 //! - no op is applied twice on the server, and an op id is never re-sent with other content;
 //! - every op that left a device ends answered by the server or in the dead letters with a reason;
 //! - a client's record at a server version holds that version's data;
@@ -650,10 +652,114 @@ struct Expect {
     sums: BTreeMap<String, i64>,
     maxes: BTreeMap<String, i64>,
     tags: BTreeMap<String, BTreeSet<String>>,
-    /// Shared lww records: the writes with the latest `lastModified` (several on a tie).
-    latest: BTreeMap<String, (u64, Vec<Value>)>,
+    /// Shared lww records: every write and what superseded it.
+    shared: BTreeMap<String, SharedLog>,
     /// The manual-policy counter.
     tally: BTreeMap<String, i64>,
+}
+
+/// The writes of one shared last-write-wins record, for its oracle.
+///
+/// Last write wins orders *concurrent* writes by their `lastModified`. A write made on top of
+/// another (the writer's device held it when writing) replaces it whatever the two stamps say: the
+/// user saw the newer value and changed it, and device clocks are skewed (up to 2 s here), so a
+/// causally later write may carry an earlier stamp. The server applies such a write without a
+/// conflict (its base version is current), so no merge ever compares the stamps. The oracle is
+/// therefore not "the largest stamp wins" but:
+/// - every server version replaces the previous one legitimately: the previous value is in the new
+///   value's causal past (its chain of parents), or the new value's stamp is not older (it won a
+///   last-write-wins merge);
+/// - the final value's stamp is the latest among the writes nothing superseded. A write is
+///   superseded when a later write was made on top of it (its parent), when a device that held it
+///   took another value instead (it lost a merge, or took the server's state), or when the server
+///   replaced it with another version.
+#[derive(Default)]
+struct SharedLog {
+    /// Write (its `w` tag) -> its `lastModified` and the value the device held when writing it.
+    writes: HashMap<String, (u64, Option<String>)>,
+    superseded: HashSet<String>,
+    /// Per client: the value its store held when last looked at.
+    seen: HashMap<usize, String>,
+}
+
+impl SharedLog {
+    fn tag(v: Option<&Value>) -> Option<String> {
+        v.and_then(|v| v.get("w")).and_then(Value::as_str).map(String::from)
+    }
+
+    fn stamp(v: &Value) -> u64 {
+        v.get("lastModified").and_then(Value::as_u64).unwrap_or(0)
+    }
+
+    /// A client wrote `data` while holding `parent`.
+    fn wrote(&mut self, c: usize, data: &Value, parent: Option<String>) {
+        let Some(tag) = Self::tag(Some(data)) else { return };
+        if let Some(p) = &parent {
+            self.superseded.insert(p.clone());
+        }
+        self.writes.insert(tag.clone(), (Self::stamp(data), parent));
+        self.seen.insert(c, tag);
+    }
+
+    /// Client `c`'s store holds `data` now: a value it held before and no longer does was superseded.
+    /// That must be legitimate: the new value was made on top of the old one, or it is not older (it
+    /// won a last-write-wins merge), or the server's history holds both in that order (each of its
+    /// steps is checked by `check`). `history`: the server's values of the record, by version.
+    fn observe(&mut self, c: usize, data: Option<&Value>, history: impl FnOnce() -> Vec<Option<String>>) -> Check {
+        let Some(tag) = Self::tag(data) else { return Ok(()) };
+        let Some(old) = self.seen.insert(c, tag.clone()).filter(|old| *old != tag) else { return Ok(()) };
+        let stamp = |t: &String| self.writes.get(t).map_or(0, |(lm, _)| *lm);
+        let history = history();
+        let at = |t: &String| history.iter().position(|h| h.as_ref() == Some(t));
+        let later_on_server = matches!((at(&old), at(&tag)), (Some(a), Some(b)) if a < b);
+        if !self.in_past(&old, &tag) && stamp(&tag) < stamp(&old) && !later_on_server {
+            return Err(format!("client {c} replaced {old} with the older {tag}, which was not made on top of it"));
+        }
+        self.superseded.insert(old);
+        Ok(())
+    }
+
+    /// Whether `ancestor` is `tag` or in its chain of parents.
+    fn in_past(&self, ancestor: &str, tag: &str) -> bool {
+        let mut cur = Some(tag.to_string());
+        // The chain cannot loop (a parent is always an earlier write); the bound only guards that.
+        for _ in 0..=self.writes.len() {
+            match cur {
+                Some(t) if t == ancestor => return true,
+                Some(t) => cur = self.writes.get(&t).and_then(|(_, p)| p.clone()),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Checks the server's history of the record (`versions` in order) and its final value.
+    fn check(&mut self, id: &str, versions: &[Option<Value>], last: Option<&Value>) -> Check {
+        for pair in versions.windows(2) {
+            let (Some(x), Some(y)) = (&pair[0], &pair[1]) else { continue };
+            let (Some(xt), Some(yt)) = (Self::tag(Some(x)), Self::tag(Some(y))) else { continue };
+            if xt == yt {
+                continue;
+            }
+            if !self.in_past(&xt, &yt) && Self::stamp(y) < Self::stamp(x) {
+                return Err(format!(
+                    "shared/{id}: the server replaced {x} with the older {y}, whose writer had not seen it"
+                ));
+            }
+            self.superseded.insert(xt);
+        }
+        let Some(last) = last else { return Err(format!("shared/{id}: written, but the server holds nothing")) };
+        let frontier: Vec<(&String, u64)> =
+            self.writes.iter().filter(|(t, _)| !self.superseded.contains(*t)).map(|(t, (lm, _))| (t, *lm)).collect();
+        let newest = frontier.iter().map(|(_, lm)| *lm).max().unwrap_or(0);
+        if Self::stamp(last) < newest {
+            let want: Vec<&String> = frontier.iter().filter(|(_, lm)| *lm == newest).map(|(t, _)| *t).collect();
+            return Err(format!(
+                "shared/{id}: the latest write nothing superseded is {want:?} (lastModified {newest}), the server holds {last}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 struct Sim {
@@ -762,6 +868,7 @@ impl Sim {
             self.net.borrow_mut().tick();
             let c = self.rng.below(self.clients.len() as u64) as usize;
             self.step(c)?;
+            self.observe_shared(c)?;
             if let Some(w) = self.watch.clone() {
                 for (i, cl) in self.clients.iter().enumerate() {
                     let d = cl.store.dump();
@@ -945,18 +1052,14 @@ impl Sim {
         } else if what < 85 {
             let id = format!("s{}", self.rng.below(2));
             let data = json!({"v": u, "w": format!("{idx}:{u}"), "lastModified": lm});
+            // What the device holds when it writes (the store as it is: a read of the app's).
+            let held = block_on(engine.store().get_entity(&EntityKey::new("shared", id.clone())))
+                .map_err(|e| format!("client {c}: read failed: {e}"))?
+                .and_then(|e| SharedLog::tag(e.data.as_ref()));
             let r = block_on(engine.put("shared", &id, data.clone(), prio));
             self.log(c, || format!("shared/{id} = {data} -> ok {}", r.is_ok()));
             match r {
-                Ok(_) => {
-                    let e = self.expect.latest.entry(id).or_insert((0, Vec::new()));
-                    if lm > e.0 {
-                        *e = (lm, vec![data]);
-                    } else if lm == e.0 {
-                        // Two devices stamped the same millisecond: either may win.
-                        e.1.push(data);
-                    }
-                }
+                Ok(_) => self.expect.shared.entry(id).or_default().wrote(c, &data, held),
                 Err(e) => refused(self, e)?,
             }
         } else {
@@ -1110,6 +1213,24 @@ impl Sim {
         Ok(())
     }
 
+    /// Notes which value of each shared record client `c`'s store holds now (see `SharedLog`).
+    fn observe_shared(&mut self, c: usize) -> Check {
+        let store = self.clients[c].store.clone();
+        let net = self.net.borrow();
+        for (id, log) in &mut self.expect.shared {
+            let key = EntityKey::new("shared", id.clone());
+            let e = block_on(store.get_entity(&key)).map_err(|e| e.to_string())?;
+            let history = || {
+                let last = net.server.recs.get(&key).map_or(0, |r| r.version);
+                (1..=last)
+                    .map(|v| SharedLog::tag(net.server.history.get(&(key.clone(), v)).and_then(Option::as_ref)))
+                    .collect()
+            };
+            log.observe(c, e.and_then(|e| e.data).as_ref(), history)?;
+        }
+        Ok(())
+    }
+
     // ---- invariants ----
 
     fn check_server(&self) -> Check {
@@ -1193,6 +1314,9 @@ impl Sim {
             cl.online = true;
             cl.apply_network();
         }
+        for c in 0..self.clients.len() {
+            self.observe_shared(c)?;
+        }
         for round in 0..30 {
             self.stat(|s| s.drain_rounds += 1);
             self.now.set(self.now.get() + 60_000);
@@ -1202,6 +1326,7 @@ impl Sim {
                 self.handle_dead_letters(c)?;
                 let engine = self.clients[c].engine.clone();
                 let r = block_on(engine.flush()).map_err(|e| format!("client {c}: flush failed after healing: {e}"))?;
+                self.observe_shared(c)?;
                 self.log(c, || format!("drain round {round}: {r:?}"));
                 self.check_client(c, true)?;
                 let (ops, conflicts) = block_on(engine.store().load_queue()).map_err(|e| e.to_string())?;
@@ -1264,12 +1389,13 @@ impl Sim {
                 ));
             }
         }
-        for (id, (_, want)) in &self.expect.latest {
+        for (id, log) in &mut self.expect.shared {
             let key = EntityKey::new("shared", id.clone());
-            let got = live(&key);
-            if !got.as_ref().is_some_and(|g| want.contains(g)) {
-                return Err(format!("shared/{id}: the latest write is {want:?}, the server holds {got:?}"));
-            }
+            let net = self.net.borrow();
+            let last = net.server.recs.get(&key).map_or(0, |r| r.version);
+            let versions: Vec<Option<Value>> =
+                (1..=last).map(|v| net.server.history.get(&(key.clone(), v)).cloned().flatten()).collect();
+            log.check(id, &versions, live(&key).as_ref())?;
         }
         for (id, sum) in &self.expect.tally {
             let key = EntityKey::new("tally", id.clone());
