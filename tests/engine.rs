@@ -510,6 +510,115 @@ fn equal_counters_on_both_sides_are_both_kept() {
     assert_eq!(block_on(e.engine.get("stats", "s")).unwrap(), Some(json!({"xp": 16})));
 }
 
+// ---- the reference design's resolution algorithms (sync-architecture.md) ----
+
+/// A server that applies a write only against its current version (else: a conflict with its
+/// record), numbering versions as the reference server does: current + 1.
+fn versioned_answer(current: u64, server: Value) -> impl FnOnce(&[Operation]) -> Result<PushResponse, Failure> {
+    move |ops| {
+        let outcome = if ops[0].base_version == Some(current) {
+            Outcome::Accepted { version: Some(current + 1), data: ops[0].payload.clone(), checksum: None }
+        } else {
+            Outcome::Conflict {
+                server_version: Some(current),
+                server_data: Some(server),
+                deleted: false,
+                server_modified_ms: Some(0),
+            }
+        };
+        Ok(PushResponse { results: vec![result(&ops[0], outcome)], server_time_ms: None })
+    }
+}
+
+#[test]
+fn reference_progress_resolution_latest_last_modified_wins_with_version_past_both() {
+    // "Progress Data Resolution": the record with the later `lastModified` wins; the local winner
+    // gets version max(local, server) + 1, the server's winner is taken as it is.
+    let t = 1_705_314_600_000u64; // 2024-01-15T10:30:00Z
+    let iso = |ms: u64| tidesync::net::batch::iso_time(ms);
+    for local_later in [true, false] {
+        let e = env_with(|c| {
+            let lww = CollectionConfig {
+                endpoint: "/api/progress".into(),
+                merge: MergeSpec::default(),
+                priority: Priority::High,
+            };
+            c.collections.insert("progress".into(), lww);
+        });
+        let card = |grade: u64, interval: u64, at: u64| json!({"cardId": "c1", "grade": grade, "interval": interval, "easeFactor": 2.5, "lastModified": iso(at)});
+        e.synced("progress", "c1", card(1, 1, t));
+        let local_version = e.record("progress", "c1").version.unwrap();
+        // This device graded the card; another device graded it too, and the server took that.
+        let (local_at, server_at) = if local_later { (t + 60_000, t + 30_000) } else { (t + 30_000, t + 60_000) };
+        let local = card(3, 6, local_at);
+        let server = card(2, 3, server_at);
+        e.put("progress", "c1", local.clone());
+        let server_version = local_version + 2;
+        e.net.then(versioned_answer(server_version, server.clone()));
+        e.net.then(versioned_answer(server_version, server.clone()));
+        let r = e.flush();
+        assert_eq!(r.conflicts, 1, "local later: {local_later}");
+
+        let rec = e.record("progress", "c1");
+        assert_eq!(rec.sync_status, SyncStatus::Synced, "local later: {local_later}");
+        if local_later {
+            assert_eq!(rec.data, Some(local.clone()));
+            assert_eq!(rec.version, Some(local_version.max(server_version) + 1));
+            let last = e.net.sent().last().unwrap()[0].clone();
+            assert_eq!((last.payload, last.base_version), (Some(local), Some(server_version)));
+        } else {
+            assert_eq!(rec.data, Some(server.clone()));
+            assert_eq!(rec.version, Some(server_version));
+            assert_eq!(e.net.sent().len(), 2, "the server's record needs no write");
+        }
+        let audit = e.engine.audit_log();
+        assert_eq!(audit.last().unwrap().result, rec.data, "local later: {local_later}");
+    }
+}
+
+#[test]
+fn reference_stats_merge_through_a_conflict() {
+    // "Statistics Merge": max of the totals, the server's streak, the latest lastStudyDate (ISO
+    // strings, as the reference's toISOString() writes them), whichever side wrote last.
+    let fields = [
+        ("totalCardsStudied", Strategy::Max),
+        ("totalStudyTime", Strategy::Max),
+        ("currentStreak", Strategy::Server),
+        ("lastStudyDate", Strategy::Max),
+    ];
+    let stats = |cards: u64, time: u64, streak: u64, date: &str| json!({"totalCardsStudied": cards, "totalStudyTime": time, "currentStreak": streak, "lastStudyDate": date});
+    let base = stats(10, 100, 2, "2024-01-13T08:00:00.000Z");
+    for (local_date, server_date, latest) in [
+        ("2024-01-15T10:30:00.000Z", "2024-01-14T19:00:00.000Z", "2024-01-15T10:30:00.000Z"),
+        ("2024-01-14T19:00:00.000Z", "2024-01-15T10:30:00.000Z", "2024-01-15T10:30:00.000Z"),
+    ] {
+        let e = env_with(|c| {
+            let merge = MergeSpec {
+                default: Strategy::Lww,
+                fields: fields.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+                ..MergeSpec::default()
+            };
+            c.collections.insert(
+                "userStats".into(),
+                CollectionConfig { endpoint: "/api/stats".into(), merge, priority: Priority::High },
+            );
+        });
+        e.synced("userStats", "me", base.clone());
+        let local = stats(14, 130, 5, local_date);
+        let server = stats(12, 160, 3, server_date);
+        e.put("userStats", "me", local);
+        // Our write is the later one (the server's record carries an old modification time), so
+        // a field left to last-write-wins would come from our side.
+        e.net.then(versioned_answer(3, server.clone()));
+        e.net.then(versioned_answer(3, server));
+        e.flush();
+        let want = stats(14, 160, 3, latest);
+        let rec = e.record("userStats", "me");
+        assert_eq!((rec.data, rec.version, rec.sync_status), (Some(want.clone()), Some(4), SyncStatus::Synced));
+        assert_eq!(e.net.sent().last().unwrap()[0].payload, Some(want));
+    }
+}
+
 // ---- storage ----
 
 #[test]

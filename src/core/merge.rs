@@ -19,7 +19,9 @@ pub enum Strategy {
     Lww,
     Server,
     Client,
+    /// The larger number, or the later of two RFC 3339 times (`lastStudyDate`).
     Max,
+    /// The smaller number, or the earlier of two RFC 3339 times.
     Min,
     /// Counters: the local change since base is added to the server's value.
     Sum,
@@ -174,7 +176,7 @@ fn merge_value(
         Strategy::Server => return Ok(s.cloned()),
         Strategy::Client => return Ok(l.cloned()),
         Strategy::Max | Strategy::Min => {
-            if let (Some(a), Some(b)) = (l.and_then(Value::as_f64), s.and_then(Value::as_f64)) {
+            if let Some((a, b)) = l.zip(s).and_then(|(l, s)| comparable(l, s)) {
                 let pick_local = if strategy == Strategy::Max { a > b } else { a < b };
                 return Ok(if pick_local { l } else { s }.cloned());
             }
@@ -211,6 +213,17 @@ fn merge_value(
             _ => Ok(if local_wins(st) { l } else { s }.cloned()),
         },
         _ => Ok(if local_wins(st) { l } else { s }.cloned()),
+    }
+}
+
+/// Two values `max` and `min` can order, as numbers: two numbers, or two RFC 3339 time strings (as
+/// ms). Anything else (a number against a string, text that is not a time) falls back to the
+/// three-way merge.
+fn comparable(l: &Value, s: &Value) -> Option<(f64, f64)> {
+    match (l, s) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64().zip(b.as_f64()),
+        (Value::String(_), Value::String(_)) => Some((parse_time_ms(l)? as f64, parse_time_ms(s)? as f64)),
+        _ => None,
     }
 }
 
@@ -399,6 +412,21 @@ mod tests {
             r,
             json!({"totalCardsStudied": 14, "totalStudyTime": 160, "currentStreak": 3, "lastStudyDate": 1_700_000_500_000u64})
         );
+    }
+
+    #[test]
+    fn max_and_min_order_rfc3339_times() {
+        let sp = spec(Strategy::Lww, &[("last", Strategy::Max), ("first", Strategy::Min)]);
+        let base = json!({"last": "2024-01-13T00:00:00Z", "first": "2024-01-13T00:00:00Z"});
+        // Fractions and offsets spelled differently still order by time, not by text.
+        let local = json!({"last": "2024-01-14T09:00:00.5Z", "first": "2024-01-12T23:59:59.999+00:00"});
+        let server = json!({"last": "2024-01-14T09:00:00.123456Z", "first": "2024-01-13T00:00:00.5Z"});
+        // The server's write is the later one: a fallback to last-write-wins would take its fields.
+        let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2)));
+        assert_eq!(r, json!({"last": "2024-01-14T09:00:00.5Z", "first": "2024-01-12T23:59:59.999+00:00"}));
+        // A string that is not a time is not ordered: the three-way merge decides.
+        let (l, s) = (json!({"last": "soon"}), json!({"last": "2024-01-14T09:00:00Z"}));
+        assert_eq!(merged(merge(&sp, None, Some(&l), Some(&s), &st(1, 2))), s);
     }
 
     #[test]
