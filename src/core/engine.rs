@@ -429,12 +429,23 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let mut report = FlushReport::default();
         // Lowered when the server refuses a batch as too large (413).
         let mut batch_cap = usize::MAX;
+        // The queue as of the last pass: read whole once, then only the lanes a pass touched are read
+        // again. `None` reads it whole (first pass, a surprise from another tab, or to make sure
+        // nothing arrived meanwhile before stopping). Safe to reuse: `mark_sent` sends each lane's
+        // head as it is in the store then, not as the snapshot remembers it.
+        let mut snapshot: Option<(Vec<Operation>, BTreeSet<EntityKey>)> = None;
         loop {
             self.state.borrow_mut().flush_again = false;
             let now = self.clock.now_ms();
             let decision = self.network();
-            let (ops, conflicts) = self.store.load_queue().await?;
-            let paused = self.paused_lanes(&conflicts).await?;
+            let (mut ops, paused, whole) = match snapshot.take() {
+                Some((ops, paused)) => (ops, paused, false),
+                None => {
+                    let (ops, conflicts) = self.store.load_queue().await?;
+                    let paused = self.paused_lanes(&conflicts).await?;
+                    (ops, paused, true)
+                }
+            };
             self.state.borrow_mut().metrics.record_queue_size(ops.len());
             report.remaining = ops.len();
             report.next_attempt_at = next_due(&ops, &paused);
@@ -450,9 +461,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
             let limit = decision.batch_size.min(self.config.max_batch_size).min(batch_cap).max(1);
             let heads: Vec<Operation> = ready_heads(&ops, &paused, now, limit).into_iter().cloned().collect();
-            drop(ops);
             if heads.is_empty() {
-                return Ok(report);
+                if whole {
+                    return Ok(report);
+                }
+                continue;
             }
             let batch = self.mark_sent(heads).await?;
             if batch.is_empty() {
@@ -477,6 +490,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 report.breaker_open = matches!(self.state.borrow().breaker.state(), BreakerState::Open { .. });
                 return Ok(report);
             }
+            // The batch's lanes as the answers left them; conflicts and dead letters may pause lanes.
+            let touched: BTreeSet<EntityKey> = batch.iter().map(Operation::key).collect();
+            let keys: Vec<EntityKey> = touched.iter().cloned().collect();
+            let lanes = self.store.transact(&keys, |tx| Ok(std::mem::take(&mut tx.lanes))).await?;
+            ops.retain(|o| !touched.contains(&o.key()));
+            ops.extend(lanes.into_values().flatten());
+            let paused = self.paused_lanes(&self.store.conflicts().await?).await?;
+            snapshot = Some((ops, paused));
         }
     }
 
