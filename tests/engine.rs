@@ -17,7 +17,7 @@ use tidesync::core::merge::{MergeSpec, Strategy};
 use tidesync::core::netpolicy::NetInfo;
 use tidesync::core::op::{EntityKey, OpKind, Operation, Priority, SyncStatus};
 use tidesync::core::retry::{BreakerState, RetryPolicy};
-use tidesync::core::traits::{Clock, Failure, OpResult, Outcome, PushResponse, Transport};
+use tidesync::core::traits::{Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Transport};
 use tidesync::store::memory::MemoryStore;
 
 // ---- plumbing ----
@@ -73,6 +73,12 @@ struct Scripted {
     versions: Rc<RefCell<BTreeMap<EntityKey, u64>>>,
     /// While set, a push waits (returns `Pending`) until the test releases it.
     hold: Rc<Cell<bool>>,
+    /// What the server holds (version, data), as a full listing answers it: the default "accept"
+    /// answer keeps it up to date; tests set it for their scripted answers.
+    records: Rc<RefCell<BTreeMap<EntityKey, (u64, Value)>>>,
+    /// Listings served, and whether they fail (the network is down).
+    pulls: Rc<Cell<u32>>,
+    pull_fails: Rc<Cell<bool>>,
 }
 
 impl Scripted {
@@ -90,6 +96,10 @@ impl Scripted {
         let mut v = self.versions.borrow_mut();
         let n = v.entry(op.key()).or_default();
         *n += 1;
+        match &op.payload {
+            Some(p) => self.records.borrow_mut().insert(op.key(), (*n, p.clone())),
+            None => self.records.borrow_mut().remove(&op.key()),
+        };
         Outcome::Accepted { version: Some(*n), data: op.payload.clone(), checksum: None }
     }
     fn accept_all(&self, ops: &[Operation]) -> PushResponse {
@@ -122,6 +132,27 @@ impl Transport for Scripted {
             Some(answer) => answer(ops),
             None => Ok(self.accept_all(ops)),
         }
+    }
+
+    /// A full listing of what the server holds (no cursor).
+    async fn pull(&self, collection: &str, _cursor: Option<&str>) -> Result<PullPage, Failure> {
+        self.pulls.set(self.pulls.get() + 1);
+        if self.pull_fails.get() {
+            return Err(Failure::new(SyncError::Network("connection refused".into())));
+        }
+        let items = self
+            .records
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.collection == collection)
+            .map(|(k, (v, d))| ServerRecord {
+                id: k.id.clone(),
+                version: Some(*v),
+                data: Some(d.clone()),
+                modified_ms: None,
+            })
+            .collect();
+        Ok(PullPage { items, cursor: None, has_more: false })
     }
 }
 
@@ -621,25 +652,232 @@ fn reference_stats_merge_through_a_conflict() {
 
 // ---- storage ----
 
+// ---- integrity ----
+
+fn corrupt(e: &Env, col: &str, id: &str, data: Value) {
+    e.store.tamper(|d| d.entities.get_mut(&EntityKey::new(col, id)).unwrap().data = Some(data));
+}
+
+fn integrity_events(e: &Env) -> Vec<String> {
+    e.engine
+        .take_events()
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::Error { code, message, .. } if code == "INTEGRITY" => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An accepted answer whose checksum is `sum` (and whose record is `data`).
+fn accepted_with_checksum(
+    version: u64,
+    data: Option<Value>,
+    sum: &str,
+) -> impl FnOnce(&[Operation]) -> Result<PushResponse, Failure> {
+    let sum = sum.to_string();
+    move |ops| {
+        let outcome = Outcome::Accepted { version: Some(version), data, checksum: Some(sum) };
+        Ok(PushResponse { results: vec![result(&ops[0], outcome)], server_time_ms: None })
+    }
+}
+
 #[test]
-fn a_corrupted_record_fails_its_checksum() {
+fn a_damaged_record_is_reported_never_returned_and_refetched_from_the_server() {
     let e = env();
     e.synced("notes", "a", json!({"t": 1}));
-    e.put("notes", "b", json!({"t": 2}));
-    e.store.tamper(|d| {
-        let rec = d.entities.get_mut(&EntityKey::new("notes", "a")).unwrap();
-        rec.data = Some(json!({"t": 999}));
-    });
+    e.synced("notes", "gone", json!({"t": 2}));
+    e.put("notes", "b", json!({"t": 3}));
+    // Another device changed `a` since; the server deleted `gone`.
+    e.net.records.borrow_mut().insert(EntityKey::new("notes", "a"), (4, json!({"t": 1, "by": "other"})));
+    e.net.records.borrow_mut().remove(&EntityKey::new("notes", "gone"));
+    corrupt(&e, "notes", "a", json!({"t": 999}));
+    e.engine.take_events();
+
+    // The read that meets it fails with the typed error, and the record is re-fetched meanwhile.
     let err = block_on(e.engine.get("notes", "a")).unwrap_err();
     assert_eq!(err.code(), "INTEGRITY");
-    // A listing leaves the bad record out and reports it.
+    assert_eq!(e.net.pulls.get(), 1);
+    let events = e.engine.take_events();
+    assert!(events.iter().any(|ev| matches!(ev, Event::Error { code, .. } if code == "INTEGRITY")), "{events:?}");
+    assert!(events.iter().any(|ev| matches!(ev, Event::Change { id, .. } if id == "a")), "{events:?}");
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), Some(json!({"t": 1, "by": "other"})));
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.base.clone(), rec.version, rec.sync_status), (rec.data.clone(), Some(4), SyncStatus::Synced));
+
+    // A listing leaves damaged records out, reports them and repairs them (one fetch for all): a
+    // record the server no longer has is deleted.
+    corrupt(&e, "notes", "a", json!({"t": -1}));
+    corrupt(&e, "notes", "gone", json!({"t": -2}));
     let list = block_on(e.engine.list("notes")).unwrap();
     assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b"]);
-    assert!(e
-        .engine
-        .take_events()
-        .iter()
-        .any(|ev| matches!(ev, tidesync::core::engine::Event::Error { code, .. } if code == "INTEGRITY")));
+    assert_eq!(integrity_events(&e).len(), 2);
+    assert_eq!(e.net.pulls.get(), 2);
+    let list = block_on(e.engine.list("notes")).unwrap();
+    assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(!e.store.dump().entities.contains_key(&EntityKey::new("notes", "gone")));
+}
+
+#[test]
+fn a_damaged_record_with_a_pending_write_is_restored_from_that_write() {
+    // What the user expects: the write they made last, which is still on its way to the server;
+    // not the server's older state.
+    let e = env();
+    e.synced("notes", "a", json!({"t": 1}));
+    e.put("notes", "a", json!({"t": 2}));
+    corrupt(&e, "notes", "a", json!({"t": 999}));
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY");
+    assert_eq!(e.net.pulls.get(), 0, "the pending write's own copy needs no fetch");
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), Some(json!({"t": 2})));
+    assert_eq!(e.record("notes", "a").sync_status, SyncStatus::Pending);
+
+    // A patch never builds on a damaged copy: refused, and the record restored.
+    corrupt(&e, "notes", "a", json!({"t": 999, "junk": true}));
+    let err = block_on(e.engine.patch("notes", "a", json!({"u": 1}), None)).unwrap_err();
+    assert_eq!(err.code(), "INTEGRITY");
+    block_on(e.engine.patch("notes", "a", json!({"u": 1}), None)).unwrap();
+    e.flush();
+    let sent = e.net.sent().last().unwrap()[0].clone();
+    assert_eq!(sent.payload, Some(json!({"t": 2, "u": 1})));
+    assert_eq!(e.record("notes", "a").sync_status, SyncStatus::Synced);
+}
+
+#[test]
+fn a_damaged_record_waits_for_the_server_and_the_next_pull_repairs_it() {
+    let e = env();
+    e.synced("notes", "a", json!({"t": 1}));
+    corrupt(&e, "notes", "a", json!({"t": 999}));
+    e.net.pull_fails.set(true);
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY");
+    let events = integrity_events(&e);
+    assert!(events.iter().any(|m| m.contains("could not be fetched")), "{events:?}");
+    // Still damaged: still refused, never used.
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY");
+    assert_eq!(integrity_events(&e).len(), 2, "reported again, and the fetch failed again");
+    e.net.pull_fails.set(false);
+    let pulls = e.net.pulls.get();
+    block_on(e.engine.pull(Some("notes"))).unwrap();
+    assert!(e.net.pulls.get() > pulls);
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), Some(json!({"t": 1})));
+    assert!(integrity_events(&e).is_empty());
+}
+
+#[test]
+fn a_conflict_never_merges_a_damaged_copy() {
+    for good_copy in [true, false] {
+        let e = env();
+        e.synced("notes", "a", json!({"t": 1, "u": 1}));
+        e.put("notes", "a", json!({"t": 2, "u": 1}));
+        corrupt(&e, "notes", "a", json!({"t": 999, "u": 1}));
+        if !good_copy {
+            e.store.tamper(|d| d.ops.values_mut().next().unwrap().payload = Some(json!({"t": 998, "u": 1})));
+        }
+        e.net.then(conflict_answer(2, json!({"t": 1, "u": 5})));
+        e.flush();
+        let rec = e.record("notes", "a");
+        let audit = e.engine.audit_log();
+        if good_copy {
+            // Our side is the pending write's own copy: t from us, u from the server.
+            assert_eq!(rec.data, Some(json!({"t": 2, "u": 5})));
+            assert!(integrity_events(&e).is_empty());
+        } else {
+            // No good copy of ours is left: the server's state is taken, and the loss reported.
+            assert_eq!(rec.data, Some(json!({"t": 1, "u": 5})));
+            assert_eq!(audit.last().unwrap().reason, tidesync::core::op::ConflictReason::Integrity);
+            assert_eq!(integrity_events(&e).len(), 1);
+        }
+        assert_eq!(rec.sync_status, SyncStatus::Synced, "good copy: {good_copy}");
+    }
+}
+
+#[test]
+fn a_server_checksum_that_does_not_match_fetches_the_servers_record() {
+    let e = env();
+    // Without a record in the answer: the server stored something other than what we sent.
+    e.put("notes", "a", json!({"t": 1}));
+    let stored = json!({"t": 1, "normalised": true});
+    e.net.records.borrow_mut().insert(EntityKey::new("notes", "a"), (1, stored.clone()));
+    e.net.then(accepted_with_checksum(1, None, "0bad"));
+    let r = e.flush();
+    assert_eq!((r.accepted, r.remaining), (1, 0));
+    assert_eq!(e.net.pulls.get(), 1);
+    let rec = e.record("notes", "a");
+    assert_eq!(
+        (rec.data.clone(), rec.base.clone(), rec.version),
+        (Some(stored.clone()), Some(stored.clone()), Some(1))
+    );
+    assert_eq!(rec.sync_status, SyncStatus::Synced);
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), Some(stored), "stored under a matching checksum");
+    let events = integrity_events(&e);
+    assert!(events.len() == 1 && events[0].contains("0bad"), "{events:?}");
+
+    // An echoed record that does not match the echoed checksum (damaged on the way): fetched too.
+    e.put("notes", "b", json!({"t": 2}));
+    e.net.records.borrow_mut().insert(EntityKey::new("notes", "b"), (1, json!({"t": 2})));
+    let sum = tidesync::core::checksum::checksum(&json!({"t": 2}));
+    e.net.then(accepted_with_checksum(1, Some(json!({"t": 20})), &sum));
+    e.flush();
+    assert_eq!(e.net.pulls.get(), 2);
+    assert_eq!(e.record("notes", "b").data, Some(json!({"t": 2})));
+
+    // An echoed record that matches it needs no fetch, even when the server normalised it.
+    e.put("notes", "c", json!({"t": 3}));
+    let normalised = json!({"t": 3, "id": "c"});
+    let sum = tidesync::core::checksum::checksum(&normalised);
+    e.net.then(accepted_with_checksum(1, Some(normalised.clone()), &sum));
+    e.flush();
+    assert_eq!(e.net.pulls.get(), 2);
+    assert_eq!(e.record("notes", "c").data, Some(normalised));
+    assert!(integrity_events(&e).len() == 1, "only b's mismatch");
+}
+
+#[test]
+fn a_mismatch_whose_record_cannot_be_fetched_keeps_the_write_until_it_can() {
+    let e = env();
+    e.put("notes", "a", json!({"t": 1}));
+    let id = e.queue()[0].id.clone();
+    e.net.pull_fails.set(true);
+    e.net.then(accepted_with_checksum(1, None, "0bad"));
+    let r = e.flush();
+    assert_eq!((r.accepted, r.retried, r.remaining), (0, 1, 1));
+    let q = e.queue();
+    assert_eq!((q[0].id.as_str(), q[0].sent, q[0].attempts), (id.as_str(), true, 1));
+    assert_eq!(e.record("notes", "a").sync_status, SyncStatus::Pending);
+    assert_eq!(integrity_events(&e).len(), 1);
+    assert!(q[0].last_error.as_deref().is_some_and(|m| m.contains("could not be fetched")), "{q:?}");
+
+    // The retry (same id: the server's ledger answers it again) finds the server reachable.
+    e.net.pull_fails.set(false);
+    e.net.records.borrow_mut().insert(EntityKey::new("notes", "a"), (1, json!({"t": 1, "x": 0})));
+    e.net.then(accepted_with_checksum(1, None, "0bad"));
+    e.clock.advance(60_000);
+    let r = e.flush();
+    assert_eq!((r.accepted, r.remaining), (1, 0));
+    assert_eq!(e.net.sent().last().unwrap()[0].id, id);
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.data, rec.sync_status), (Some(json!({"t": 1, "x": 0})), SyncStatus::Synced));
+}
+
+#[test]
+fn a_mismatch_with_a_later_write_queued_rebases_that_write_onto_the_servers_record() {
+    let e = env();
+    e.put("notes", "a", json!({"t": 1}));
+    e.net.hold.set(true);
+    let mut flush = Box::pin(e.engine.flush());
+    assert!(poll_once(flush.as_mut()).is_pending());
+    // Written while the first write is in flight: made on top of it.
+    e.put("notes", "a", json!({"t": 1, "u": 2}));
+    e.net.records.borrow_mut().insert(EntityKey::new("notes", "a"), (1, json!({"t": 1, "s": 3})));
+    e.net.versions.borrow_mut().insert(EntityKey::new("notes", "a"), 1);
+    e.net.then(accepted_with_checksum(1, None, "0bad"));
+    e.net.hold.set(false);
+    block_on(flush).unwrap();
+    // Ours (u) and the server's (s) changes since what we sent, both kept, sent against version 1.
+    let last = e.net.sent().last().unwrap()[0].clone();
+    assert_eq!((last.payload.clone(), last.base_version), (Some(json!({"t": 1, "u": 2, "s": 3})), Some(1)));
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.data, rec.version, rec.sync_status), (last.payload, Some(2), SyncStatus::Synced));
+    assert_eq!(e.engine.audit_log().last().unwrap().reason, tidesync::core::op::ConflictReason::Integrity);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::netpolicy::{NetDecision, NetInfo, NetPolicy, RttEstimator};
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
 use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEffect};
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
-use super::traits::{Clock, Failure, Outcome, PushResponse, Store, Transport, Tx, Write};
+use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
 
 /// A collection the app syncs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,7 +139,7 @@ pub struct Status {
     pub network: NetDecision,
 }
 
-struct State {
+pub(super) struct State {
     breaker: CircuitBreaker,
     metrics: Metrics,
     net: NetInfo,
@@ -152,6 +152,9 @@ struct State {
     events: Vec<Event>,
     audit: VecDeque<AuditEntry>,
     closed: bool,
+    /// Records whose stored copy failed its checksum and could not be repaired yet (the server was
+    /// unreachable, or pending writes must be answered first). The next pull tries again.
+    pub(super) corrupt: BTreeSet<EntityKey>,
 }
 
 /// The meta record holding this device's id.
@@ -168,7 +171,7 @@ pub struct Engine<S, T, C> {
     pub(super) clock: C,
     pub(super) config: EngineConfig,
     device_id: String,
-    state: RefCell<State>,
+    pub(super) state: RefCell<State>,
     resolvers: RefCell<BTreeMap<String, Resolver>>,
 }
 
@@ -198,6 +201,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             events: Vec::new(),
             audit: VecDeque::new(),
             closed: false,
+            corrupt: BTreeSet::new(),
         };
         Ok(Engine {
             store,
@@ -334,15 +338,33 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let priority = priority.unwrap_or(self.config.collections[collection].priority);
         let now = self.clock.now_ms();
         let mut new_id = || uuid(&self.clock);
-        let effects = self
+        let corrupt: RefCell<Option<Entity>> = RefCell::new(None);
+        let result = self
             .store
             .transact(&keys, |tx| {
                 keys.iter()
                     .zip(writes)
-                    .map(|(key, (_, m))| local_write(tx, key, m, now, &mut new_id, priority))
+                    .map(|(key, (_, m))| {
+                        // A patch builds on the stored record: never on a copy that fails its checksum.
+                        if let (Mutation::Patch(_), Some(e)) = (&m, tx.entity(key).filter(|e| !intact(e))) {
+                            *corrupt.borrow_mut() = Some(e.clone());
+                            return Err(SyncError::Integrity(format!(
+                                "{}/{} does not match its checksum",
+                                e.collection, e.id
+                            )));
+                        }
+                        local_write(tx, key, m, now, &mut new_id, priority)
+                    })
                     .collect::<Result<Vec<_>>>()
             })
-            .await?;
+            .await;
+        if let Some(e) = corrupt.into_inner() {
+            if let Err(err) = self.verify(&e) {
+                self.repair(vec![e.key()]).await;
+                return Err(err);
+            }
+        }
+        let effects = result?;
         for (key, eff) in keys.iter().zip(&effects) {
             if eff.changed {
                 self.emit(change_event(key, eff.entity.as_ref()));
@@ -356,12 +378,17 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(self.record(collection, id).await?.and_then(|e| e.data))
     }
 
-    /// The record with its sync state (`None` if absent or deleted).
+    /// The record with its sync state (`None` if absent or deleted). A stored copy that fails its
+    /// checksum is never returned: the call fails with `INTEGRITY` (also an `error` event) once the
+    /// record has been repaired (`repair`), so reading it again returns the repaired record.
     pub async fn record(&self, collection: &str, id: &str) -> Result<Option<Entity>> {
         let key = self.key(collection, id)?;
         match self.store.get_entity(&key).await? {
             Some(e) if !e.is_deleted() => {
-                self.verify(&e)?;
+                if let Err(err) = self.verify(&e) {
+                    self.repair(vec![key]).await;
+                    return Err(err);
+                }
                 Ok(Some(e))
             }
             _ => Ok(None),
@@ -369,24 +396,34 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 
     /// Every live record of the collection, ordered by id. A record that fails its checksum is
-    /// left out and reported as an `INTEGRITY` error event.
+    /// left out, reported as an `INTEGRITY` error event and repaired (`repair`) before this returns.
     pub async fn list(&self, collection: &str) -> Result<Vec<Entity>> {
         self.check_open()?;
         if !self.config.collections.contains_key(collection) {
             return Err(SyncError::InvalidInput(format!("unknown collection '{collection}'")));
         }
         let mut out = self.store.list_entities(collection).await?;
-        out.retain(|e| !e.is_deleted() && self.verify(e).is_ok());
+        let corrupt: Vec<EntityKey> = out.iter().filter(|e| self.verify(e).is_err()).map(Entity::key).collect();
+        out.retain(|e| !e.is_deleted() && intact(e));
+        if !corrupt.is_empty() {
+            self.repair(corrupt).await;
+        }
         Ok(out)
     }
 
-    fn verify(&self, e: &Entity) -> Result<()> {
-        let Some(data) = &e.data else { return Ok(()) };
-        if e.checksum.as_deref() == Some(checksum(data).as_str()) {
+    /// Checks a stored record against its checksum; a mismatch is reported (an `INTEGRITY` error
+    /// event) and remembered for `repair`.
+    pub(super) fn verify(&self, e: &Entity) -> Result<()> {
+        if intact(e) {
             return Ok(());
         }
-        let err = SyncError::Integrity(format!("{}/{} does not match its checksum", e.collection, e.id));
-        self.emit(Event::Error { code: err.code().into(), message: err.to_string(), status: None });
+        let err = SyncError::Integrity(format!(
+            "{}/{} does not match its checksum: the stored copy is not used, and the record is restored \
+             from its pending write or from the server",
+            e.collection, e.id
+        ));
+        self.report(&err);
+        self.state.borrow_mut().corrupt.insert(e.key());
         Err(err)
     }
 
@@ -571,6 +608,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
         }
         let now = t1;
+        let fetched = match &response {
+            Ok(r) => self.fetch_mismatched(batch, r).await,
+            Err(_) => HashMap::new(),
+        };
         let outcome = self
             .store
             .transact(&keys, |tx| {
@@ -593,15 +634,21 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                             )));
                             self.on_failure(tx, op, &f, now, &mut out)
                         }
-                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => {
-                            self.on_accepted(tx, op, *version, data.clone(), &mut out)
-                        }
+                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => match fetched.get(op.id.as_str()) {
+                            None => self.on_accepted(tx, op, *version, data.clone(), None, now, &mut out)?,
+                            Some(Ok(server)) => {
+                                self.on_accepted(tx, op, *version, None, Some(server), now, &mut out)?
+                            }
+                            // Applied, but what the server holds is unknown: the op stays (same id, so
+                            // the server's ledger answers its retry) until the record can be fetched.
+                            Some(Err(f)) => self.on_failure(tx, op, f, now, &mut out),
+                        },
                         (
                             Ok(_),
                             Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms }),
                         ) => {
                             let data = if *deleted { None } else { server_data.clone() };
-                            self.on_conflict(tx, op, *server_version, data, *server_modified_ms, now, &mut out)?
+                            self.on_conflict(tx, op, *server_version, data, *server_modified_ms, now, None, &mut out)?
                         }
                         (Ok(_), Some(Outcome::Failed(f))) => self.on_failure(tx, op, f, now, &mut out),
                     }
@@ -649,13 +696,28 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(outcome.retried > 0 || (response.is_err() && outcome.dead == 0))
     }
 
-    fn on_accepted(&self, tx: &mut Tx, op: &Operation, version: Option<u64>, data: Option<Value>, out: &mut Applied) {
+    /// `fetched`: the server echoed a checksum that did not match, and this is its record as
+    /// fetched afterwards (`None` inside: it holds none). It is taken instead of the echo.
+    #[allow(clippy::too_many_arguments)]
+    fn on_accepted(
+        &self,
+        tx: &mut Tx,
+        op: &Operation,
+        version: Option<u64>,
+        data: Option<Value>,
+        fetched: Option<&Option<ServerRecord>>,
+        now: u64,
+        out: &mut Applied,
+    ) -> Result<()> {
         let key = op.key();
         tx.write(Write::DeleteOp(op.id.clone()));
         out.accepted += 1;
         out.attempts_accepted.push(op.attempts);
         let rest: Vec<Operation> = tx.lane(&key).to_vec();
-        let server_state = if op.kind == OpKind::Delete { None } else { data.or_else(|| op.payload.clone()) };
+        let (version, server_state) = match fetched {
+            None => (version, if op.kind == OpKind::Delete { None } else { data.or_else(|| op.payload.clone()) }),
+            Some(r) => (r.as_ref().and_then(|r| r.version).or(version), r.as_ref().and_then(|r| r.data.clone())),
+        };
         let Some(mut e) = tx.entity(&key).cloned() else {
             if server_state.is_some() && rest.is_empty() {
                 // The record was deleted here while this write's answer was lost (it waited in the
@@ -672,14 +734,29 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 };
                 self.requeue(tx, &key, tombstone, None, true, op.priority, self.clock.now_ms(), out);
             }
-            return;
+            return Ok(());
         };
+        if let (Some(server), Some(next)) = (fetched, rest.first().filter(|n| !n.sent)) {
+            // Later writes were made on top of what we sent, and the server holds something else:
+            // rebase them onto its record as a pull does (a 3-way merge whose base is what we sent,
+            // which the server acknowledged).
+            e.base = op.payload.clone();
+            e.version = version.or(e.version);
+            tx.write(Write::PutEntity(e));
+            let (next, modified) = (next.clone(), server.as_ref().and_then(|r| r.modified_ms));
+            let reason = Some(ConflictReason::Integrity);
+            return self.on_conflict(tx, &next, version, server_state, modified, now, reason, out);
+        }
         e.base = server_state.clone();
         e.version = version.or(e.version);
-        if rest.is_empty() && op.kind == OpKind::Delete && e.data.is_none() {
+        let gone = match fetched {
+            Some(_) => server_state.is_none(),
+            None => op.kind == OpKind::Delete && e.data.is_none(),
+        };
+        if rest.is_empty() && gone {
             tx.write(Write::DeleteEntity(key.clone()));
             out.events.push(change_event(&key, None));
-            return;
+            return Ok(());
         }
         if let Some(next) = rest.first() {
             // The next write in the lane was made on top of this one: it now expects the new version.
@@ -697,6 +774,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         }
         out.events.push(change_event(&key, Some(&e)));
         tx.write(Write::PutEntity(e));
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -708,12 +786,21 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         server: Option<Value>,
         server_modified_ms: Option<u64>,
         now: u64,
+        reason: Option<ConflictReason>,
         out: &mut Applied,
     ) -> Result<()> {
         out.conflicts += 1;
         let key = op.key();
         let entity = tx.entity(&key).cloned();
-        let local = entity.as_ref().and_then(|e| e.data.clone());
+        // The rejected op and any later ones in the lane are folded into `local` already.
+        let lane: Vec<Operation> = tx.lane(&key).to_vec();
+        // Our side must be what we wrote, never a stored copy that fails its checksum: the newest
+        // pending write holds its own copy (under its own checksum); with no good copy at all, the
+        // server's state is taken as authoritative and the loss reported.
+        let (local, corrupt) = match entity.as_ref() {
+            Some(e) if !intact(e) => newest_copy(&lane).map_or((None, true), |copy| (copy, false)),
+            e => (e.and_then(|e| e.data.clone()), false),
+        };
         let base = entity.as_ref().and_then(|e| e.base.clone());
         let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
         let skew = self.state.borrow().skew_ms;
@@ -726,9 +813,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             None => ((local_raw as i64 + skew).max(0) as u64, server_modified_ms.unwrap_or(0)),
         };
         let stamps = Stamps { local_ms, server_ms, local_device: self.device_id.clone(), server_device: String::new() };
-        let reason = if server.is_none() { ConflictReason::Deleted } else { ConflictReason::Version };
-        // The rejected op and any later ones in the lane are folded into `local` already.
-        let lane: Vec<Operation> = tx.lane(&key).to_vec();
+        let reason = match reason {
+            _ if corrupt => ConflictReason::Integrity,
+            Some(r) => r,
+            None if server.is_none() => ConflictReason::Deleted,
+            None => ConflictReason::Version,
+        };
         for o in &lane {
             tx.write(Write::DeleteOp(o.id.clone()));
         }
@@ -745,9 +835,28 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         });
         e.base = server.clone();
         e.version = server_version.or(e.version);
-        let custom =
-            self.resolvers.borrow().get(&op.collection).map(|f| f(base.as_ref(), local.as_ref(), server.as_ref()));
+        let custom = match corrupt {
+            true => None,
+            false => {
+                self.resolvers.borrow().get(&op.collection).map(|f| f(base.as_ref(), local.as_ref(), server.as_ref()))
+            }
+        };
         let resolution = match custom {
+            None if corrupt => {
+                let err = SyncError::Integrity(format!(
+                    "{}/{} does not match its checksum and no pending write holds a good copy: the server's \
+                     state replaces it",
+                    key.collection, key.id
+                ));
+                out.errors.push(ErrorEntry {
+                    at: now,
+                    code: err.code().into(),
+                    message: err.to_string(),
+                    status: None,
+                });
+                out.events.push(Event::Error { code: err.code().into(), message: err.to_string(), status: None });
+                Resolution::Merged(server.clone())
+            }
             None => merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps),
             Some(Ok(Some(v))) => Resolution::Merged(Some(v)),
             Some(Ok(None)) => Resolution::Manual,
@@ -863,9 +972,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let Some(mut o) = tx.lane(&op.key()).iter().find(|o| o.id == op.id).cloned() else { return };
         let class = match &f.error {
             SyncError::Http { status, .. } => classify_status(*status, op.kind == OpKind::Create),
-            SyncError::Network(_) | SyncError::Timeout | SyncError::Protocol(_) | SyncError::Offline => {
-                Class::Retryable
-            }
+            // `Integrity`: the server applied the op but its record could not be fetched to check it.
+            SyncError::Network(_)
+            | SyncError::Timeout
+            | SyncError::Protocol(_)
+            | SyncError::Offline
+            | SyncError::Integrity(_) => Class::Retryable,
             _ => Class::Permanent,
         };
         let status = f.error.status();
@@ -1208,6 +1320,22 @@ pub(super) fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
         sync_status: e.map(|e| e.sync_status),
         deleted: e.is_none_or(Entity::is_deleted),
     }
+}
+
+/// The newest pending write's own copy of the record (`Some(None)`: a delete), if it matches the
+/// op's checksum.
+pub(super) fn newest_copy(lane: &[Operation]) -> Option<Option<Value>> {
+    let last = lane.last()?;
+    match &last.payload {
+        _ if last.kind == OpKind::Delete => Some(None),
+        Some(p) if checksum(p) == last.checksum => Some(Some(p.clone())),
+        _ => None,
+    }
+}
+
+/// Whether a stored record's data matches its checksum (a deleted record has nothing to check).
+pub fn intact(e: &Entity) -> bool {
+    e.data.as_ref().is_none_or(|d| e.checksum.as_deref() == Some(checksum(d).as_str()))
 }
 
 /// The record's own `lastModified` field, when it has one (the reference design's records do).

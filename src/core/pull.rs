@@ -1,16 +1,21 @@
 //! Pulling the server's changes: records with no pending write take the server's state; records
 //! with pending writes are rebased (3-way merge, the pending write re-made against the server's
 //! version); tombstones delete. Each page and its cursor are stored in one transaction.
+//!
+//! Also the integrity repairs that take records from the server: a write whose accepted answer
+//! carries a checksum that does not match (`fetch_mismatched`), and a stored record that fails its
+//! checksum (`repair`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::engine::{change_event, Applied, Engine, Event};
+use super::checksum::checksum;
+use super::engine::{change_event, intact, newest_copy, Applied, Engine, Event};
 use super::error::{Result, SyncError};
-use super::op::{Entity, EntityKey, SyncStatus};
-use super::traits::{Clock, ServerRecord, Store, Transport, Tx, Write};
+use super::op::{Entity, EntityKey, OpKind, Operation, SyncStatus};
+use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
 
 /// What one `pull()` did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -45,6 +50,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             None => self.config.collections.keys().cloned().collect(),
         };
         let mut report = PullReport::default();
+        // Damaged records a read could not repair yet (the server was unreachable, or pending
+        // writes had to be answered first) are tried again first.
+        let damaged = std::mem::take(&mut self.state.borrow_mut().corrupt);
+        if !damaged.is_empty() {
+            self.repair(damaged.into_iter().collect()).await;
+        }
         for name in names {
             self.pull_collection(&name, &mut report).await?;
         }
@@ -124,7 +135,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         }
         if let Some(head) = lane.first() {
             report.rebased += 1;
-            return self.on_conflict(tx, head, item.version, item.data.clone(), item.modified_ms, now, out);
+            return self.on_conflict(tx, head, item.version, item.data.clone(), item.modified_ms, now, None, out);
         }
         match &item.data {
             None => {
@@ -157,6 +168,174 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     report.applied += 1;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// What a fetch after a checksum mismatch found, per op id: the server's live record (`None`: it
+/// has none), or why it could not be fetched.
+pub(super) type Fetched = HashMap<String, std::result::Result<Option<ServerRecord>, Failure>>;
+
+impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
+    /// Accepted results whose server checksum does not match the record the server says it holds
+    /// (the record it echoed, or without one what we sent): each is reported as `INTEGRITY`, and the
+    /// server's record is fetched (one request per collection) to be taken as authoritative.
+    ///
+    /// An echoed record that matches the echoed checksum needs no fetch even when it differs from
+    /// what we sent: the server normalised it, and it is taken as the server's record anyway.
+    pub(super) async fn fetch_mismatched(&self, batch: &[Operation], response: &PushResponse) -> Fetched {
+        let mut suspect: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+        for r in &response.results {
+            let Outcome::Accepted { data, checksum: Some(theirs), .. } = &r.outcome else { continue };
+            let Some(op) = batch.iter().find(|o| o.id == r.op_id && o.kind != OpKind::Delete) else { continue };
+            let ours = data.as_ref().map_or_else(|| op.checksum.clone(), checksum);
+            if theirs.eq_ignore_ascii_case(&ours) {
+                continue;
+            }
+            let what = if data.is_some() { "the record it returned" } else { "the record we sent" };
+            self.report(&SyncError::Integrity(format!(
+                "the server's checksum of {}/{} ({theirs}) does not match {what} ({ours}): its record is fetched",
+                op.collection, op.entity_id
+            )));
+            suspect.entry(op.collection.as_str()).or_default().push(op);
+        }
+        let mut out = Fetched::new();
+        for (collection, ops) in suspect {
+            let ids: Vec<String> = ops.iter().map(|o| o.entity_id.clone()).collect();
+            let answer = self.transport.fetch(collection, &ids).await;
+            for op in ops {
+                let found = match &answer {
+                    Ok(records) => Ok(records.iter().find(|r| r.id == op.entity_id && r.data.is_some()).cloned()),
+                    Err(f) => Err(Failure {
+                        error: SyncError::Integrity(format!(
+                            "the server applied the write to {collection}/{}, but its record could not be fetched \
+                             to check it: {}",
+                            op.entity_id, f.error
+                        )),
+                        retry_after_ms: f.retry_after_ms,
+                    }),
+                };
+                out.insert(op.id.clone(), found);
+            }
+        }
+        out
+    }
+
+    /// Restores records whose stored copy failed its checksum (never used meanwhile: reads fail
+    /// with `INTEGRITY` and patches are refused).
+    ///
+    /// - With pending writes: the newest one's own copy (checked by its own checksum) becomes the
+    ///   record again. That is what the user expects to see: their last write, which is still on
+    ///   its way to the server and must not be lost nor replaced by the server's older state; its
+    ///   answer (or its merge with the server's state) settles the record as usual.
+    /// - With pending writes but no good copy in them either: nothing trustworthy is left here; the
+    ///   record waits for their answers (the server checks each op's checksum) and is repaired
+    ///   afterwards. A record waiting for the app to resolve a conflict waits for that.
+    /// - Without: the server's record is fetched (one request per collection) and replaces it, or the
+    ///   record is deleted if the server has none.
+    ///
+    /// What cannot be repaired now is tried again at the next `pull()`. Failures are reported as
+    /// events, not returned: a repair runs on behalf of a read that fails with `INTEGRITY` anyway.
+    pub(super) async fn repair(&self, keys: Vec<EntityKey>) {
+        let mut waiting = BTreeSet::new();
+        if let Err(e) = self.try_repair(&keys, &mut waiting).await {
+            self.report(&e);
+            // A store failure: nothing is known to be repaired.
+            waiting.extend(keys);
+        }
+        self.state.borrow_mut().corrupt.extend(waiting);
+    }
+
+    /// `repair`; adds to `waiting` what is still damaged and must be tried again later.
+    async fn try_repair(&self, keys: &[EntityKey], waiting: &mut BTreeSet<EntityKey>) -> Result<()> {
+        let (need_server, events, wait) = self
+            .store
+            .transact(keys, |tx| {
+                let (mut need_server, mut events, mut wait) = (Vec::new(), Vec::new(), Vec::new());
+                for key in keys {
+                    let Some(mut e) = tx.entity(key).cloned().filter(|e| !intact(e)) else { continue };
+                    let lane = tx.lane(key);
+                    if lane.is_empty() && e.sync_status != SyncStatus::Conflict {
+                        need_server.push(key.clone());
+                    } else if let Some(copy) = newest_copy(lane).filter(|_| e.sync_status != SyncStatus::Conflict) {
+                        e.checksum = copy.as_ref().map(checksum);
+                        e.data = copy;
+                        events.push(change_event(key, Some(&e)));
+                        tx.write(Write::PutEntity(e));
+                    } else {
+                        wait.push(key.clone());
+                    }
+                }
+                Ok((need_server, events, wait))
+            })
+            .await?;
+        waiting.extend(wait);
+        self.absorb(Applied { events, ..Applied::default() });
+
+        let mut by_collection: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in need_server {
+            by_collection.entry(key.collection).or_default().push(key.id);
+        }
+        for (collection, ids) in by_collection {
+            let keys: Vec<EntityKey> = ids.iter().map(|id| EntityKey::new(collection.clone(), id.clone())).collect();
+            let records = match self.transport.fetch(&collection, &ids).await {
+                Ok(records) => records,
+                Err(f) => {
+                    self.report(&SyncError::Integrity(format!(
+                        "the server's copy of {} damaged record(s) of '{collection}' could not be fetched ({}); \
+                         the next pull tries again",
+                        ids.len(),
+                        f.error
+                    )));
+                    waiting.extend(keys);
+                    continue;
+                }
+            };
+            let now = self.clock.now_ms();
+            let (events, wait) = self
+                .store
+                .transact(&keys, |tx| {
+                    let (mut events, mut wait) = (Vec::new(), Vec::new());
+                    for key in &keys {
+                        match tx.entity(key) {
+                            // Replaced by a write or a pull meanwhile.
+                            None => continue,
+                            Some(e) if intact(e) => continue,
+                            // A write arrived meanwhile (on a copy a read never returned): its own
+                            // copy restores the record at the next try.
+                            Some(_) if !tx.lane(key).is_empty() => {
+                                wait.push(key.clone());
+                                continue;
+                            }
+                            Some(_) => {}
+                        }
+                        match records.iter().find(|r| r.id == key.id).and_then(|r| Some((r, r.data.clone()?))) {
+                            Some((r, data)) => {
+                                let e = Entity {
+                                    collection: key.collection.clone(),
+                                    id: key.id.clone(),
+                                    checksum: Some(checksum(&data)),
+                                    base: Some(data.clone()),
+                                    data: Some(data),
+                                    version: r.version,
+                                    last_modified: r.modified_ms.unwrap_or(now),
+                                    sync_status: SyncStatus::Synced,
+                                };
+                                events.push(change_event(key, Some(&e)));
+                                tx.write(Write::PutEntity(e));
+                            }
+                            None => {
+                                events.push(change_event(key, None));
+                                tx.write(Write::DeleteEntity(key.clone()));
+                            }
+                        }
+                    }
+                    Ok((events, wait))
+                })
+                .await?;
+            waiting.extend(wait);
+            self.absorb(Applied { events, ..Applied::default() });
         }
         Ok(())
     }

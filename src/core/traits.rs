@@ -2,7 +2,7 @@
 //! (`Transport`) and what time it is (`Clock`). The browser and the native simulation each
 //! provide their own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use serde_json::Value;
@@ -166,7 +166,32 @@ pub trait Transport {
         let _ = cursor;
         Err(Failure::new(super::error::SyncError::Config(format!("this transport cannot pull '{collection}'"))))
     }
+
+    /// The server's current state of the records `ids` of `collection`, to take as authoritative:
+    /// the server echoed a checksum that does not match what it says it holds, or our stored copy
+    /// failed its checksum. An id missing from the answer (or a tombstone) has no live record there.
+    ///
+    /// The default reads the collection's full listing (`pull` from no cursor, following its pages)
+    /// and keeps the ids asked for: every backend that can pull can answer, at the cost of a listing.
+    async fn fetch(&self, collection: &str, ids: &[String]) -> std::result::Result<Vec<ServerRecord>, Failure> {
+        let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut found: BTreeMap<String, ServerRecord> = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..FETCH_MAX_PAGES {
+            let page = self.pull(collection, cursor.as_deref()).await?;
+            // A later page holds a later state: it replaces an earlier one.
+            found.extend(page.items.into_iter().filter(|r| wanted.contains(r.id.as_str())).map(|r| (r.id.clone(), r)));
+            if !page.has_more || page.cursor.is_none() || page.cursor == cursor {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        Ok(found.into_values().collect())
+    }
 }
+
+/// At most this many pages in the default `Transport::fetch`.
+const FETCH_MAX_PAGES: usize = 1_000;
 
 /// One record as the server holds it.
 #[derive(Clone, Debug, PartialEq)]
