@@ -518,7 +518,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 report.sent += batch.len();
                 continue;
             }
-            let had_failure = self.apply_response(&batch, response, t0, t1, &mut report).await?;
+            let (had_failure, lanes) = self.apply_response(&batch, response, t0, t1, &mut report).await?;
             if had_failure && !self.state.borrow().flush_again {
                 let (ops, conflicts) = self.store.load_queue().await?;
                 let paused = self.paused_lanes(&conflicts).await?;
@@ -529,8 +529,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
             // The batch's lanes as the answers left them; conflicts and dead letters may pause lanes.
             let touched: BTreeSet<EntityKey> = batch.iter().map(Operation::key).collect();
-            let keys: Vec<EntityKey> = touched.iter().cloned().collect();
-            let lanes = self.store.transact(&keys, |tx| Ok(std::mem::take(&mut tx.lanes))).await?;
             ops.retain(|o| !touched.contains(&o.key()));
             ops.extend(lanes.into_values().flatten());
             let paused = self.paused_lanes(&self.store.conflicts().await?).await?;
@@ -580,7 +578,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 
     /// Applies the server's answers to the batch in one transaction. Returns whether the flush
-    /// should stop here (an op waits for a retry).
+    /// should stop here (an op waits for a retry), and the batch's lanes as they are now.
     async fn apply_response(
         &self,
         batch: &[Operation],
@@ -588,7 +586,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         t0: u64,
         t1: u64,
         report: &mut FlushReport,
-    ) -> Result<bool> {
+    ) -> Result<(bool, BTreeMap<EntityKey, Vec<Operation>>)> {
         let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
         {
             let mut st = self.state.borrow_mut();
@@ -653,6 +651,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                         (Ok(_), Some(Outcome::Failed(f))) => self.on_failure(tx, op, f, now, &mut out),
                     }
                 }
+                out.lanes = std::mem::take(&mut tx.lanes);
                 Ok(out)
             })
             .await?;
@@ -693,7 +692,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         st.events.extend(outcome.events);
         // Stop the flush only when something waits for a retry (sending on would spin); a dead
         // letter removed its op, so the next pass makes progress.
-        Ok(outcome.retried > 0 || (response.is_err() && outcome.dead == 0))
+        Ok((outcome.retried > 0 || (response.is_err() && outcome.dead == 0), outcome.lanes))
     }
 
     /// `fetched`: the server echoed a checksum that did not match, and this is its record as
@@ -1311,6 +1310,8 @@ pub(super) struct Applied {
     pub(super) errors: Vec<ErrorEntry>,
     pub(super) audit: Vec<AuditEntry>,
     pub(super) events: Vec<Event>,
+    /// The touched lanes as the transaction left them (the flush's queue snapshot takes them).
+    pub(super) lanes: BTreeMap<EntityKey, Vec<Operation>>,
 }
 
 pub(super) fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
