@@ -1,8 +1,10 @@
 //! Deterministic simulation of tidesync: several clients, each with its own store and engine, a
 //! simulated server with per-record versions and an idempotency ledger, a simulated clock, and a
 //! network that drops, delays, reorders and duplicates requests, loses responses after the server
-//! applied them, answers 5xx / 429 with Retry-After and times out. Clients crash (their engine and
-//! any in-flight flush are dropped; the store survives) at random points, also mid-flush.
+//! applied them, answers 5xx / 429 with Retry-After and times out. In some seeds the server echoes a
+//! wrong checksum for some writes, so the engine fetches the record (a full listing, which the network
+//! may drop too) and takes it as authoritative. Clients crash (their engine and any in-flight flush
+//! are dropped; the store survives) at random points, also mid-flush.
 //!
 //! For every seed the run checks, at every step and at the end:
 //! - no write a client accepted is lost (per-client records: the last write wins; shared counters:
@@ -35,7 +37,9 @@ use tidesync::core::merge::{MergeSpec, OnDeleted, Strategy};
 use tidesync::core::netpolicy::NetInfo;
 use tidesync::core::op::{EntityKey, OpKind, Operation, Priority, SyncStatus};
 use tidesync::core::retry::RetryPolicy;
-use tidesync::core::traits::{Clock, Failure, OpResult, Outcome, PushResponse, Store, Transport, Write};
+use tidesync::core::traits::{
+    Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Store, Transport, Write,
+};
 use tidesync::store::memory::MemoryStore;
 
 // ---------------------------------------------------------------------------------------------
@@ -147,6 +151,9 @@ struct Faults {
     crash_in_flight: f64,
     store_fail: f64,
     offline: f64,
+    /// An accepted write's echoed checksum is wrong (drawn from `Server::integrity_rng`, so seeds
+    /// without this fault run exactly as they did before it existed).
+    bad_checksum: f64,
 }
 
 impl Faults {
@@ -168,6 +175,7 @@ impl Faults {
                 crash_in_flight: 0.4,
                 store_fail: 0.02,
                 offline: 0.02,
+                bad_checksum: 0.0,
             },
             _ => Faults {
                 drop_request: rng.upto(0.15),
@@ -183,6 +191,7 @@ impl Faults {
                 crash_in_flight: rng.upto(0.3),
                 store_fail: rng.upto(0.01),
                 offline: rng.upto(0.01),
+                bad_checksum: 0.0,
             },
         }
     }
@@ -222,6 +231,9 @@ stats!(
     op_500,
     op_400,
     ledger_replays,
+    bad_checksums,
+    record_fetches,
+    record_fetches_failed,
     server_conflicts,
     crashes,
     crashes_mid_flush,
@@ -246,7 +258,6 @@ struct Rec {
     modified: u64,
 }
 
-#[derive(Default)]
 struct Server {
     recs: BTreeMap<EntityKey, Rec>,
     /// Every version's data, so a client's `(version, base)` can be checked.
@@ -256,6 +267,8 @@ struct Server {
     /// op id -> how many times it changed a record.
     applied: HashMap<String, u32>,
     violations: Vec<String>,
+    /// Randomness for the checksum fault and the listings it causes, apart from the network's.
+    integrity_rng: Rng,
 }
 
 /// What an op says, for the ledger to notice an id re-sent with other content. The payload is
@@ -310,7 +323,7 @@ impl Server {
         let out = match op.kind {
             OpKind::Create => match &live {
                 Some(r) if op.base_version != Some(r.version) => conflict(r),
-                _ => self.write(op, next, op.payload.clone(), now),
+                _ => self.write(op, next, op.payload.clone(), now, faults, stats),
             },
             OpKind::Update => match (&live, &cur) {
                 (None, Some(r)) => conflict(r),
@@ -321,12 +334,12 @@ impl Server {
                     server_modified_ms: None,
                 },
                 (Some(r), _) if op.base_version.is_some_and(|b| b != r.version) => conflict(r),
-                (Some(_), _) => self.write(op, next, op.payload.clone(), now),
+                (Some(_), _) => self.write(op, next, op.payload.clone(), now, faults, stats),
             },
             OpKind::Delete => match &live {
                 None => Outcome::Accepted { version: cur.map(|r| r.version), data: None, checksum: None },
                 Some(r) if op.base_version.is_some_and(|b| b != r.version) => conflict(r),
-                Some(_) => self.write(op, next, None, now),
+                Some(_) => self.write(op, next, None, now, faults, stats),
             },
         };
         if matches!(out, Outcome::Conflict { .. }) {
@@ -336,7 +349,15 @@ impl Server {
         out
     }
 
-    fn write(&mut self, op: &Operation, version: u64, data: Option<Value>, now: u64) -> Outcome {
+    fn write(
+        &mut self,
+        op: &Operation,
+        version: u64,
+        data: Option<Value>,
+        now: u64,
+        faults: &Faults,
+        stats: &mut Stats,
+    ) -> Outcome {
         let key = op.key();
         let n = self.applied.entry(op.id.clone()).or_default();
         *n += 1;
@@ -345,7 +366,29 @@ impl Server {
         }
         self.history.insert((key.clone(), version), data.clone());
         self.recs.insert(key, Rec { version, data: data.clone(), modified: now });
-        Outcome::Accepted { version: Some(version), checksum: data.as_ref().map(checksum), data }
+        let mut sum = data.as_ref().map(checksum);
+        if sum.is_some() && faults.bad_checksum > 0.0 && self.integrity_rng.chance(faults.bad_checksum) {
+            // Stored as sent, but the answer's checksum is wrong: the client must fetch the record.
+            stats.bad_checksums += 1;
+            sum = Some("0".repeat(64));
+        }
+        Outcome::Accepted { version: Some(version), checksum: sum, data }
+    }
+
+    /// A full listing of `collection`'s live records, for the engine's `Transport::fetch`.
+    fn listing(&self, collection: &str) -> PullPage {
+        let items = self
+            .recs
+            .iter()
+            .filter(|(k, r)| k.collection == collection && r.data.is_some())
+            .map(|(k, r)| ServerRecord {
+                id: k.id.clone(),
+                version: Some(r.version),
+                data: r.data.clone(),
+                modified_ms: Some(r.modified),
+            })
+            .collect();
+        PullPage { items, cursor: None, has_more: false }
     }
 
     fn batch(
@@ -540,6 +583,20 @@ struct SimTransport {
 }
 
 impl Transport for SimTransport {
+    /// Listings are only asked for when the server echoed a wrong checksum (the simulation's own
+    /// `pull` writes the stores directly). The network drops them as often as it drops requests.
+    async fn pull(&self, collection: &str, _cursor: Option<&str>) -> Result<PullPage, Failure> {
+        YieldOnce::default().await;
+        let mut net = self.net.borrow_mut();
+        net.stats.record_fetches += 1;
+        let drop = net.faults().drop_request;
+        if drop > 0.0 && net.server.integrity_rng.chance(drop) {
+            net.stats.record_fetches_failed += 1;
+            return Err(Failure::new(SyncError::Network("connection reset".into())));
+        }
+        Ok(net.server.listing(collection))
+    }
+
     async fn push(&self, ops: &[Operation], _device_id: &str) -> Result<PushResponse, Failure> {
         let fate = self.net.borrow_mut().send(ops);
         let mut guard = InFlight { net: self.net.clone(), ops: ops.to_vec(), armed: matches!(fate, Fate::Late) };
@@ -787,13 +844,25 @@ fn n_of(v: Option<&Value>, field: &str) -> i64 {
 impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
         let mut rng = Rng::new(seed);
-        let faults = Faults::roll(&mut rng);
+        let mut faults = Faults::roll(&mut rng);
+        // Drawn apart from `rng`, so every other choice of a seed is what it was before this fault.
+        let mut integrity_rng = Rng::new(seed ^ 0x1f7e_c4ec_5a1d_0b0e);
+        if integrity_rng.chance(0.3) {
+            faults.bad_checksum = integrity_rng.upto(0.1);
+        }
         let now = Rc::new(Cell::new(1_700_000_000_000));
         let net = Rc::new(RefCell::new(Net {
             rng: Rng::new(rng.next_u64()),
             faults,
             healed: false,
-            server: Server::default(),
+            server: Server {
+                recs: BTreeMap::new(),
+                history: HashMap::new(),
+                ledger: HashMap::new(),
+                applied: HashMap::new(),
+                violations: Vec::new(),
+                integrity_rng,
+            },
             delayed: Vec::new(),
             stats: Stats { seeds: 1, ..Stats::default() },
             now: now.clone(),
