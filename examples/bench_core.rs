@@ -72,7 +72,7 @@ fn bench_local_write() -> f64 {
         let i = n % RECORDS;
         let key = EntityKey::new("cards", format!("c{i}"));
         let m = if n < RECORDS { Mutation::Put(record(i, n)) } else { Mutation::Patch(json!({"reviews": n})) };
-        local_write(&mut tx, &key, m, 0, || format!("op{n}"), Priority::Medium).unwrap();
+        local_write(&mut tx, &key, m, 0, &mut || format!("op{n}"), Priority::Medium).unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
     let ops: usize = tx.lanes.values().map(Vec::len).sum();
