@@ -221,8 +221,10 @@ fn store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore> {
     tx.object_store(name).map_err(js_error)
 }
 
-impl Store for IdbStore {
-    async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+impl IdbStore {
+    /// `Store::transact` without its type parameters: one copy of this code in the wasm, however many
+    /// closures call it (a generic copy per call site cost about 5 KB each).
+    async fn run(&self, keys: &[EntityKey], f: &mut dyn FnMut(&mut Tx) -> Result<()>) -> Result<()> {
         let tx = self.tx(&ALL, IdbTransactionMode::Readwrite)?;
         let done = completion(&tx);
         let (entities, ops, meta) = (store(&tx, ENTITIES)?, store(&tx, OPS)?, store(&tx, META)?);
@@ -249,17 +251,13 @@ impl Store for IdbStore {
         }
         snapshot.next_seq = request(&seq).await?.as_f64().map_or(1, |s| s as u64);
 
-        let result = match f(&mut snapshot) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.abort();
-                return Err(e);
-            }
-        };
+        if let Err(e) = f(&mut snapshot) {
+            let _ = tx.abort();
+            return Err(e);
+        }
         let writes = snapshot.into_writes();
         if writes.is_empty() {
-            finish(&tx, done).await?;
-            return Ok(result);
+            return finish(&tx, done).await;
         }
         let (dead, conflicts) = (store(&tx, DEAD_LETTERS)?, store(&tx, CONFLICTS)?);
         let issued = writes.iter().try_for_each(|w| -> Result<()> {
@@ -280,8 +278,21 @@ impl Store for IdbStore {
             let _ = tx.abort();
             return Err(e);
         }
-        finish(&tx, done).await?;
-        Ok(result)
+        finish(&tx, done).await
+    }
+}
+
+impl Store for IdbStore {
+    async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+        let (mut f, mut out) = (Some(f), None);
+        self.run(keys, &mut |tx| {
+            if let Some(f) = f.take() {
+                out = Some(f(tx)?);
+            }
+            Ok(())
+        })
+        .await?;
+        out.ok_or_else(|| SyncError::Storage("the transaction ended before it ran".into()))
     }
 
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>> {
