@@ -611,7 +611,10 @@ export declare class SyncEngine<S = DefaultSchema> {
   deadLetters(): Promise<DeadLetterOf<S>[]>;
   /** Queues a dead-lettered write again with a fresh attempt count. */
   retryDeadLetter(opId: string): Promise<void>;
-  /** Drops a dead-lettered write for good. */
+  /**
+   * Drops a dead-lettered write for good. A record with nothing else pending goes back to what the
+   * server last acknowledged (or is removed if the server never had it).
+   */
   discardDeadLetter(opId: string): Promise<void>;
   /** The last automatic and manual conflict resolutions, oldest first. */
   auditLog(): AuditEntry[];

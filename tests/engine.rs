@@ -348,7 +348,7 @@ fn dead_letter_retry_gets_a_fresh_id_when_refused_and_keeps_it_when_maybe_applie
     e.flush();
     assert!(e.queue().is_empty());
 
-    // Discard drops the dead letter; the record keeps its local state.
+    // Discard drops the dead letter and the write: a record the server never had is gone.
     e.put("notes", "gone", json!({"t": 3}));
     e.net.then(|ops| {
         Ok(PushResponse {
@@ -360,8 +360,48 @@ fn dead_letter_retry_gets_a_fresh_id_when_refused_and_keeps_it_when_maybe_applie
     let id = block_on(e.engine.dead_letters()).unwrap()[0].op.id.clone();
     block_on(e.engine.discard_dead_letter(&id)).unwrap();
     assert!(block_on(e.engine.dead_letters()).unwrap().is_empty());
-    assert_eq!(block_on(e.engine.get("notes", "gone")).unwrap(), Some(json!({"t": 3})));
+    assert_eq!(block_on(e.engine.get("notes", "gone")).unwrap(), None);
     assert_eq!(block_on(e.engine.retry_dead_letter(&id)).unwrap_err().code(), "NOT_FOUND");
+}
+
+#[test]
+fn discarded_writes_leave_records_as_the_server_last_acknowledged_them() {
+    let e = env();
+    e.put("notes", "kept", json!({"t": 1}));
+    e.flush(); // on the server: {"t": 1}
+    let refuse = |ops: &[Operation]| {
+        Ok(PushResponse {
+            results: ops.iter().map(|o| result(o, Outcome::Failed(Failure::new(http(400))))).collect(),
+            server_time_ms: None,
+        })
+    };
+
+    // A refused update, discarded: back to the acknowledged state, synced, with a change event.
+    e.put("notes", "kept", json!({"t": 2}));
+    e.net.then(refuse);
+    e.flush();
+    assert_eq!(e.record("notes", "kept").sync_status, SyncStatus::Error);
+    let id = block_on(e.engine.dead_letters()).unwrap()[0].op.id.clone();
+    e.engine.take_events();
+    block_on(e.engine.discard_dead_letter(&id)).unwrap();
+    let kept = e.record("notes", "kept");
+    assert_eq!((kept.data, kept.sync_status), (Some(json!({"t": 1})), SyncStatus::Synced));
+    let events = e.engine.take_events();
+    assert!(events.iter().any(|ev| matches!(ev, Event::Change { id, .. } if id == "kept")), "{events:?}");
+
+    // clearQueue: an update, a delete and a create never sent are all undone.
+    e.put("notes", "kept", json!({"t": 3}));
+    e.put("notes", "doomed", json!({"d": 1}));
+    e.flush();
+    block_on(e.engine.delete("notes", "doomed", None)).unwrap();
+    e.put("notes", "fresh", json!({"f": 1}));
+    e.put("notes", "kept", json!({"t": 4}));
+    assert_eq!(block_on(e.engine.clear_queue()).unwrap(), 3);
+    assert!(e.queue().is_empty());
+    assert_eq!(block_on(e.engine.get("notes", "kept")).unwrap(), Some(json!({"t": 3})), "the update is undone");
+    assert_eq!(block_on(e.engine.get("notes", "doomed")).unwrap(), Some(json!({"d": 1})), "the delete is undone");
+    assert_eq!(e.record("notes", "doomed").sync_status, SyncStatus::Synced);
+    assert_eq!(block_on(e.engine.get("notes", "fresh")).unwrap(), None, "never on the server: gone");
 }
 
 #[test]

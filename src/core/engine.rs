@@ -1181,15 +1181,20 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 
     /// Drops a dead-lettered op for good. The local record keeps its state.
+    /// Drops a dead-lettered write. A record with nothing else pending goes back to what the server
+    /// last acknowledged (gone, if the server never had it), with a change event.
     pub async fn discard_dead_letter(&self, op_id: &str) -> Result<()> {
         let dl = self.find_dead_letter(op_id).await?;
         let key = dl.op.key();
-        self.store
+        let events = self
+            .store
             .transact(std::slice::from_ref(&key), |tx| {
                 tx.write(Write::DeleteDeadLetter(dl.op.id.clone()));
-                Ok(())
+                Ok(revert_unsent(tx, std::slice::from_ref(&key)))
             })
-            .await
+            .await?;
+        self.absorb(Applied { events, ..Applied::default() });
+        Ok(())
     }
 
     async fn find_dead_letter(&self, op_id: &str) -> Result<DeadLetter> {
@@ -1288,15 +1293,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let (ops, _) = self.store.load_queue().await?;
         let keys: BTreeSet<EntityKey> = ops.iter().map(Operation::key).collect();
         let keys: Vec<EntityKey> = keys.into_iter().collect();
-        self.store
+        let (n, events) = self
+            .store
             .transact(&keys, |tx| {
                 let ops: Vec<Operation> = tx.lanes.values().flatten().cloned().collect();
                 for o in &ops {
                     tx.write(Write::DeleteOp(o.id.clone()));
                 }
-                Ok(ops.len())
+                Ok((ops.len(), revert_unsent(tx, &keys)))
             })
-            .await
+            .await?;
+        self.absorb(Applied { events, ..Applied::default() });
+        Ok(n)
     }
 }
 
@@ -1312,6 +1320,33 @@ pub(super) struct Applied {
     pub(super) events: Vec<Event>,
     /// The touched lanes as the transaction left them (the flush's queue snapshot takes them).
     pub(super) lanes: BTreeMap<EntityKey, Vec<Operation>>,
+}
+
+/// Records of `keys` left with no pending write (and no conflict waiting for the app) after their
+/// writes were discarded: each goes back to what the server last acknowledged (its `base`), or is
+/// removed if the server never had it. Returns the change events.
+fn revert_unsent(tx: &mut Tx, keys: &[EntityKey]) -> Vec<Event> {
+    let mut events = Vec::new();
+    for key in keys {
+        let Some(mut e) = tx.entity(key).cloned() else { continue };
+        if !tx.lane(key).is_empty() || matches!(e.sync_status, SyncStatus::Synced | SyncStatus::Conflict) {
+            continue;
+        }
+        match e.base.clone() {
+            Some(base) => {
+                e.checksum = Some(checksum(&base));
+                e.data = Some(base);
+                e.sync_status = SyncStatus::Synced;
+                events.push(change_event(key, Some(&e)));
+                tx.write(Write::PutEntity(e));
+            }
+            None => {
+                events.push(change_event(key, None));
+                tx.write(Write::DeleteEntity(key.clone()));
+            }
+        }
+    }
+    events
 }
 
 pub(super) fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
