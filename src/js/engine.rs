@@ -342,8 +342,9 @@ impl SyncEngine {
     pub fn flush(&self) -> Promise {
         promise(&self.inner, move |inner| async move {
             // Waits for another tab's flush to finish rather than racing it.
-            let report =
-                with_lock(&inner.lock_name(), true, || inner.engine.flush()).await.unwrap_or(Err(SyncError::Closed))?;
+            let report = with_lock(&inner.lock_name(), inner.engine.store(), true, || inner.engine.flush())
+                .await?
+                .unwrap_or(Err(SyncError::Closed))?;
             inner.after_flush(&report);
             Ok(to_js(&report))
         })
@@ -575,7 +576,7 @@ impl Inner {
     async fn sync_tick(self: &Rc<Self>) {
         let me = self.clone();
         // Another tab (or the service worker) flushing right now has it covered.
-        with_lock(&self.lock_name(), false, || async move {
+        let locked = with_lock(&self.lock_name(), self.engine.store(), false, || async move {
             let flushed = me.engine.flush().await;
             if flushed.as_ref().is_ok_and(|r| !r.offline) {
                 if let Err(e) = me.engine.pull(None).await {
@@ -584,6 +585,10 @@ impl Inner {
             }
         })
         .await;
+        match locked {
+            Ok(_) | Err(SyncError::Closed) => {}
+            Err(e) => self.engine.report(&e),
+        }
         self.dispatch();
         if !self.engine.is_closed() {
             self.schedule(self.engine.network().interval_ms);

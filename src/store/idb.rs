@@ -348,3 +348,60 @@ impl Store for IdbStore {
         finish(&tx, done).await
     }
 }
+
+// ---- The flush lease: one flusher where Web Locks are missing (src/web/locks.rs) ----
+
+/// The database handle the flush lease works on. It outlives a borrow of the store, so a `pagehide`
+/// listener can release the lease.
+#[derive(Clone)]
+pub struct Lease(IdbDatabase);
+
+/// The lease's key in `meta`.
+const LEASE: &str = "flushLease";
+
+impl IdbStore {
+    pub fn lease(&self) -> Lease {
+        Lease(self.db.clone())
+    }
+}
+
+impl Lease {
+    /// Takes the lease for `holder` until `expires` if it is free (absent, expired, or already
+    /// `holder`'s): a compare-and-set of the `meta` record `flushLease` = `{holder, expires}` in one
+    /// readwrite transaction (IndexedDB runs overlapping readwrite transactions one after the other,
+    /// across tabs and workers). Resolves to whether we hold it now.
+    pub async fn take(&self, holder: f64, expires: f64) -> Result<bool> {
+        let tx = self.0.transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite).map_err(js_error)?;
+        let done = completion(&tx);
+        let meta = store(&tx, META)?;
+        let key = JsValue::from(LEASE);
+        let cur = request(&meta.get(&key).map_err(js_error)?).await?;
+        let field = |f: &str| Reflect::get(&cur, &f.into()).ok().and_then(|v| v.as_f64());
+        let free = !cur.is_object()
+            || field("holder") == Some(holder)
+            || field("expires").is_none_or(|t| t < js_sys::Date::now());
+        if free {
+            let rec = js_sys::Object::new();
+            let _ = Reflect::set(&rec, &"holder".into(), &holder.into());
+            let _ = Reflect::set(&rec, &"expires".into(), &expires.into());
+            meta.put_with_key(&rec, &key).map_err(js_error)?;
+        }
+        finish(&tx, done).await?;
+        Ok(free)
+    }
+
+    /// Deletes the lease, committing at once without waiting for anything: the caller knows it is
+    /// still its own (not expired). Issued and committed synchronously, so it also completes from a
+    /// `pagehide` listener of a closing tab, where a read-then-delete often does not.
+    pub fn drop_now(&self) {
+        if let Ok(tx) = self.0.transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite) {
+            if let Ok(meta) = tx.object_store(META) {
+                let _ = meta.delete(&LEASE.into());
+            }
+            // IndexedDB 3.0, in every current browser (web-sys marks it deprecated all the same);
+            // where it is missing the call fails and the transaction commits by itself.
+            #[allow(deprecated)]
+            let _ = tx.commit();
+        }
+    }
+}

@@ -1,8 +1,8 @@
 // The browser runtime (src/js/engine.rs, src/web/, src/store/idb.rs and pkg/sw.js) in headless
 // Chromium against the reference server and its fault injection: tabs sharing one database and one
-// flush lock, a tab closed or reloaded in the middle of a flush, offline, the service worker draining
-// the queue with the page gone, a storage quota, a database upgrade from another connection, and
-// events crossing tabs.
+// flush lock (a Web Lock, or the lease in the `meta` store where Web Locks are missing), a tab closed
+// or reloaded in the middle of a flush, offline, the service worker draining the queue with the page
+// gone, a storage quota, a database upgrade from another connection, and events crossing tabs.
 //
 // The pages are www/tests/runtime/, served at /tests/runtime/ with the package at /tests/pkg/ by the js
 // tier of scripts/test. Every test starts from an empty server (POST /admin/reset) and a fresh
@@ -39,12 +39,14 @@ const poll = (what, fn, options) => pollUntil(what, fn, { timeoutMs: 10_000, eve
  * Runs `body(env)` with a fresh server state and a fresh Chromium profile. `env` has the context, its
  * first page, `load`/`ready`/`open` for test pages, `batches` (every POST /api/sync/batch the browser
  * sent: which tab or the service worker, the op ids in it, its outcome) and `logs`; those two are
- * printed when the test fails.
+ * printed when the test fails. `webLocks: false` removes `navigator.locks` from every page before
+ * its scripts run (as in a browser without Web Locks): the engine falls back to its lease.
  */
-async function withBrowser(t, body) {
+async function withBrowser(t, body, { webLocks = true } = {}) {
   await resetServer();
   const browser = await launch();
   const { context } = browser;
+  if (!webLocks) await context.addInitScript(() => { delete Navigator.prototype.locks; });
   const logs = [];
   const labels = new Map();
   const batches = [];
@@ -179,55 +181,111 @@ function assertLocal(local, expected, what) {
   for (const [id, r] of local) assert.equal(r.syncStatus, 'synced', `${what}: ${id} is ${r.syncStatus}`);
 }
 
+/** Asserts that the page has no Web Locks (`withBrowser(..., { webLocks: false })`). */
+async function assertNoWebLocks(page) {
+  const seen = await page.evaluate(() => ({ type: typeof navigator.locks, inNavigator: 'locks' in navigator }));
+  assert.deepEqual(seen, { type: 'undefined', inNavigator: false }, 'navigator.locks is gone');
+}
+
+/**
+ * Asserts that no two tabs ever had a batch request in flight at the same time: one flusher at a
+ * time. Each page records when its requests went out and when their answers came (page.js), on the
+ * clock all tabs share; a flusher lets go of the lock only after its answer, so the next request
+ * from another tab starts at or after that answer.
+ */
+async function assertOneFlusherAtATime(pages) {
+  const spans = [];
+  for (const [tab, page] of pages.entries()) {
+    for (const s of await page.evaluate(() => rt.batchTimes)) spans.push({ tab, ...s, end: s.end ?? Infinity });
+  }
+  for (const x of spans) {
+    for (const y of spans) {
+      if (x.tab < y.tab) {
+        assert.ok(x.end <= y.start || y.end <= x.start, `tabs ${x.tab} and ${y.tab} had batches in flight at once: ${JSON.stringify([x, y])}`);
+      }
+    }
+  }
+  return spans;
+}
+
+/**
+ * Starts `engine.flush()` in the page without waiting for it. `flushSettled(page)` says whether it
+ * has settled; `flushResult(page)` waits for its `rt.call` result, with `at`, when it settled.
+ */
+const startFlush = (page) => page.evaluate(() => {
+  rt.flushed = undefined;
+  rt.flushing = rt.call('flush').then((r) => (rt.flushed = { ...r, at: Date.now() }));
+});
+const flushSettled = (page) => page.evaluate(() => rt.flushed !== undefined);
+const flushResult = (page) => page.evaluate(() => rt.flushing);
+
 // ---- the tests ----
 
-test('two tabs writing concurrently: every op reaches the server exactly once', async (t) => {
-  await withBrowser(t, async (env) => {
-    const a = await env.open('A', env.page);
-    const b = await env.open('B');
+for (const webLocks of [true, false]) {
+  const how = webLocks ? '' : ' without Web Locks (the lease)';
+  test(`two tabs writing concurrently${how}: every op reaches the server exactly once`, async (t) => {
+    await withBrowser(t, async (env) => {
+      const a = await env.open('A', env.page);
+      const b = await env.open('B');
+      if (!webLocks) await Promise.all([assertNoWebLocks(a), assertNoWebLocks(b)]);
+      // Without Web Locks, every lease seen while the tabs write and sync (by its holder).
+      const leases = new Set();
+      let sampling = !webLocks;
+      const sampler = (async () => {
+        while (sampling) {
+          const lease = await a.evaluate(() => rt.lease()).catch(() => (sampling = false)); // the test failed
+          if (lease) leases.add(lease.holder);
+          await sleep(20);
+        }
+      })();
 
-    // Interleaved: some high-priority writes (flush at once) between medium ones, patches of records
-    // already written (some sent by then, some not: those coalesce), explicit flushes (they wait for
-    // the other tab's), both tabs at the same time.
-    const N = 16;
-    const ownWrites = (tab) => {
-      const w = [];
-      for (let i = 0; i < N; i++) {
-        w.push({ method: 'put', args: ['notes', `${tab}-${i}`, note(tab, i), { priority: i % 5 === 0 ? 'high' : 'medium' }], pauseMs: 15 });
-        if (i % 4 === 3) w.push({ method: 'patch', args: ['notes', `${tab}-${i - 2}`, { edited: true }], pauseMs: 30 });
-        if (i % 6 === 5) w.push({ method: 'flush', args: [] });
+      // Interleaved: some high-priority writes (flush at once) between medium ones, patches of records
+      // already written (some sent by then, some not: those coalesce), explicit flushes (they wait for
+      // the other tab's), both tabs at the same time.
+      const N = 16;
+      const ownWrites = (tab) => {
+        const w = [];
+        for (let i = 0; i < N; i++) {
+          w.push({ method: 'put', args: ['notes', `${tab}-${i}`, note(tab, i), { priority: i % 5 === 0 ? 'high' : 'medium' }], pauseMs: 15 });
+          if (i % 4 === 3) w.push({ method: 'patch', args: ['notes', `${tab}-${i - 2}`, { edited: true }], pauseMs: 30 });
+          if (i % 6 === 5) w.push({ method: 'flush', args: [] });
+        }
+        return w;
+      };
+      await Promise.all([runWrites(a, ownWrites('A')), runWrites(b, ownWrites('B'))]);
+      // Then each tab edits records of the other tab, while those may still be on their way.
+      const crossWrites = (tab, other) => [0, 3, 6, 9, 12, 15].map((i) => ({
+        method: 'patch', args: ['notes', `${other}-${i}`, { [`by${tab}`]: true }, { priority: 'high' }], pauseMs: 10,
+      }));
+      await Promise.all([runWrites(a, crossWrites('A', 'B')), runWrites(b, crossWrites('B', 'A'))]);
+
+      const expected = new Map();
+      for (const [tab, other] of [['A', 'B'], ['B', 'A']]) {
+        for (let i = 0; i < N; i++) expected.set(`${tab}-${i}`, note(tab, i));
+        for (let i = 3; i < N; i += 4) expected.set(`${tab}-${i - 2}`, { ...note(tab, i - 2), edited: true });
+        for (const i of [0, 3, 6, 9, 12, 15]) expected.set(`${tab}-${i}`, { ...expected.get(`${tab}-${i}`), [`by${other}`]: true });
       }
-      return w;
-    };
-    await Promise.all([runWrites(a, ownWrites('A')), runWrites(b, ownWrites('B'))]);
-    // Then each tab edits records of the other tab, while those may still be on their way.
-    const crossWrites = (tab, other) => [0, 3, 6, 9, 12, 15].map((i) => ({
-      method: 'patch', args: ['notes', `${other}-${i}`, { [`by${tab}`]: true }, { priority: 'high' }], pauseMs: 10,
-    }));
-    await Promise.all([runWrites(a, crossWrites('A', 'B')), runWrites(b, crossWrites('B', 'A'))]);
 
-    const expected = new Map();
-    for (const [tab, other] of [['A', 'B'], ['B', 'A']]) {
-      for (let i = 0; i < N; i++) expected.set(`${tab}-${i}`, note(tab, i));
-      for (let i = 3; i < N; i += 4) expected.set(`${tab}-${i - 2}`, { ...note(tab, i - 2), edited: true });
-      for (const i of [0, 3, 6, 9, 12, 15]) expected.set(`${tab}-${i}`, { ...expected.get(`${tab}-${i}`), [`by${other}`]: true });
-    }
+      await Promise.all([settled(a), settled(b)]);
+      sampling = false;
+      await sampler;
+      const entries = await assertAppliedOnce(env, expected);
+      await assertOneFlusherAtATime([a, b]);
+      if (!webLocks) assert.ok(leases.size > 0, 'the tabs took the lease in the meta store');
 
-    await Promise.all([settled(a), settled(b)]);
-    const entries = await assertAppliedOnce(env, expected);
+      // No faults: nothing was sent twice, by the same tab or by the other one.
+      const sendings = env.batches.flatMap((x) => x.ops.map((o) => o.id));
+      assert.equal(new Set(sendings).size, sendings.length, 'no op id was sent in two batches');
+      for (const e of entries) assert.equal(e.deliveries, 1, `op ${e.opId} delivered ${e.deliveries} times`);
+      for (const x of env.batches) assert.equal(x.outcome, 200, `batch ${JSON.stringify(x)}`);
 
-    // No faults: nothing was sent twice, by the same tab or by the other one.
-    const sendings = env.batches.flatMap((x) => x.ops.map((o) => o.id));
-    assert.equal(new Set(sendings).size, sendings.length, 'no op id was sent in two batches');
-    for (const e of entries) assert.equal(e.deliveries, 1, `op ${e.opId} delivered ${e.deliveries} times`);
-    for (const x of env.batches) assert.equal(x.outcome, 200, `batch ${JSON.stringify(x)}`);
-
-    // Both tabs see every record, synced (one database).
-    assertLocal(await localNotes(a), expected, 'tab A');
-    assertLocal(await localNotes(b), expected, 'tab B');
-    t.diagnostic(`${entries.length} ops in ${env.batches.length} batches (A: ${env.batches.filter((x) => x.source === 'A').length}, B: ${env.batches.filter((x) => x.source === 'B').length})`);
+      // Both tabs see every record, synced (one database).
+      assertLocal(await localNotes(a), expected, 'tab A');
+      assertLocal(await localNotes(b), expected, 'tab B');
+      t.diagnostic(`${entries.length} ops in ${env.batches.length} batches (A: ${env.batches.filter((x) => x.source === 'A').length}, B: ${env.batches.filter((x) => x.source === 'B').length})${webLocks ? '' : `; ${leases.size} leases seen`}`);
+    }, { webLocks });
   });
-});
+}
 
 /**
  * Interrupts the first batch the browser sends, in one of two ways:
@@ -349,6 +407,139 @@ for (const mode of ['slow server', 'answer lost']) {
     });
   });
 }
+
+// ---- without Web Locks: the lease in the `meta` store (src/web/locks.rs) ----
+
+// Closed, the tab releases its lease on `pagehide`; crashed (no `pagehide`), its lease runs out.
+for (const ending of ['closed', 'crashed']) {
+  test(`without Web Locks, the flushing tab ${ending} in the middle of a flush (slow server): the other tab takes the lease over`, async (t) => {
+    await withBrowser(t, async (env) => {
+      const a = await env.open('A', env.page);
+      const b = await env.open('B');
+      await assertNoWebLocks(a);
+      await assertNoWebLocks(b);
+      const cut = interruption(env, 'slow server');
+      await cut.arm();
+
+      await runWrites(b, puts('B', 4));
+      await runWrites(a, puts('A', 4, 'high'));
+      const first = await cut.inFlight();
+      const [flusher, survivor, survivorName] = first.source === 'A' ? [a, b, 'B'] : [b, a, 'A'];
+      const held = await survivor.evaluate(() => rt.lease());
+      assert.ok(held && held.expires > Date.now(), `the flushing tab holds a live lease: ${JSON.stringify(held)}`);
+
+      const gone = Date.now();
+      if (ending === 'closed') {
+        await flusher.close();
+      } else {
+        const cdp = await env.context.newCDPSession(flusher);
+        const crashed = new Promise((resolve) => flusher.once('crash', resolve));
+        cdp.send('Page.crash').catch(() => {}); // never answers: the renderer is gone
+        await crashed;
+      }
+      // The server is still slow: the survivor's resend holds the lease long enough to be seen.
+      const taken = await poll('the other tab holds the lease', async () => {
+        const lease = await survivor.evaluate(() => rt.lease());
+        return lease && lease.holder !== held.holder ? lease : false;
+      }, { timeoutMs: 20_000, everyMs: 20 });
+      const tookMs = Date.now() - gone;
+      await cut.release();
+      await settled(survivor, 20_000);
+      const resumed = env.batches.find((x) => x.source === survivorName && x.at > gone)?.at;
+      assert.ok(resumed, `tab ${survivorName} sent the rest`);
+      if (ending === 'closed') {
+        // Left to expire, the lease would last at least 7 s more (10 s TTL, renewed every 3 s).
+        assert.ok(resumed - gone < 5_000, `released on pagehide: tab ${survivorName} resumed ${resumed - gone} ms after the close`);
+      } else {
+        assert.ok(resumed >= held.expires, `tab ${survivorName} resumed once the crashed tab's lease expired, ${resumed - held.expires} ms after`);
+      }
+
+      const interrupted = new Set(first.ops.map((o) => o.id));
+      const expected = new Map(['A', 'B'].flatMap((tab) => [0, 1, 2, 3].map((i) => [`${tab}-${i}`, note(tab, i)])));
+      await assertAppliedOnce(env, expected, { mayRepeat: interrupted });
+      const resent = new Set(env.batches.filter((x) => x.source === survivorName).flatMap((x) => x.ops.map((o) => o.id)));
+      for (const id of interrupted) assert.ok(resent.has(id), `tab ${survivorName} re-sent the interrupted op ${id}`);
+      assertLocal(await localNotes(survivor), expected, `tab ${survivorName}`);
+      t.diagnostic(`lease taken over ${tookMs} ms and sending resumed ${resumed - gone} ms after the flushing tab ${ending} (holder ${held.holder} -> ${taken.holder})`);
+    }, { webLocks: false });
+  });
+}
+
+test('without Web Locks, a live lease of another context holds back both flushes; once it expires the tab takes over', async (t) => {
+  await withBrowser(t, async (env) => {
+    const slow = { intervalMs: 60_000, batchSize: 4 };
+    const page = await env.open('page', env.page, { network: { good: slow, fair: slow, poor: slow } });
+    await assertNoWebLocks(page);
+    // The start-up sync takes the lease and lets it go.
+    await poll('the start-up sync is done', () => page.evaluate(async () => (await rt.lease()) === null && !(await rt.engine.status()).flushing));
+
+    const other = { holder: 1, expires: Date.now() + 60_000 };
+    await page.evaluate((lease) => rt.lease(lease), other);
+    // High priority: the background flush (it gives up when the lease is taken) runs at once; the
+    // explicit flush() waits for the lease.
+    await runWrites(page, puts('L', 2, 'high'));
+    await startFlush(page);
+    await sleep(1_500);
+    assert.equal(env.batches.length, 0, 'nothing is sent while another context holds the lease');
+    assert.equal(await flushSettled(page), false, 'flush() waits for the lease');
+    const status = await page.evaluate(() => rt.engine.status());
+    assert.equal(status.pending, 2);
+    assert.equal(status.flushing, false, 'no flush runs in this tab');
+    assert.deepEqual(await page.evaluate(() => rt.lease()), other, 'the lease is still the other context\'s');
+
+    // The other context died: its lease runs out.
+    const expired = await page.evaluate(async (holder) => {
+      await rt.lease({ holder, expires: Date.now() - 1 });
+      return Date.now();
+    }, other.holder);
+    const result = await flushResult(page);
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.equal(result.value.accepted, 2, JSON.stringify(result.value));
+    assert.ok(result.at - expired < 2_000, `flush() went on ${result.at - expired} ms after the lease expired`);
+    await poll('the lease is released after the flush', () => page.evaluate(async () => (await rt.lease()) === null), { timeoutMs: 3_000 });
+
+    const expected = new Map([0, 1].map((i) => [`L-${i}`, note('L', i)]));
+    const entries = await assertAppliedOnce(env, expected);
+    for (const e of entries) assert.equal(e.deliveries, 1);
+  }, { webLocks: false });
+});
+
+test('without Web Locks, the heartbeat keeps the lease through a flush longer than its TTL; the other tab waits', async (t) => {
+  await withBrowser(t, async (env) => {
+    const a = await env.open('A', env.page, { autoSync: false });
+    const b = await env.open('B', undefined, { autoSync: false });
+    await assertNoWebLocks(a);
+    await assertNoWebLocks(b);
+    await runWrites(a, puts('H', 8)); // two batches of 4
+    await setFaults({ latencyMs: 6_000 }); // 12 s in all: past the lease's 10 s TTL
+
+    await startFlush(a);
+    const first = await poll('tab A holds the lease', () => a.evaluate(() => rt.lease()));
+    await startFlush(b);
+    await sleep(4_000);
+    const renewed = await a.evaluate(() => rt.lease());
+    assert.equal(renewed?.holder, first.holder, `tab A still holds the lease: ${JSON.stringify(renewed)}`);
+    assert.ok(renewed.expires >= first.expires + 2_500, `renewed: ${JSON.stringify([first, renewed])}`);
+    assert.equal(await flushSettled(b), false, 'tab B waits for the lease');
+
+    const [ra, rb] = [await flushResult(a), await flushResult(b)];
+    await setFaults({}); // the checks below read /api/notes
+    assert.equal(ra.ok, true, JSON.stringify(ra));
+    assert.equal(ra.value.accepted, 8, JSON.stringify(ra.value));
+    assert.equal(rb.ok, true, JSON.stringify(rb));
+    assert.equal(rb.value.sent, 0, `tab B found nothing left to send: ${JSON.stringify(rb.value)}`);
+    assert.ok(rb.at >= ra.at, 'tab B flushed after tab A');
+    const spans = await assertOneFlusherAtATime([a, b]);
+    const held = Math.max(...spans.map((x) => x.end)) - Math.min(...spans.map((x) => x.start));
+    assert.ok(held > 10_000, `tab A's flush outlasted the TTL (${held} ms)`);
+    assert.ok(env.batches.every((x) => x.source === 'A'), 'only tab A sent batches');
+
+    const expected = new Map(Array.from({ length: 8 }, (_, i) => [`H-${i}`, note('H', i)]));
+    const entries = await assertAppliedOnce(env, expected);
+    for (const e of entries) assert.equal(e.deliveries, 1);
+    t.diagnostic(`tab A flushed for ${held} ms under one lease, renewed from ${first.expires} to ${renewed.expires}`);
+  }, { webLocks: false });
+});
 
 test('offline: writes queue without a request, and drain when the browser is back online', async (t) => {
   await withBrowser(t, async (env) => {

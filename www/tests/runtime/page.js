@@ -73,7 +73,47 @@ const rt = {
     return reg.sync.getTags();
   },
 
+  /**
+   * The flush lease in the `meta` store (src/store/idb.rs, used where Web Locks are missing), read
+   * through a connection of its own (call it once the engine has opened, so the database exists):
+   * `{ holder, expires }` or null. With `set`, writes it first (null deletes it).
+   */
+  async lease(set) {
+    const db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open('tidesync:rt:u1');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    try {
+      return await new Promise((resolve, reject) => {
+        const tx = db.transaction('meta', set === undefined ? 'readonly' : 'readwrite');
+        const meta = tx.objectStore('meta');
+        if (set === null) meta.delete('flushLease');
+        else if (set !== undefined) meta.put(set, 'flushLease');
+        const req = meta.get('flushLease');
+        tx.oncomplete = () => resolve(req.result ?? null);
+        tx.onerror = tx.onabort = () => reject(tx.error);
+      });
+    } finally {
+      db.close();
+    }
+  },
+
   plain,
+};
+
+// Every batch request this page sends, with when it went out and when its answer came (the clock
+// all tabs share): the spec checks that two tabs never have one in flight at the same time.
+rt.batchTimes = [];
+const realFetch = globalThis.fetch;
+globalThis.fetch = (input, init) => {
+  if (!String(input?.url ?? input).endsWith('/api/sync/batch')) return realFetch(input, init);
+  const span = { start: Date.now(), end: null };
+  rt.batchTimes.push(span);
+  const answer = realFetch(input, init);
+  const done = () => { span.end = Date.now(); };
+  answer.then(done, done);
+  return answer;
 };
 
 window.rt = rt;
