@@ -368,7 +368,9 @@ async fn a_400_is_dead_lettered_while_other_records_flow_then_retried_or_discard
     let dl = engine.dead_letters().await.unwrap();
     engine.discard_dead_letter(&dl[0].op.id).await.unwrap();
     assert!(engine.dead_letters().await.unwrap().is_empty());
-    assert_eq!(engine.get("notes", &bad2).await.unwrap(), Some(json!({"v": 3})), "the local record stays");
+    // The refused create is undone: the server never had the record, so it is gone here too.
+    assert_eq!(engine.get("notes", &bad2).await.unwrap(), None, "a discarded create leaves nothing");
+    assert!(on_server(&batch(), &bad2).await.is_none());
 }
 
 #[wasm_bindgen_test]

@@ -28,6 +28,10 @@ async function inPage(t, name, fn) {
         autoSync: false,
         collections: { notes: { endpoint: '/api/notes' } },
       });
+      // Let the start-up work (storage estimate, registering, a first status) settle, so the
+      // transaction counts below see only the calls under test.
+      await engine.status();
+      await new Promise((resolve) => setTimeout(resolve, 500));
       try {
         // eslint-disable-next-line no-new-func
         return await new Function('engine', `return (async () => { ${source} })()`)(engine);
