@@ -3,10 +3,12 @@
 // end-to-end specs, repeats every benchmark of bench/page/bench.js, and writes bench/RESULTS.md and
 // bench/results.json.
 //
-//   node bench/run.mjs --server BIN --static DIR --merge FILE [--out DIR] [--budget BYTES]
+//   node bench/run.mjs --server BIN --static DIR --merge FILE --merge-wasm FILE [--out DIR] [--budget BYTES]
 //
 // BENCH_RUNS=N runs every benchmark N times (default: the RUNS table below); BENCH_ONLY=writes,drain,...
-// runs some sections only (for working on the harness; the committed results come from a full run).
+// runs some sections only (for working on the harness; the committed results come from a full run), and
+// with BENCH_UPDATE=1 its rows replace those sections in the existing results.json (the update is noted
+// in RESULTS.md, with when and under what load it was measured).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync, readFileSync } from 'node:fs';
@@ -24,11 +26,12 @@ const { values: opt } = parseArgs({
     server: { type: 'string' },
     static: { type: 'string' },
     merge: { type: 'string' },
+    'merge-wasm': { type: 'string' },
     out: { type: 'string', default: fileURLToPath(new URL('.', import.meta.url)) },
     budget: { type: 'string', default: '102400' },
   },
 });
-for (const k of ['server', 'static', 'merge']) if (!opt[k]) throw new Error(`--${k} is required`);
+for (const k of ['server', 'static', 'merge', 'merge-wasm']) if (!opt[k]) throw new Error(`--${k} is required`);
 
 // Repetitions. The issue asks for 5. One drain run (the engine in REST mode and in batch mode at 100
 // and 1,000 per request, raw fetch at both, 10,000 single requests) takes 2 to 6 minutes on a 2-core
@@ -182,12 +185,18 @@ async function coldStartSection(page, template) {
 }
 
 async function mergeSection() {
-  const m = JSON.parse(await readFile(opt.merge, 'utf8'));
-  const perRecord = (runsMs) => runsMs.map((t) => (t * 1000) / m.records);
-  ROWS.push(row('4. Merges', `merge() of ${thousands(m.records)} conflicting ${m.fields}-field records, native`, 'µs/record', 'lower',
-    perRecord(m.mergeMs), 'native whole-record LWW (clone the winner)', perRecord(m.lwwCloneMs)));
-  ROWS.push(row('4. Merges', 'the same in wasm', 'µs/record', 'lower', null, null, null));
-  NOT_AVAILABLE.push('Merges in wasm: the package exports no merge function (`tidesync::core::merge::merge` is reachable only inside a flush that meets a 409); a `merge(spec, base, local, server)` export, even behind a bench feature, would let the page time it.');
+  // The same workload (bench/merge_workload.rs) timed natively (examples/bench_merge.rs) and in wasm in
+  // headless Chromium (tests/web_merge_bench.rs), each beside a whole-record LWW clone in the same build.
+  const native = JSON.parse(await readFile(opt.merge, 'utf8'));
+  const wasm = JSON.parse(await readFile(opt['merge-wasm'], 'utf8'));
+  const perSec = (m, runsMs) => runsMs.map((t) => (m.records * 1000) / t);
+  const what = `merge() of ${thousands(native.records)} conflicting ${native.fields}-field records`;
+  ROWS.push(row('4. Merges', `${what}, native`, 'records/s', 'higher',
+    perSec(native, native.mergeMs), 'native whole-record LWW (clone the winner)', perSec(native, native.lwwCloneMs)));
+  ROWS.push(row('4. Merges', `${what}, wasm in Chromium`, 'records/s', 'higher',
+    perSec(wasm, wasm.mergeMs), 'wasm whole-record LWW (clone the winner)', perSec(wasm, wasm.lwwCloneMs)));
+  ROWS.push(row('4. Merges', `${what}, wasm in Chromium against native`, 'records/s', 'higher',
+    perSec(wasm, wasm.mergeMs), 'the same merge(), native (previous rows)', perSec(native, native.mergeMs)));
 }
 
 async function checksumSection(page) {
@@ -274,6 +283,10 @@ function markdown(results) {
       `${thousands(total.gzip)} (${(total.gzip / s.budgetGzip).toFixed(2)}× the budget): ` +
       `**${s.withinBudget ? 'within budget' : 'OVER BUDGET'}**. (gzip and brotli here are Node's zlib; \`scripts/build\` uses the gzip CLI, a few header bytes apart.)`);
   }
+  for (const u of results.updates ?? []) {
+    out.push('', `**Updated ${u.generatedAt}**: ${u.sections.join(', ')} re-measured alone (\`BENCH_ONLY=${u.only} BENCH_UPDATE=1 make bench\`; ` +
+      `load average ${u.loadAverage.join(', ')} when the harness started); every other figure is from the full run above.`);
+  }
   out.push('', '## Notes', '',
     `- wasm \`init()\` (compile + instantiate) took ${results.initMs.toFixed(1)} ms in the benchmark page; it is not part of the cold-start figures.`,
     '- Writes: both sides use the browser\'s default IndexedDB durability. tidesync\'s put() is one readwrite transaction over its stores (reads the record, its pending ops and the sequence; writes record, op and sequence); the baseline writes only the record.',
@@ -281,12 +294,32 @@ function markdown(results) {
     '- Writes: p99 of the 100-record groups is over 10 groups per run, i.e. the slowest group.',
     '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (status reads the whole queue, as flush does).',
     '- Main thread: PerformanceObserver `longtask` reports only tasks over 50 ms; 0 means none.',
-    '- Merges: native figures are the release profile (opt-level "z", LTO), the same settings the wasm is built with.',
+    '- Merges: one workload (`bench/merge_workload.rs`), timed natively (`examples/bench_merge.rs`) and as wasm in headless Chromium (`tests/web_merge_bench.rs`, a wasm-bindgen test built only in release), both in the release profile (opt-level "z", LTO) the package is built with; records/s = records ÷ the wall time of one pass over all of them. Each run is one timed pass after an untimed one (the browser tiers its wasm code up), native and wasm alternating which goes first.',
   );
   if (results.notAvailable.length) {
     out.push('', '## Not measured', '', ...results.notAvailable.map((n) => `- ${n}`));
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * BENCH_UPDATE: the existing results.json with the sections measured now in place of the old ones (rows
+ * and not-measured notes; the other sections, the machine line and the sizes unless re-measured stay).
+ */
+async function update(fresh) {
+  const old = JSON.parse(await readFile(path.join(opt.out, 'results.json'), 'utf8'));
+  const sections = [...new Set(fresh.rows.map((r) => r.section))];
+  const rows = [];
+  for (const r of old.rows) {
+    if (!sections.includes(r.section)) rows.push(r);
+    else if (!rows.some((x) => x.section === r.section)) rows.push(...fresh.rows.filter((x) => x.section === r.section));
+  }
+  rows.push(...fresh.rows.filter((r) => !rows.includes(r) && !old.rows.some((o) => o.section === r.section)));
+  // A note names its section without the number ("Merges in wasm: ...").
+  const topics = sections.map((s) => s.replace(/^\d+\.\s*/, ''));
+  const notes = old.notAvailable.filter((n) => !topics.some((t) => n.startsWith(t))).concat(fresh.notAvailable);
+  const entry = { generatedAt: fresh.generatedAt, only: [...ONLY].join(','), sections, loadAverage: fresh.machine.loadAverage };
+  return { ...old, rows, notAvailable: notes, sizes: fresh.sizes ?? old.sizes, updates: [...(old.updates ?? []), entry] };
 }
 
 // ---- main ----
@@ -336,8 +369,9 @@ try {
     sizes: wanted('size') ? await sizes() : null,
     notAvailable: NOT_AVAILABLE,
   };
-  await writeFile(path.join(opt.out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  await writeFile(path.join(opt.out, 'RESULTS.md'), markdown(results));
+  const output = process.env.BENCH_UPDATE && ONLY ? await update(results) : results;
+  await writeFile(path.join(opt.out, 'results.json'), `${JSON.stringify(output, null, 2)}\n`);
+  await writeFile(path.join(opt.out, 'RESULTS.md'), markdown(output));
   log(`wrote ${path.join(opt.out, 'RESULTS.md')} and results.json in ${results.durationSec} s`);
 } catch (e) {
   console.error(e);
