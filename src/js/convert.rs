@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use js_sys::{Function, Reflect};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::core::engine::{CollectionConfig, EngineConfig};
 use crate::core::error::{Result, SyncError};
@@ -21,13 +22,51 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::UNDEFINED)
 }
 
+#[wasm_bindgen(inline_js = r#"
+const TAGS = new Set(['Map', 'Set', 'WeakMap', 'WeakSet', 'ArrayBuffer', 'SharedArrayBuffer', 'DataView']);
+const LONE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:[^\uD800-\uDBFF]|^)[\uDC00-\uDFFF]/;
+function fix(s) {
+  if (s.isWellFormed ? s.isWellFormed() : !LONE.test(s)) return s;
+  if (s.toWellFormed) return s.toWellFormed();
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const pair = c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00;
+    if (pair) { out += s[i] + s[i + 1]; i++; } else out += (c & 0xf800) === 0xd800 ? '\uFFFD' : s[i];
+  }
+  return out;
+}
+export function toJson(value) {
+  return JSON.stringify(value, function (key, v) {
+    if (typeof v === 'string') return fix(v);
+    if (v !== null && typeof v === 'object') {
+      const tag = Object.prototype.toString.call(v).slice(8, -1);
+      if (TAGS.has(tag) || ArrayBuffer.isView(v)) {
+        throw new TypeError(`${key ? `'${key}'` : 'the value'} is a ${tag}, which JSON cannot hold`);
+      }
+    }
+    return v;
+  });
+}
+"#)]
+extern "C" {
+    /// `JSON.stringify` with a replacer: a string with a lone surrogate (text cut in the middle of
+    /// an emoji) gets U+FFFD there, as the browser's own encoders do; a Map, Set or binary buffer
+    /// throws instead of becoming `{}`.
+    #[wasm_bindgen(js_name = toJson, catch)]
+    fn to_json(value: &JsValue) -> std::result::Result<JsValue, JsValue>;
+}
+
 /// A value from the app, through JSON text: `JSON.stringify` throws on a cycle or a `BigInt`, leaves
 /// out `undefined` and functions and honours `toJSON()` (what `fetch` with a JSON body does), and
 /// serde_json refuses nesting deeper than 128. Walking the JS object graph directly instead would
 /// recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
 fn json(v: &JsValue) -> std::result::Result<Value, String> {
-    let text = js_sys::JSON::stringify(v).map_err(|e| String::from(js_sys::Error::from(e).message()))?;
-    let text = JsValue::from(text).as_string().ok_or("it has no JSON form")?;
+    let text = to_json(v).map_err(|e| match e.dyn_ref::<js_sys::Error>() {
+        Some(e) => String::from(e.message()),
+        None => e.as_string().unwrap_or_else(|| "it cannot be written as JSON".into()),
+    })?;
+    let text = text.as_string().ok_or("it has no JSON form")?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 

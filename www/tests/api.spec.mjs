@@ -43,7 +43,7 @@ async function inPage(t, name, fn) {
   );
 }
 
-test('a record must be a plain JSON object (no cycle, BigInt or 10,000-deep nesting): anything else is INVALID_INPUT, nothing stored', async (t) => {
+test('a record must be a plain JSON object (no cycle, BigInt, Map, Set, bytes or 10,000-deep nesting): anything else is INVALID_INPUT, nothing stored; numbers and cut text survive', async (t) => {
   const out = await inPage(
     t,
     `api-records-${Date.now()}`,
@@ -55,6 +55,7 @@ test('a record must be a plain JSON object (no cycle, BigInt or 10,000-deep nest
       array: [1, 2], string: 'text', number: 7, null: null, undefined: undefined, date: new Date(),
       map: new Map([['a', 1]]), classInstance: new Note(), func: () => 1,
       bigint: { n: 10n }, circular, deep,
+      nestedMap: { m: new Map([['a', 1]]) }, nestedSet: { s: new Set([1]) }, bytes: { b: new Uint8Array(2) },
     };
     const codes = {};
     for (const [what, value] of Object.entries(bad)) {
@@ -65,16 +66,26 @@ test('a record must be a plain JSON object (no cycle, BigInt or 10,000-deep nest
     const bare = Object.create(null); bare.title = 'bare';
     await engine.put('notes', 'plain', { title: 'ok', tags: ['a'], nested: { 'ключ': 1.5 } });
     await engine.put('notes', 'bare', bare);
+    // Numbers come back bit for bit; text cut inside an emoji keeps U+FFFD where the half was.
+    const numbers = { price: 19.990000000000002, lng: -122.41941550000001, tiny: 5e-324, big: 1.7976931348623157e308 };
+    await engine.put('notes', 'numbers', numbers);
+    await engine.put('notes', 'cut', { text: '😀 smile'.slice(1) });
+    const back = await engine.get('notes', 'numbers');
+    const exact = Object.keys(numbers).every((k) => Object.is(back[k], numbers[k]));
+    const cut = (await engine.get('notes', 'cut')).text;
     const status = await engine.status();
-    return { codes, pending: status.pending, list: (await engine.list('notes')).map((r) => r.id) };
+    return { codes, pending: status.pending, list: (await engine.list('notes')).map((r) => r.id), exact, cut };
     `,
   );
   for (const [what, code] of Object.entries(out.codes)) {
     assert.match(code, /^INVALID_INPUT: /, `${what}: ${code}`);
   }
-  assert.equal(Object.keys(out.codes).length, 12);
-  assert.deepEqual(out.list, ['bare', 'plain'], 'only the two valid records are stored');
-  assert.equal(out.pending, 2);
+  assert.equal(Object.keys(out.codes).length, 15);
+  assert.match(out.codes.nestedMap, /'m' is a Map/);
+  assert.deepEqual(out.list, ['bare', 'cut', 'numbers', 'plain'], 'only the valid records are stored');
+  assert.equal(out.pending, 4);
+  assert.equal(out.exact, true, 'numbers are stored exactly');
+  assert.equal(out.cut, '\uFFFD smile');
 });
 
 test('putMany: one readwrite transaction for 100 records, all or nothing, then syncs like put', async (t) => {
