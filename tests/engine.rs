@@ -1227,3 +1227,64 @@ fn put_many_is_one_transaction_and_all_or_nothing() {
     assert_eq!(sent.len(), 102, "{sent:?}");
     assert_eq!(sent.iter().filter(|id| *id == "r").count(), 1);
 }
+
+#[test]
+fn a_write_made_during_a_long_flush_is_sent_with_the_next_batch() {
+    let e = env_with(|c| c.max_batch_size = 10);
+    for i in 0..30 {
+        e.put("notes", &format!("n{i:02}"), json!({"i": i}));
+    }
+    e.net.hold.set(true);
+    let mut flush = Box::pin(e.engine.flush());
+    for _ in 0..100 {
+        if e.net.sent().len() == 1 {
+            break;
+        }
+        assert!(poll_once(flush.as_mut()).is_pending());
+    }
+    assert_eq!(e.net.sent().len(), 1, "the first batch is in flight");
+    block_on(e.engine.put("notes", "urgent", json!({"u": 1}), Some(Priority::High))).unwrap();
+    e.net.hold.set(false);
+    let report = block_on(flush).unwrap();
+    let batches: Vec<Vec<String>> =
+        e.net.sent().iter().map(|b| b.iter().map(|o| o.entity_id.clone()).collect()).collect();
+    assert!(batches[1].contains(&"urgent".to_string()), "the next batch carries it: {batches:?}");
+    assert_eq!((report.remaining, batches.concat().len()), (0, 31), "{report:?}");
+}
+
+#[test]
+fn discarding_one_dead_letter_keeps_a_later_one_of_the_same_record() {
+    let e = env();
+    e.put("notes", "r", json!({"v": 1}));
+    e.flush();
+    let refuse = |ops: &[Operation]| {
+        Ok(PushResponse {
+            results: ops.iter().map(|o| result(o, Outcome::Failed(Failure::new(http(400))))).collect(),
+            server_time_ms: None,
+        })
+    };
+    e.put("notes", "r", json!({"v": 2}));
+    e.net.then(refuse);
+    e.flush();
+    e.put("notes", "r", json!({"v": 3}));
+    e.net.then(refuse);
+    e.flush();
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert_eq!(dead.len(), 2);
+    let first = dead.iter().find(|d| d.op.payload == Some(json!({"v": 2}))).unwrap().op.id.clone();
+    block_on(e.engine.discard_dead_letter(&first)).unwrap();
+    assert_eq!(block_on(e.engine.get("notes", "r")).unwrap(), Some(json!({"v": 3})), "the later write stays");
+    let last = block_on(e.engine.dead_letters()).unwrap()[0].op.id.clone();
+    block_on(e.engine.discard_dead_letter(&last)).unwrap();
+    assert_eq!(block_on(e.engine.get("notes", "r")).unwrap(), Some(json!({"v": 1})), "then back to the server's");
+}
+
+#[test]
+fn numbers_survive_json_text_exactly() {
+    // What a record goes through at the JS boundary and on the wire: text, parsed, written again.
+    for text in ["19.990000000000002", "-122.41941550000001", "0.30000000000000004", "1e-7", "123456789012345680000"] {
+        let v: Value = serde_json::from_str(text).unwrap();
+        let back: f64 = serde_json::to_string(&v).unwrap().parse().unwrap();
+        assert_eq!(back.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+    }
+}

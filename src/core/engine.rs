@@ -148,6 +148,10 @@ pub(super) struct State {
     skew_ms: i64,
     flushing: bool,
     flush_again: bool,
+    /// Moves on every write to the queue outside a flush pass (a local write, a retried dead
+    /// letter, a resolved conflict, another tab's write): the flush's queue snapshot is then read
+    /// again, so a new write does not wait behind the whole drain.
+    queue_epoch: u64,
     last_report: FlushReport,
     events: Vec<Event>,
     audit: VecDeque<AuditEntry>,
@@ -197,6 +201,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             skew_ms: 0,
             flushing: false,
             flush_again: false,
+            queue_epoch: 0,
             last_report: FlushReport::default(),
             events: Vec::new(),
             audit: VecDeque::new(),
@@ -255,6 +260,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         } else {
             Ok(())
         }
+    }
+
+    /// Tells a running flush that the queue changed under it (see `State::queue_epoch`). The JS
+    /// layer calls it when another tab says it wrote.
+    pub fn queue_changed(&self) {
+        self.state.borrow_mut().queue_epoch += 1;
     }
 
     pub(super) fn emit(&self, e: Event) {
@@ -365,6 +376,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
         }
         let effects = result?;
+        self.queue_changed();
         for (key, eff) in keys.iter().zip(&effects) {
             if eff.changed {
                 self.emit(change_event(key, eff.entity.as_ref()));
@@ -471,10 +483,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         // nothing arrived meanwhile before stopping). Safe to reuse: `mark_sent` sends each lane's
         // head as it is in the store then, not as the snapshot remembers it.
         let mut snapshot: Option<(Vec<Operation>, BTreeSet<EntityKey>)> = None;
+        let mut epoch = self.state.borrow().queue_epoch;
         loop {
             self.state.borrow_mut().flush_again = false;
             let now = self.clock.now_ms();
             let decision = self.network();
+            if std::mem::replace(&mut epoch, self.state.borrow().queue_epoch) != epoch {
+                snapshot = None;
+            }
             let (mut ops, paused, whole) = match snapshot.take() {
                 Some((ops, paused)) => (ops, paused, false),
                 None => {
@@ -486,6 +502,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             self.state.borrow_mut().metrics.record_queue_size(ops.len());
             report.remaining = ops.len();
             report.next_attempt_at = next_due(&ops, &paused);
+            // Stopping: the report's counts come from a whole read of the queue.
+            if (decision.paused || !self.state.borrow().breaker.would_allow(now)) && !whole {
+                continue;
+            }
             if decision.paused {
                 report.offline = true;
                 return Ok(report);
@@ -550,9 +570,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Marks the batch's ops as sent, in one transaction, and returns them as they are now:
     /// another tab may have coalesced a write into one of them since we read the queue.
     async fn mark_sent(&self, heads: Vec<Operation>) -> Result<Vec<Operation>> {
-        if heads.iter().all(|o| o.sent) {
-            return Ok(heads);
-        }
         let keys: Vec<EntityKey> = heads.iter().map(Operation::key).collect();
         self.store
             .transact(&keys, |tx| {
@@ -1176,25 +1193,35 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok(e)
             })
             .await?;
+        self.queue_changed();
         self.emit(change_event(&key, entity.as_ref()));
         Ok(())
     }
 
-    /// Drops a dead-lettered op for good. The local record keeps its state.
     /// Drops a dead-lettered write. A record with nothing else pending goes back to what the server
     /// last acknowledged (gone, if the server never had it), with a change event.
     pub async fn discard_dead_letter(&self, op_id: &str) -> Result<()> {
         let dl = self.find_dead_letter(op_id).await?;
         let key = dl.op.key();
+        let held = self.held_elsewhere(op_id).await?;
         let events = self
             .store
             .transact(std::slice::from_ref(&key), |tx| {
                 tx.write(Write::DeleteDeadLetter(dl.op.id.clone()));
-                Ok(revert_unsent(tx, std::slice::from_ref(&key)))
+                Ok(revert_unsent(tx, std::slice::from_ref(&key), &held))
             })
             .await?;
         self.absorb(Applied { events, ..Applied::default() });
         Ok(())
+    }
+
+    /// Records another write of theirs still speaks for: one with a dead letter (other than
+    /// `except`) or a conflict waiting for the app. Discarding a write must not undo those.
+    async fn held_elsewhere(&self, except: &str) -> Result<BTreeSet<EntityKey>> {
+        let mut held: BTreeSet<EntityKey> =
+            self.store.dead_letters().await?.iter().filter(|d| d.op.id != except).map(|d| d.op.key()).collect();
+        held.extend(self.store.conflicts().await?.iter().map(Conflict::key));
+        Ok(held)
     }
 
     async fn find_dead_letter(&self, op_id: &str) -> Result<DeadLetter> {
@@ -1265,6 +1292,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok((tx.entity(&key).cloned(), out.events))
             })
             .await?;
+        self.queue_changed();
         let entry = AuditEntry {
             at: now,
             collection: c.collection,
@@ -1287,12 +1315,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(entity)
     }
 
-    /// Discards every pending op (the local records keep their state). For the debug tools.
+    /// Discards every pending op; their records go back to what the server last acknowledged (see
+    /// `revert_unsent`). For the debug tools.
     pub async fn clear_queue(&self) -> Result<usize> {
         self.check_open()?;
         let (ops, _) = self.store.load_queue().await?;
         let keys: BTreeSet<EntityKey> = ops.iter().map(Operation::key).collect();
         let keys: Vec<EntityKey> = keys.into_iter().collect();
+        let held = self.held_elsewhere("").await?;
         let (n, events) = self
             .store
             .transact(&keys, |tx| {
@@ -1300,7 +1330,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 for o in &ops {
                     tx.write(Write::DeleteOp(o.id.clone()));
                 }
-                Ok((ops.len(), revert_unsent(tx, &keys)))
+                Ok((ops.len(), revert_unsent(tx, &keys, &held)))
             })
             .await?;
         self.absorb(Applied { events, ..Applied::default() });
@@ -1322,14 +1352,15 @@ pub(super) struct Applied {
     pub(super) lanes: BTreeMap<EntityKey, Vec<Operation>>,
 }
 
-/// Records of `keys` left with no pending write (and no conflict waiting for the app) after their
-/// writes were discarded: each goes back to what the server last acknowledged (its `base`), or is
+/// Records of `keys` left with no pending write, no other dead letter and no conflict waiting for
+/// the app (`held`) after their writes were discarded: each goes back to what the server last acknowledged (its `base`), or is
 /// removed if the server never had it. Returns the change events.
-fn revert_unsent(tx: &mut Tx, keys: &[EntityKey]) -> Vec<Event> {
+fn revert_unsent(tx: &mut Tx, keys: &[EntityKey], held: &BTreeSet<EntityKey>) -> Vec<Event> {
     let mut events = Vec::new();
     for key in keys {
         let Some(mut e) = tx.entity(key).cloned() else { continue };
-        if !tx.lane(key).is_empty() || matches!(e.sync_status, SyncStatus::Synced | SyncStatus::Conflict) {
+        let settled = matches!(e.sync_status, SyncStatus::Synced | SyncStatus::Conflict);
+        if settled || !tx.lane(key).is_empty() || held.contains(key) {
             continue;
         }
         match e.base.clone() {

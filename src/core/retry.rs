@@ -169,6 +169,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether `allow(now)` would let a request through, without moving to half-open.
+    pub fn would_allow(&self, now: u64) -> bool {
+        !matches!(self.state, BreakerState::Open { until } if now < until)
+    }
+
     /// When the breaker will let a request through again (`None` when it is not open).
     pub fn reopens_at(&self) -> Option<u64> {
         match self.state {

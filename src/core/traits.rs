@@ -7,7 +7,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use super::error::Result;
+use super::error::{Result, SyncError};
 use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 
 /// What one store transaction saw and what it will write. The engine's pure logic reads the
@@ -181,12 +181,21 @@ pub trait Transport {
             let page = self.pull(collection, cursor.as_deref()).await?;
             // A later page holds a later state: it replaces an earlier one.
             found.extend(page.items.into_iter().filter(|r| wanted.contains(r.id.as_str())).map(|r| (r.id.clone(), r)));
-            if !page.has_more || page.cursor.is_none() || page.cursor == cursor {
-                break;
+            if !page.has_more {
+                return Ok(found.into_values().collect());
+            }
+            // An incomplete listing must not pass for a complete one: an id missing from it would
+            // be read as deleted on the server.
+            if page.cursor.is_none() || page.cursor == cursor {
+                return Err(Failure::new(SyncError::Protocol(format!(
+                    "the listing of '{collection}' says it has more but gives no new cursor"
+                ))));
             }
             cursor = page.cursor;
         }
-        Ok(found.into_values().collect())
+        Err(Failure::new(SyncError::Protocol(format!(
+            "the listing of '{collection}' did not end within {FETCH_MAX_PAGES} pages"
+        ))))
     }
 }
 

@@ -655,6 +655,8 @@ impl Inner {
                 return;
             }
             let _ = js_sys::Reflect::set(&ev, &"remote".into(), &true.into());
+            // Another tab wrote: a flush running here reads the queue again.
+            inner.engine.queue_changed();
             let listeners: Vec<Function> = inner.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
             for f in listeners {
                 if let Err(err) = f.call1(&JsValue::NULL, &ev) {
