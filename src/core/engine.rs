@@ -625,7 +625,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let now = t1;
         let fetched = match &response {
             Ok(r) => self.fetch_mismatched(batch, r).await,
-            Err(_) => HashMap::new(),
+            Err(_) => Vec::new(),
         };
         let outcome = self
             .store
@@ -649,15 +649,17 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                             )));
                             self.on_failure(tx, op, &f, now, &mut out)
                         }
-                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => match fetched.get(op.id.as_str()) {
-                            None => self.on_accepted(tx, op, *version, data.clone(), None, now, &mut out)?,
-                            Some(Ok(server)) => {
-                                self.on_accepted(tx, op, *version, None, Some(server), now, &mut out)?
+                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => {
+                            match fetched.iter().find(|(id, _)| *id == op.id).map(|(_, r)| r) {
+                                None => self.on_accepted(tx, op, *version, data.clone(), None, now, &mut out)?,
+                                Some(Ok(server)) => {
+                                    self.on_accepted(tx, op, *version, None, Some(server), now, &mut out)?
+                                }
+                                // Applied, but what the server holds is unknown: the op stays (same id, so
+                                // the server's ledger answers its retry) until the record can be fetched.
+                                Some(Err(f)) => self.on_failure(tx, op, f, now, &mut out),
                             }
-                            // Applied, but what the server holds is unknown: the op stays (same id, so
-                            // the server's ledger answers its retry) until the record can be fetched.
-                            Some(Err(f)) => self.on_failure(tx, op, f, now, &mut out),
-                        },
+                        }
                         (
                             Ok(_),
                             Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms }),

@@ -6,7 +6,7 @@
 //! carries a checksum that does not match (`fetch_mismatched`), and a stored record that fails its
 //! checksum (`repair`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -175,7 +175,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
 /// What a fetch after a checksum mismatch found, per op id: the server's live record (`None`: it
 /// has none), or why it could not be fetched.
-pub(super) type Fetched = HashMap<String, std::result::Result<Option<ServerRecord>, Failure>>;
+pub(super) type Fetched = Vec<(String, std::result::Result<Option<ServerRecord>, Failure>)>;
 
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Accepted results whose server checksum does not match the record the server says it holds
@@ -185,7 +185,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// An echoed record that matches the echoed checksum needs no fetch even when it differs from
     /// what we sent: the server normalised it, and it is taken as the server's record anyway.
     pub(super) async fn fetch_mismatched(&self, batch: &[Operation], response: &PushResponse) -> Fetched {
-        let mut suspect: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+        let mut suspect: Vec<&Operation> = Vec::new();
         for r in &response.results {
             let Outcome::Accepted { data, checksum: Some(theirs), .. } = &r.outcome else { continue };
             let Some(op) = batch.iter().find(|o| o.id == r.op_id && o.kind != OpKind::Delete) else { continue };
@@ -198,12 +198,17 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 "the server's checksum of {}/{} ({theirs}) does not match {what} ({ours}): its record is fetched",
                 op.collection, op.entity_id
             )));
-            suspect.entry(op.collection.as_str()).or_default().push(op);
+            suspect.push(op);
         }
         let mut out = Fetched::new();
-        for (collection, ops) in suspect {
+        while let Some(first) = suspect.first() {
+            // One request per collection.
+            let collection = first.collection.clone();
+            let (ops, rest): (Vec<&Operation>, Vec<&Operation>) =
+                suspect.into_iter().partition(|o| o.collection == collection);
+            suspect = rest;
             let ids: Vec<String> = ops.iter().map(|o| o.entity_id.clone()).collect();
-            let answer = self.transport.fetch(collection, &ids).await;
+            let answer = self.transport.fetch(&collection, &ids).await;
             for op in ops {
                 let found = match &answer {
                     Ok(records) => Ok(records.iter().find(|r| r.id == op.entity_id && r.data.is_some()).cloned()),
@@ -216,7 +221,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                         retry_after_ms: f.retry_after_ms,
                     }),
                 };
-                out.insert(op.id.clone(), found);
+                out.push((op.id.clone(), found));
             }
         }
         out
@@ -238,105 +243,100 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// What cannot be repaired now is tried again at the next `pull()`. Failures are reported as
     /// events, not returned: a repair runs on behalf of a read that fails with `INTEGRITY` anyway.
     pub(super) async fn repair(&self, keys: Vec<EntityKey>) {
-        let mut waiting = BTreeSet::new();
-        if let Err(e) = self.try_repair(&keys, &mut waiting).await {
+        let mut waiting = Vec::new();
+        if let Err(e) = self.try_repair(keys.clone(), &mut waiting).await {
             self.report(&e);
             // A store failure: nothing is known to be repaired.
-            waiting.extend(keys);
+            waiting = keys;
         }
         self.state.borrow_mut().corrupt.extend(waiting);
     }
 
     /// `repair`; adds to `waiting` what is still damaged and must be tried again later.
-    async fn try_repair(&self, keys: &[EntityKey], waiting: &mut BTreeSet<EntityKey>) -> Result<()> {
-        let (need_server, events, wait) = self
-            .store
-            .transact(keys, |tx| {
-                let (mut need_server, mut events, mut wait) = (Vec::new(), Vec::new(), Vec::new());
-                for key in keys {
-                    let Some(mut e) = tx.entity(key).cloned().filter(|e| !intact(e)) else { continue };
-                    let lane = tx.lane(key);
-                    if lane.is_empty() && e.sync_status != SyncStatus::Conflict {
-                        need_server.push(key.clone());
-                    } else if let Some(copy) = newest_copy(lane).filter(|_| e.sync_status != SyncStatus::Conflict) {
-                        e.checksum = copy.as_ref().map(checksum);
-                        e.data = copy;
-                        events.push(change_event(key, Some(&e)));
-                        tx.write(Write::PutEntity(e));
-                    } else {
-                        wait.push(key.clone());
-                    }
-                }
-                Ok((need_server, events, wait))
-            })
-            .await?;
-        waiting.extend(wait);
-        self.absorb(Applied { events, ..Applied::default() });
-
-        let mut by_collection: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for key in need_server {
-            by_collection.entry(key.collection).or_default().push(key.id);
-        }
-        for (collection, ids) in by_collection {
-            let keys: Vec<EntityKey> = ids.iter().map(|id| EntityKey::new(collection.clone(), id.clone())).collect();
-            let records = match self.transport.fetch(&collection, &ids).await {
-                Ok(records) => records,
-                Err(f) => {
-                    self.report(&SyncError::Integrity(format!(
-                        "the server's copy of {} damaged record(s) of '{collection}' could not be fetched ({}); \
-                         the next pull tries again",
-                        ids.len(),
-                        f.error
-                    )));
-                    waiting.extend(keys);
-                    continue;
-                }
-            };
+    async fn try_repair(&self, keys: Vec<EntityKey>, waiting: &mut Vec<EntityKey>) -> Result<()> {
+        // A first pass without the server's records, then one per collection with them.
+        let mut passes: Vec<(Vec<EntityKey>, Option<Vec<ServerRecord>>)> = vec![(keys, None)];
+        while let Some((keys, records)) = passes.pop() {
             let now = self.clock.now_ms();
-            let (events, wait) = self
-                .store
-                .transact(&keys, |tx| {
-                    let (mut events, mut wait) = (Vec::new(), Vec::new());
-                    for key in &keys {
-                        match tx.entity(key) {
-                            // Replaced by a write or a pull meanwhile.
-                            None => continue,
-                            Some(e) if intact(e) => continue,
-                            // A write arrived meanwhile (on a copy a read never returned): its own
-                            // copy restores the record at the next try.
-                            Some(_) if !tx.lane(key).is_empty() => {
-                                wait.push(key.clone());
-                                continue;
-                            }
-                            Some(_) => {}
-                        }
-                        match records.iter().find(|r| r.id == key.id).and_then(|r| Some((r, r.data.clone()?))) {
-                            Some((r, data)) => {
-                                let e = Entity {
-                                    collection: key.collection.clone(),
-                                    id: key.id.clone(),
-                                    checksum: Some(checksum(&data)),
-                                    base: Some(data.clone()),
-                                    data: Some(data),
-                                    version: r.version,
-                                    last_modified: r.modified_ms.unwrap_or(now),
-                                    sync_status: SyncStatus::Synced,
-                                };
-                                events.push(change_event(key, Some(&e)));
-                                tx.write(Write::PutEntity(e));
-                            }
-                            None => {
-                                events.push(change_event(key, None));
-                                tx.write(Write::DeleteEntity(key.clone()));
-                            }
-                        }
-                    }
-                    Ok((events, wait))
-                })
-                .await?;
+            let (mut need_server, events, wait) =
+                self.store.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
             waiting.extend(wait);
             self.absorb(Applied { events, ..Applied::default() });
+            while let Some(first) = need_server.first() {
+                let collection = first.collection.clone();
+                let (keys, rest): (Vec<EntityKey>, Vec<EntityKey>) =
+                    need_server.into_iter().partition(|k| k.collection == collection);
+                need_server = rest;
+                let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+                match self.transport.fetch(&collection, &ids).await {
+                    Ok(records) => passes.push((keys, Some(records))),
+                    Err(f) => {
+                        self.report(&SyncError::Integrity(format!(
+                            "the server's copy of {} damaged record(s) of '{collection}' could not be fetched ({}); \
+                             the next pull tries again",
+                            ids.len(),
+                            f.error
+                        )));
+                        waiting.extend(keys);
+                    }
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// One repair pass over `keys` inside a store transaction (see `Engine::repair`): a damaged record
+/// with pending writes takes the newest one's copy; one without takes the server's record from
+/// `records`, or before the fetch (`None`) is returned as needing it. Returns the records needing
+/// the server, the events, and the records that must wait.
+fn repair_pass(
+    tx: &mut Tx,
+    keys: &[EntityKey],
+    records: Option<&[ServerRecord]>,
+    now: u64,
+) -> (Vec<EntityKey>, Vec<Event>, Vec<EntityKey>) {
+    let (mut need_server, mut events, mut wait) = (Vec::new(), Vec::new(), Vec::new());
+    for key in keys {
+        // Nothing to do if a write or a pull replaced it meanwhile.
+        let Some(mut e) = tx.entity(key).cloned().filter(|e| !intact(e)) else { continue };
+        let lane = tx.lane(key);
+        let restored = match records {
+            _ if e.sync_status == SyncStatus::Conflict => None,
+            _ if !lane.is_empty() => newest_copy(lane).map(|copy| {
+                e.checksum = copy.as_ref().map(checksum);
+                e.data = copy;
+                Some(e)
+            }),
+            None => {
+                need_server.push(key.clone());
+                continue;
+            }
+            Some(records) => Some(records.iter().find(|r| r.id == key.id).and_then(|r| {
+                let data = r.data.clone()?;
+                Some(Entity {
+                    collection: key.collection.clone(),
+                    id: key.id.clone(),
+                    checksum: Some(checksum(&data)),
+                    base: Some(data.clone()),
+                    data: Some(data),
+                    version: r.version,
+                    last_modified: r.modified_ms.unwrap_or(now),
+                    sync_status: SyncStatus::Synced,
+                })
+            })),
+        };
+        match restored {
+            None => wait.push(key.clone()),
+            Some(e) => {
+                events.push(change_event(key, e.as_ref()));
+                tx.write(match e {
+                    Some(e) => Write::PutEntity(e),
+                    // The server has no such record.
+                    None => Write::DeleteEntity(key.clone()),
+                });
+            }
+        }
+    }
+    (need_server, events, wait)
 }

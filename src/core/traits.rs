@@ -2,7 +2,7 @@
 //! (`Transport`) and what time it is (`Clock`). The browser and the native simulation each
 //! provide their own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde_json::Value;
@@ -174,15 +174,17 @@ pub trait Transport {
     /// The default reads the collection's full listing (`pull` from no cursor, following its pages)
     /// and keeps the ids asked for: every backend that can pull can answer, at the cost of a listing.
     async fn fetch(&self, collection: &str, ids: &[String]) -> std::result::Result<Vec<ServerRecord>, Failure> {
-        let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut found: BTreeMap<String, ServerRecord> = BTreeMap::new();
+        let mut found: Vec<ServerRecord> = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..FETCH_MAX_PAGES {
             let page = self.pull(collection, cursor.as_deref()).await?;
-            // A later page holds a later state: it replaces an earlier one.
-            found.extend(page.items.into_iter().filter(|r| wanted.contains(r.id.as_str())).map(|r| (r.id.clone(), r)));
+            for r in page.items.into_iter().filter(|r| ids.contains(&r.id)) {
+                // A later page holds a later state: it replaces an earlier one.
+                found.retain(|f| f.id != r.id);
+                found.push(r);
+            }
             if !page.has_more {
-                return Ok(found.into_values().collect());
+                return Ok(found);
             }
             // An incomplete listing must not pass for a complete one: an id missing from it would
             // be read as deleted on the server.
