@@ -82,3 +82,10 @@ pub fn run(data: &[(Value, Value, Value)], now_ms: impl Fn() -> f64) -> (f64, f6
     }
     (merge_ms, now_ms() - t)
 }
+
+/// One untimed pass (warm caches; the browser also tiers its wasm code up), then `runs` timed ones:
+/// (merge ms per run, clone ms per run).
+pub fn runs(data: &[(Value, Value, Value)], now_ms: impl Fn() -> f64, runs: usize) -> (Vec<f64>, Vec<f64>) {
+    run(data, &now_ms);
+    (0..runs).map(|_| run(data, &now_ms)).unzip()
+}

@@ -18,14 +18,8 @@ fn main() {
     let data = workload::data(workload::RECORDS).unwrap_or_else(|e| panic!("{e}"));
     let start = Instant::now();
     let now_ms = || start.elapsed().as_secs_f64() * 1e3;
-    // One untimed pass first: warm caches, as the wasm run warms its compiled code.
-    workload::run(&data, now_ms);
-    let (mut merge_ms, mut clone_ms) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let (m, c) = workload::run(&data, now_ms);
-        merge_ms.push(m);
-        clone_ms.push(c);
-    }
+    // After an untimed pass: warm caches, as the wasm run warms its compiled code.
+    let (merge_ms, clone_ms) = workload::runs(&data, now_ms, runs);
     println!(
         "{}",
         json!({ "records": workload::RECORDS, "fields": workload::FIELDS, "mergeMs": merge_ms, "lwwCloneMs": clone_ms })

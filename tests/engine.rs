@@ -160,6 +160,14 @@ fn http(status: u16) -> SyncError {
     SyncError::Http { status, message: format!("status {status}") }
 }
 
+/// A server answer refusing every op of the batch with a 400.
+fn refuse_all(ops: &[Operation]) -> Result<PushResponse, Failure> {
+    Ok(PushResponse {
+        results: ops.iter().map(|o| result(o, Outcome::Failed(Failure::new(http(400))))).collect(),
+        server_time_ms: None,
+    })
+}
+
 fn result(op: &Operation, outcome: Outcome) -> OpResult {
     OpResult { op_id: op.id.clone(), outcome }
 }
@@ -369,16 +377,10 @@ fn discarded_writes_leave_records_as_the_server_last_acknowledged_them() {
     let e = env();
     e.put("notes", "kept", json!({"t": 1}));
     e.flush(); // on the server: {"t": 1}
-    let refuse = |ops: &[Operation]| {
-        Ok(PushResponse {
-            results: ops.iter().map(|o| result(o, Outcome::Failed(Failure::new(http(400))))).collect(),
-            server_time_ms: None,
-        })
-    };
 
     // A refused update, discarded: back to the acknowledged state, synced, with a change event.
     e.put("notes", "kept", json!({"t": 2}));
-    e.net.then(refuse);
+    e.net.then(refuse_all);
     e.flush();
     assert_eq!(e.record("notes", "kept").sync_status, SyncStatus::Error);
     let id = block_on(e.engine.dead_letters()).unwrap()[0].op.id.clone();
@@ -1257,17 +1259,11 @@ fn discarding_one_dead_letter_keeps_a_later_one_of_the_same_record() {
     let e = env();
     e.put("notes", "r", json!({"v": 1}));
     e.flush();
-    let refuse = |ops: &[Operation]| {
-        Ok(PushResponse {
-            results: ops.iter().map(|o| result(o, Outcome::Failed(Failure::new(http(400))))).collect(),
-            server_time_ms: None,
-        })
-    };
     e.put("notes", "r", json!({"v": 2}));
-    e.net.then(refuse);
+    e.net.then(refuse_all);
     e.flush();
     e.put("notes", "r", json!({"v": 3}));
-    e.net.then(refuse);
+    e.net.then(refuse_all);
     e.flush();
     let dead = block_on(e.engine.dead_letters()).unwrap();
     assert_eq!(dead.len(), 2);

@@ -36,15 +36,9 @@ fn merge_benchmark() {
     let runs: usize = RUNS.and_then(|r| r.trim().parse().ok()).unwrap_or(1).max(1);
     let records = workload::RECORDS;
     let data = workload::data(records).unwrap_or_else(|e| panic!("{e}"));
-    // One untimed pass first: the browser compiles wasm in tiers, and the timed passes should run the
+    // After an untimed pass: the browser compiles wasm in tiers, and the timed passes should run the
     // optimised code, as a page that merges often does.
-    workload::run(&data, now_ms);
-    let (mut merge_ms, mut clone_ms) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let (m, c) = workload::run(&data, now_ms);
-        merge_ms.push(m);
-        clone_ms.push(c);
-    }
+    let (merge_ms, clone_ms) = workload::runs(&data, now_ms, runs);
     assert!(merge_ms.iter().chain(&clone_ms).all(|m| m.is_finite() && *m > 0.0), "{merge_ms:?} {clone_ms:?}");
     let out = json!({"records": records, "fields": workload::FIELDS, "mergeMs": merge_ms, "lwwCloneMs": clone_ms});
     console_log!("TIDESYNC_MERGE_BENCH {out}");
