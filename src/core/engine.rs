@@ -272,13 +272,16 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         self.state.borrow_mut().events.push(e);
     }
 
-    fn key(&self, collection: &str, id: &str) -> Result<EntityKey> {
+    /// The configuration of a declared collection of an open engine.
+    fn collection(&self, collection: &str) -> Result<&CollectionConfig> {
         self.check_open()?;
-        if !self.config.collections.contains_key(collection) {
-            return Err(SyncError::InvalidInput(format!(
-                "unknown collection '{collection}' (declare it in `collections`)"
-            )));
-        }
+        self.config.collections.get(collection).ok_or_else(|| {
+            SyncError::InvalidInput(format!("unknown collection '{collection}' (declare it in `collections`)"))
+        })
+    }
+
+    fn key(&self, collection: &str, id: &str) -> Result<EntityKey> {
+        self.collection(collection)?;
         if id.is_empty() || id.len() > 512 {
             return Err(SyncError::InvalidInput("a record id must be 1 to 512 characters".into()));
         }
@@ -341,12 +344,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         writes: Vec<(String, Mutation)>,
         priority: Option<Priority>,
     ) -> Result<Vec<WriteEffect>> {
-        self.key(collection, "-")?; // even an empty batch names a known collection of an open engine
+        let priority = priority.unwrap_or(self.collection(collection)?.priority);
         let keys = writes.iter().map(|(id, _)| self.key(collection, id)).collect::<Result<Vec<_>>>()?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let priority = priority.unwrap_or(self.config.collections[collection].priority);
         let now = self.clock.now_ms();
         let mut new_id = || uuid(&self.clock);
         let corrupt: RefCell<Option<Entity>> = RefCell::new(None);
@@ -538,6 +540,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 report.sent += batch.len();
                 continue;
             }
+            let pausing = (report.conflicts, report.dead_lettered);
             let (had_failure, lanes) = self.apply_response(&batch, response, t0, t1, &mut report).await?;
             if had_failure && !self.state.borrow().flush_again {
                 let (ops, conflicts) = self.store.load_queue().await?;
@@ -548,10 +551,17 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 return Ok(report);
             }
             // The batch's lanes as the answers left them; conflicts and dead letters may pause lanes.
-            let touched: BTreeSet<EntityKey> = batch.iter().map(Operation::key).collect();
-            ops.retain(|o| !touched.contains(&o.key()));
+            // (Keyed by borrowed names: no allocation per queued op and pass.)
+            let touched: HashMap<(&str, &str), &Operation> =
+                batch.iter().map(|o| ((o.collection.as_str(), o.entity_id.as_str()), o)).collect();
+            ops.retain(|o| !touched.contains_key(&(o.collection.as_str(), o.entity_id.as_str())));
             ops.extend(lanes.into_values().flatten());
-            let paused = self.paused_lanes(&self.store.conflicts().await?).await?;
+            // Only a conflict or a dead letter made by this pass can pause another lane.
+            let paused = if (report.conflicts, report.dead_lettered) == pausing {
+                paused
+            } else {
+                self.paused_lanes(&self.store.conflicts().await?).await?
+            };
             snapshot = Some((ops, paused));
         }
     }
@@ -1203,9 +1213,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Drops a dead-lettered write. A record with nothing else pending goes back to what the server
     /// last acknowledged (gone, if the server never had it), with a change event.
     pub async fn discard_dead_letter(&self, op_id: &str) -> Result<()> {
-        let dl = self.find_dead_letter(op_id).await?;
+        self.check_open()?;
+        let dead = self.store.dead_letters().await?;
+        let dl = dead.iter().find(|d| d.op.id == op_id).ok_or_else(|| not_a_dead_letter(op_id))?;
         let key = dl.op.key();
-        let held = self.held_elsewhere(op_id).await?;
+        let held = self.held_elsewhere(dead.iter().filter(|d| d.op.id != op_id)).await?;
         let events = self
             .store
             .transact(std::slice::from_ref(&key), |tx| {
@@ -1217,23 +1229,17 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(())
     }
 
-    /// Records another write of theirs still speaks for: one with a dead letter (other than
-    /// `except`) or a conflict waiting for the app. Discarding a write must not undo those.
-    async fn held_elsewhere(&self, except: &str) -> Result<BTreeSet<EntityKey>> {
-        let mut held: BTreeSet<EntityKey> =
-            self.store.dead_letters().await?.iter().filter(|d| d.op.id != except).map(|d| d.op.key()).collect();
+    /// Records another write of theirs still speaks for: one with a dead letter of `dead` or a
+    /// conflict waiting for the app. Discarding a write must not undo those.
+    async fn held_elsewhere(&self, dead: impl Iterator<Item = &DeadLetter>) -> Result<BTreeSet<EntityKey>> {
+        let mut held: BTreeSet<EntityKey> = dead.map(|d| d.op.key()).collect();
         held.extend(self.store.conflicts().await?.iter().map(Conflict::key));
         Ok(held)
     }
 
     async fn find_dead_letter(&self, op_id: &str) -> Result<DeadLetter> {
         self.check_open()?;
-        self.store
-            .dead_letters()
-            .await?
-            .into_iter()
-            .find(|d| d.op.id == op_id)
-            .ok_or_else(|| SyncError::NotFound(format!("dead letter {op_id}")))
+        self.store.dead_letters().await?.into_iter().find(|d| d.op.id == op_id).ok_or_else(|| not_a_dead_letter(op_id))
     }
 
     pub async fn conflicts(&self) -> Result<Vec<Conflict>> {
@@ -1324,7 +1330,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let (ops, _) = self.store.load_queue().await?;
         let keys: BTreeSet<EntityKey> = ops.iter().map(Operation::key).collect();
         let keys: Vec<EntityKey> = keys.into_iter().collect();
-        let held = self.held_elsewhere("").await?;
+        let held = self.held_elsewhere(self.store.dead_letters().await?.iter()).await?;
         let (n, events) = self
             .store
             .transact(&keys, |tx| {
@@ -1352,6 +1358,10 @@ pub(super) struct Applied {
     pub(super) events: Vec<Event>,
     /// The touched lanes as the transaction left them (the flush's queue snapshot takes them).
     pub(super) lanes: BTreeMap<EntityKey, Vec<Operation>>,
+}
+
+fn not_a_dead_letter(op_id: &str) -> SyncError {
+    SyncError::NotFound(format!("dead letter {op_id}"))
 }
 
 /// Records of `keys` left with no pending write, no other dead letter and no conflict waiting for
