@@ -11,11 +11,11 @@
 //! 2. Choosing the ready lane heads among 100,000 pending ops over 10,000 records
 //!    (`ready_heads`, batch of 10), in microseconds per pick.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+use tidesync::core::sorted::VecSet;
 
 use serde_json::json;
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
@@ -127,7 +127,7 @@ fn bench_ready_heads() -> (f64, usize) {
             patch: None,
         });
     }
-    let paused: BTreeSet<EntityKey> = (0..100).map(|i| EntityKey::new("cards", format!("c{i}"))).collect();
+    let paused: VecSet<EntityKey> = (0..100).map(|i| EntityKey::new("cards", format!("c{i}"))).collect();
     let rounds = 50;
     let mut picked = 0;
     let started = Instant::now();

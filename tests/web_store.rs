@@ -540,9 +540,85 @@ async fn an_apps_resolve_function_merges_conflicts() {
     call(a.put("notes".into(), x.clone(), js(json!({"body": "A"})), JsValue::UNDEFINED)).await;
     call(a.flush()).await;
     call(b.put("notes".into(), x.clone(), js(json!({"body": "B"})), JsValue::UNDEFINED)).await;
-    let report: Value = serde_wasm_bindgen::from_value(call(b.flush()).await).unwrap();
+    let report: Value = tidesync::web::from_js(&call(b.flush()).await).unwrap();
     assert_eq!((report["conflicts"].clone(), report["remaining"].clone()), (json!(1), json!(0)), "{report}");
     assert_eq!(on_server(&batch(), &x).await, Some(json!({"body": "A|B"})));
     a.close();
     b.close();
+}
+
+/// `open()`'s options are read field by field: what is given is used, what is missing takes its
+/// default (a network tier given in part keeps the default for the rest), and a wrong type names
+/// the field.
+#[wasm_bindgen_test]
+fn open_options_are_read_field_by_field() {
+    use tidesync::core::merge::{OnDeleted, Strategy};
+    use tidesync::core::op::Priority;
+    use tidesync::core::SyncError;
+    use tidesync::js::convert::open_options;
+    use tidesync::net::rest::UpdateMethod;
+
+    let o = open_options(js(json!({
+        "name": "app", "userId": "u1", "baseUrl": "http://example.test", "timeoutMs": 10,
+        "autoSync": false, "debug": true, "transport": "rest", "batchEndpoint": "/sync",
+        "collections": {
+            "notes": {"endpoint": "/api/notes", "priority": "high", "transport": "batch",
+                      "merge": {"default": "max", "fields": {"n": "sum"}, "onDeleted": "accept"}},
+            "cards": {"endpoint": "/api/cards", "rest": {"update": "patch", "version": "rev", "pullParam": "after"}}
+        },
+        "retry": {"baseMs": 5, "maxAttempts": 3},
+        "network": {"fair": {"batchSize": 3}},
+        "breaker": {"threshold": 2}
+    })))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (o.db_name.as_str(), o.base_url.as_str(), o.batch_endpoint.as_str()),
+        ("tidesync:app:u1", "http://example.test", "/sync")
+    );
+    assert_eq!((o.timeout_ms, o.auto_sync, o.debug), (10, false, true));
+    let notes = o.engine.collections.get("notes").unwrap();
+    assert_eq!(
+        (notes.priority, notes.merge.default, notes.merge.on_deleted),
+        (Priority::High, Strategy::Max, OnDeleted::Accept)
+    );
+    assert_eq!(notes.merge.fields.get("n"), Some(&Strategy::Sum));
+    assert_eq!(o.engine.collections.get("cards").unwrap().priority, Priority::Medium);
+    let (nw, cw) = (o.wires.get("notes").unwrap(), o.wires.get("cards").unwrap());
+    assert_eq!(
+        (nw.wire, cw.wire, cw.update, cw.pull_param.as_str()),
+        (Wire::Batch, Wire::Rest, UpdateMethod::Patch, "after")
+    );
+    assert_eq!(cw.version, VersionSource::Field("rev".into()));
+    assert_eq!((o.engine.retry.base_ms, o.engine.retry.max_attempts, o.engine.retry.cap_ms), (5, 3, 30_000));
+    assert_eq!((o.engine.net_policy.fair.batch_size, o.engine.net_policy.fair.interval_ms), (3, 60_000));
+    assert_eq!((o.engine.breaker_threshold, o.engine.breaker_cooldown_ms), (2, 30_000));
+
+    let base = json!({"name": "app", "baseUrl": "http://example.test", "collections": {"notes": {"endpoint": "/n"}}});
+    let refused = |change: Value| {
+        let mut v = base.clone();
+        for (k, x) in change.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        match open_options(js(v)) {
+            Err(SyncError::Config(m)) => m,
+            Err(e) => panic!("not a CONFIG error: {e}"),
+            Ok(_) => panic!("accepted {change}"),
+        }
+    };
+    assert_eq!(refused(json!({"name": 7})), "options.name: expected a string");
+    assert_eq!(refused(json!({"name": ""})), "`name` must not be empty");
+    assert_eq!(refused(json!({"timeoutMs": "10"})), "options.timeoutMs: expected a whole number from 0 to 4294967295");
+    assert_eq!(refused(json!({"collections": null})), "options.collections: expected an object");
+    assert_eq!(refused(json!({"collections": {"notes": {}}})), "collection 'notes' needs an `endpoint`");
+    assert_eq!(
+        refused(json!({"collections": {"notes": {"endpoint": "/n", "merge": {"fields": {"n": 1}}}}})),
+        "merge.fields.n: expected a strategy name"
+    );
+    assert!(refused(json!({"collections": {"notes": {"endpoint": "/n", "merge": {"default": "newest"}}}}))
+        .starts_with("unknown merge strategy 'newest'"));
+    assert_eq!(
+        refused(json!({"network": {"good": {"batchSize": -1}}})),
+        "network.good.batchSize: expected a whole number from 0 to 4294967295"
+    );
+    assert_eq!(refused(json!({"retry": [1]})), "retry: expected an object");
 }

@@ -2,9 +2,9 @@
 //! `Store`, `Transport` and `Clock` traits.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::checksum::checksum;
@@ -15,24 +15,23 @@ use super::netpolicy::{NetDecision, NetInfo, NetPolicy, RttEstimator};
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
 use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEffect};
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
+use super::sorted::{VecMap, VecSet};
 use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
 
 /// A collection the app syncs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionConfig {
     /// Path (or URL) of the collection's REST endpoint, e.g. `/api/notes`.
     pub endpoint: String,
-    #[serde(default)]
     pub merge: MergeSpec,
     /// Priority of writes that do not name one.
-    #[serde(default)]
     pub priority: Priority,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
-    pub collections: BTreeMap<String, CollectionConfig>,
+    pub collections: VecMap<String, CollectionConfig>,
     pub retry: RetryPolicy,
     pub net_policy: NetPolicy,
     pub breaker_threshold: u32,
@@ -46,7 +45,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            collections: BTreeMap::new(),
+            collections: VecMap::new(),
             retry: RetryPolicy::default(),
             net_policy: NetPolicy::default(),
             breaker_threshold: 5,
@@ -158,7 +157,7 @@ pub(super) struct State {
     closed: bool,
     /// Records whose stored copy failed its checksum and could not be repaired yet (the server was
     /// unreachable, or pending writes must be answered first). The next pull tries again.
-    pub(super) corrupt: BTreeSet<EntityKey>,
+    pub(super) corrupt: VecSet<EntityKey>,
 }
 
 /// The meta record holding this device's id.
@@ -176,7 +175,7 @@ pub struct Engine<S, T, C> {
     pub(super) config: EngineConfig,
     device_id: String,
     pub(super) state: RefCell<State>,
-    resolvers: RefCell<BTreeMap<String, Resolver>>,
+    resolvers: RefCell<VecMap<String, Resolver>>,
 }
 
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
@@ -206,7 +205,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             events: Vec::new(),
             audit: VecDeque::new(),
             closed: false,
-            corrupt: BTreeSet::new(),
+            corrupt: VecSet::new(),
         };
         Ok(Engine {
             store,
@@ -484,7 +483,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         // again. `None` reads it whole (first pass, a surprise from another tab, or to make sure
         // nothing arrived meanwhile before stopping). Safe to reuse: `mark_sent` sends each lane's
         // head as it is in the store then, not as the snapshot remembers it.
-        let mut snapshot: Option<(Vec<Operation>, BTreeSet<EntityKey>)> = None;
+        let mut snapshot: Option<(Vec<Operation>, VecSet<EntityKey>)> = None;
         let mut epoch = self.state.borrow().queue_epoch;
         loop {
             self.state.borrow_mut().flush_again = false;
@@ -571,8 +570,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// be merged against a server state that may or may not hold it, counting a `sum` twice; so the
     /// record waits until the app retries that op (same id: the server's ledger deduplicates it) or
     /// discards it.
-    async fn paused_lanes(&self, conflicts: &[Conflict]) -> Result<BTreeSet<EntityKey>> {
-        let mut paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+    async fn paused_lanes(&self, conflicts: &[Conflict]) -> Result<VecSet<EntityKey>> {
+        let mut paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
         paused.extend(self.store.dead_letters().await?.iter().filter(|d| d.maybe_applied).map(|d| d.op.key()));
         Ok(paused)
     }
@@ -613,7 +612,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         t0: u64,
         t1: u64,
         report: &mut FlushReport,
-    ) -> Result<(bool, BTreeMap<EntityKey, Vec<Operation>>)> {
+    ) -> Result<(bool, VecMap<EntityKey, Vec<Operation>>)> {
         let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
         {
             let mut st = self.state.borrow_mut();
@@ -1111,7 +1110,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         self.check_open()?;
         let (ops, conflicts) = self.store.load_queue().await?;
         let dead = self.store.dead_letters().await?.len();
-        let paused: BTreeSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        let paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
         let network = self.network();
         let st = self.state.borrow();
         Ok(Status {
@@ -1231,8 +1230,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     /// Records another write of theirs still speaks for: one with a dead letter of `dead` or a
     /// conflict waiting for the app. Discarding a write must not undo those.
-    async fn held_elsewhere(&self, dead: impl Iterator<Item = &DeadLetter>) -> Result<BTreeSet<EntityKey>> {
-        let mut held: BTreeSet<EntityKey> = dead.map(|d| d.op.key()).collect();
+    async fn held_elsewhere(&self, dead: impl Iterator<Item = &DeadLetter>) -> Result<VecSet<EntityKey>> {
+        let mut held: VecSet<EntityKey> = dead.map(|d| d.op.key()).collect();
         held.extend(self.store.conflicts().await?.iter().map(Conflict::key));
         Ok(held)
     }
@@ -1328,7 +1327,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     pub async fn clear_queue(&self) -> Result<usize> {
         self.check_open()?;
         let (ops, _) = self.store.load_queue().await?;
-        let keys: BTreeSet<EntityKey> = ops.iter().map(Operation::key).collect();
+        let keys: VecSet<EntityKey> = ops.iter().map(Operation::key).collect();
         let keys: Vec<EntityKey> = keys.into_iter().collect();
         let held = self.held_elsewhere(self.store.dead_letters().await?.iter()).await?;
         let (n, events) = self
@@ -1357,7 +1356,7 @@ pub(super) struct Applied {
     pub(super) audit: Vec<AuditEntry>,
     pub(super) events: Vec<Event>,
     /// The touched lanes as the transaction left them (the flush's queue snapshot takes them).
-    pub(super) lanes: BTreeMap<EntityKey, Vec<Operation>>,
+    pub(super) lanes: VecMap<EntityKey, Vec<Operation>>,
 }
 
 fn not_a_dead_letter(op_id: &str) -> SyncError {
@@ -1367,7 +1366,7 @@ fn not_a_dead_letter(op_id: &str) -> SyncError {
 /// Records of `keys` left with no pending write, no other dead letter and no conflict waiting for
 /// the app (`held`) after their writes were discarded: each goes back to what the server last acknowledged (its `base`), or is
 /// removed if the server never had it. Returns the change events.
-fn revert_unsent(tx: &mut Tx, keys: &[EntityKey], held: &BTreeSet<EntityKey>) -> Vec<Event> {
+fn revert_unsent(tx: &mut Tx, keys: &[EntityKey], held: &VecSet<EntityKey>) -> Vec<Event> {
     let mut events = Vec::new();
     for key in keys {
         let Some(mut e) = tx.entity(key).cloned() else { continue };

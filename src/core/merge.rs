@@ -3,15 +3,14 @@
 //! Every conflict is a 3-way question: `base` (the last state the server acknowledged to us),
 //! `local` (ours now) and `server` (theirs now). `None` means "no record" (never existed or deleted).
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::checksum::canonical_json;
 use super::error::{Result, SyncError};
+use super::sorted::VecMap;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Last write wins by modification time (clock-skew corrected), device id breaking ties.
@@ -55,7 +54,7 @@ impl Strategy {
 }
 
 /// When the server deleted a record we changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnDeleted {
     /// Our change brings the record back (no local work is lost).
@@ -66,11 +65,11 @@ pub enum OnDeleted {
 }
 
 /// A collection's merge declaration: `{ default: 'lww', fields: { xp: 'sum' }, onDeleted: 'recreate' }`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MergeSpec {
     pub default: Strategy,
-    pub fields: BTreeMap<String, Strategy>,
+    pub fields: VecMap<String, Strategy>,
     pub on_deleted: OnDeleted,
 }
 

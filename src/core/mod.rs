@@ -4,6 +4,7 @@
 pub mod checksum;
 pub mod engine;
 pub mod error;
+pub mod json;
 pub mod merge;
 pub mod metrics;
 pub mod netpolicy;
@@ -11,6 +12,7 @@ pub mod op;
 pub mod pull;
 pub mod queue;
 pub mod retry;
+pub mod sorted;
 pub mod traits;
 
 pub use error::{Result, SyncError};

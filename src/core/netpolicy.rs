@@ -1,10 +1,10 @@
 //! Network quality -> how often to sync and how many ops per batch.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// What the platform tells us about the network (`navigator.onLine`, `navigator.connection`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NetInfo {
     pub online: bool,
     /// `4g`, `3g`, `2g`, `slow-2g`, or `None` where the Network Information API is missing.
@@ -20,7 +20,7 @@ impl Default for NetInfo {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tier {
     pub interval_ms: u64,
@@ -28,8 +28,8 @@ pub struct Tier {
 }
 
 /// Interval and batch size per network quality (defaults from the reference design).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NetPolicy {
     pub good: Tier,
     pub fair: Tier,

@@ -2,11 +2,11 @@
 //!
 //! Field names are camelCase because these structs are what IndexedDB stores and what JS reads.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 /// Identifies one record: a collection name and the record's id within it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct EntityKey {
     pub collection: String,
     pub id: String,
@@ -18,7 +18,7 @@ impl EntityKey {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpKind {
     Create,
@@ -37,7 +37,7 @@ impl OpKind {
 }
 
 /// Lower sorts first: high-priority ops are sent before medium, medium before low.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     High,
@@ -57,7 +57,7 @@ impl Priority {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncStatus {
     /// A local change waits to be sent.
@@ -71,7 +71,7 @@ pub enum SyncStatus {
 }
 
 /// A pending write. `id` is the idempotency key: it never changes once the op may have been sent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     pub id: String,
@@ -96,7 +96,7 @@ pub struct Operation {
     pub sent: bool,
     /// For an update: the change as a JSON merge patch (RFC 7386) against the state the server
     /// holds when the op applies, for backends updated with `PATCH`. `None`: send the whole record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub patch: Option<Value>,
 }
 
@@ -107,7 +107,7 @@ impl Operation {
 }
 
 /// A record as the app sees it, plus what sync needs to know about it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entity {
     pub collection: String,
@@ -134,7 +134,7 @@ impl Entity {
 }
 
 /// An op the server refused for good (or that ran out of attempts), kept for the app to inspect.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub op: Operation,
@@ -148,7 +148,7 @@ pub struct DeadLetter {
     pub at: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConflictReason {
     Version,
@@ -157,7 +157,7 @@ pub enum ConflictReason {
 }
 
 /// A conflict waiting for the app (the `manual` strategy).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Conflict {
     pub id: String,

@@ -6,8 +6,6 @@
 //! carries a checksum that does not match (`fetch_mismatched`), and a stored record that fails its
 //! checksum (`repair`).
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 use serde_json::Value;
 
@@ -71,7 +69,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let mut items = page.items;
             if page.cursor.is_none() {
                 // A full listing: our synced records missing from it were deleted on the server.
-                let listed: BTreeSet<&str> = items.iter().map(|r| r.id.as_str()).collect();
+                let listed: super::sorted::VecSet<&str> = items.iter().map(|r| r.id.as_str()).collect();
                 let gone: Vec<ServerRecord> = self
                     .store
                     .list_entities(collection)

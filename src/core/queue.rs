@@ -3,7 +3,9 @@
 //! The queue lives in the store (it must survive reloads and be shared by tabs); these are the
 //! pure rules applied inside a store transaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+
+use super::sorted::VecSet;
 
 use serde_json::{Map, Value};
 
@@ -261,12 +263,7 @@ pub fn merge_patch(target: Value, patch: Value) -> Value {
 
 /// The ops to send next: the head (lowest `seq`) of each entity's lane, if it is due and its lane
 /// is not paused, ordered by priority then `seq`, at most `limit`.
-pub fn ready_heads<'a>(
-    ops: &'a [Operation],
-    paused: &BTreeSet<EntityKey>,
-    now: u64,
-    limit: usize,
-) -> Vec<&'a Operation> {
+pub fn ready_heads<'a>(ops: &'a [Operation], paused: &VecSet<EntityKey>, now: u64, limit: usize) -> Vec<&'a Operation> {
     let mut heads = lane_heads(ops);
     heads.retain(|o| o.next_attempt_at <= now && (paused.is_empty() || !paused.contains(&o.key())));
     heads.sort_unstable_by_key(|o| (o.priority, o.seq));
@@ -275,7 +272,7 @@ pub fn ready_heads<'a>(
 }
 
 /// The earliest time a lane head becomes due (ignoring paused lanes), if any op is pending.
-pub fn next_due(ops: &[Operation], paused: &BTreeSet<EntityKey>) -> Option<u64> {
+pub fn next_due(ops: &[Operation], paused: &VecSet<EntityKey>) -> Option<u64> {
     lane_heads(ops)
         .into_iter()
         .filter(|o| paused.is_empty() || !paused.contains(&o.key()))
@@ -532,12 +529,12 @@ mod tests {
             op("d", 5, Priority::High, 0),
             op("e", 6, Priority::Medium, 0),
         ];
-        let ids: Vec<&str> = ready_heads(&ops, &BTreeSet::new(), 10, 10).iter().map(|o| o.id.as_str()).collect();
+        let ids: Vec<&str> = ready_heads(&ops, &VecSet::new(), 10, 10).iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["d-5", "b-3", "e-6", "a-1"]);
-        let paused: BTreeSet<EntityKey> = [EntityKey::new("c", "b")].into();
+        let paused: VecSet<EntityKey> = [EntityKey::new("c", "b")].into();
         let ids: Vec<&str> = ready_heads(&ops, &paused, 10, 2).iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["d-5", "e-6"]);
-        assert_eq!(next_due(&ops, &BTreeSet::new()), Some(0));
-        assert_eq!(next_due(&ops[3..4], &BTreeSet::new()), Some(50));
+        assert_eq!(next_due(&ops, &VecSet::new()), Some(0));
+        assert_eq!(next_due(&ops[3..4], &VecSet::new()), Some(50));
     }
 }

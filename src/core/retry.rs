@@ -1,10 +1,10 @@
 //! Backoff with jitter, `Retry-After`, outcome classification and the circuit breaker.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// How failed ops are retried. All durations in milliseconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     pub base_ms: u64,
     pub cap_ms: u64,

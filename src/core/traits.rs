@@ -2,22 +2,22 @@
 //! (`Transport`) and what time it is (`Clock`). The browser and the native simulation each
 //! provide their own.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde_json::Value;
 
 use super::error::{Result, SyncError};
 use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+use super::sorted::VecMap;
 
 /// What one store transaction saw and what it will write. The engine's pure logic reads the
 /// entities and lanes, records writes, and the store applies them atomically with the reads.
 #[derive(Debug, Default)]
 pub struct Tx {
     /// Every requested key, with its entity if one exists.
-    pub entities: BTreeMap<EntityKey, Option<Entity>>,
+    pub entities: VecMap<EntityKey, Option<Entity>>,
     /// Every requested key's pending ops, ordered by `seq`.
-    pub lanes: BTreeMap<EntityKey, Vec<Operation>>,
+    pub lanes: VecMap<EntityKey, Vec<Operation>>,
     /// The next local sequence number (persisted; shared by all tabs).
     pub next_seq: u64,
     pub(crate) seq_used: bool,
@@ -66,7 +66,7 @@ impl Tx {
                 self.entities.insert(k.clone(), None);
             }
             Write::PutOp(op) => {
-                let lane = self.lanes.entry(op.key()).or_default();
+                let lane = self.lanes.entry_or_default(op.key());
                 match lane.iter_mut().find(|o| o.id == op.id) {
                     Some(existing) => *existing = op.clone(),
                     None => {

@@ -1,25 +1,23 @@
 //! Values across the JS boundary: JSON-compatible plain objects both ways, and the options of
 //! `SyncEngine.open()`.
 
-use std::collections::BTreeMap;
-
 use js_sys::{Function, Reflect};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::core::engine::{CollectionConfig, EngineConfig};
 use crate::core::error::{Result, SyncError};
+use crate::core::json::Fields;
 use crate::core::merge::{MergeSpec, OnDeleted, Strategy};
-use crate::core::netpolicy::NetPolicy;
 use crate::core::op::Priority;
-use crate::core::retry::RetryPolicy;
+use crate::core::sorted::VecMap;
 use crate::net::rest::{CollectionWire, UpdateMethod, VersionSource, Wire};
 
 /// Rust value -> plain JS object (maps as objects, no BigInt).
 pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::UNDEFINED)
+    crate::web::to_js(v).unwrap_or(JsValue::UNDEFINED)
 }
 
 #[wasm_bindgen(inline_js = r#"
@@ -62,12 +60,15 @@ extern "C" {
 /// serde_json refuses nesting deeper than 128. Walking the JS object graph directly instead would
 /// recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
 fn json(v: &JsValue) -> std::result::Result<Value, String> {
+    serde_json::from_str(&json_text(v)?).map_err(|e| e.to_string())
+}
+
+fn json_text(v: &JsValue) -> std::result::Result<String, String> {
     let text = to_json(v).map_err(|e| match e.dyn_ref::<js_sys::Error>() {
         Some(e) => String::from(e.message()),
         None => e.as_string().unwrap_or_else(|| "it cannot be written as JSON".into()),
     })?;
-    let text = text.as_string().ok_or("it has no JSON form")?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    text.as_string().ok_or_else(|| "it has no JSON form".into())
 }
 
 /// JS value -> JSON value, as `INVALID_INPUT` when it does not fit.
@@ -93,33 +94,6 @@ pub fn record(v: JsValue) -> Result<Value> {
     Ok(value)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MergeOptions {
-    default: Option<String>,
-    #[serde(default)]
-    fields: BTreeMap<String, String>,
-    on_deleted: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RestOptions {
-    update: Option<String>,
-    version: Option<String>,
-    pull_param: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CollectionOptions {
-    endpoint: String,
-    merge: Option<MergeOptions>,
-    priority: Option<String>,
-    transport: Option<String>,
-    rest: Option<RestOptions>,
-}
-
 fn wire_of(name: Option<&str>) -> Result<Option<Wire>> {
     match name {
         None => Ok(None),
@@ -127,31 +101,6 @@ fn wire_of(name: Option<&str>) -> Result<Option<Wire>> {
         Some("rest") => Ok(Some(Wire::Rest)),
         Some(other) => Err(SyncError::Config(format!("transport '{other}' (expected 'batch' or 'rest')"))),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BreakerOptions {
-    threshold: Option<u32>,
-    cooldown_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawOptions {
-    name: String,
-    user_id: Option<String>,
-    base_url: Option<String>,
-    collections: BTreeMap<String, CollectionOptions>,
-    transport: Option<String>,
-    batch_endpoint: Option<String>,
-    timeout_ms: Option<u32>,
-    retry: Option<RetryPolicy>,
-    network: Option<NetPolicy>,
-    breaker: Option<BreakerOptions>,
-    #[serde(default)]
-    debug: bool,
-    auto_sync: Option<bool>,
 }
 
 /// `SyncEngine.open()`'s options, checked.
@@ -165,7 +114,7 @@ pub struct OpenOptions {
     pub auto_sync: bool,
     pub engine: EngineConfig,
     /// How each collection talks to the server.
-    pub wires: BTreeMap<String, CollectionWire>,
+    pub wires: VecMap<String, CollectionWire>,
     /// Collections with their own merge function: `resolve(base, local, server)`.
     pub resolvers: Vec<(String, Function)>,
 }
@@ -180,80 +129,124 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
         _ => return Err(SyncError::Config("`auth` must be a function returning a token".into())),
     };
     let resolvers = resolvers(&v)?;
-    // Checked as JSON first (a cycle would overflow the walk below), then read field by field.
-    json(&v).map_err(SyncError::Config)?;
-    let raw: RawOptions = serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::Config(e.to_string()))?;
-    if raw.name.is_empty() {
+    // Through JSON text, as app values are (functions such as `auth` and `resolve` are left out).
+    let text = json_text(&v).map_err(SyncError::Config)?;
+    read_options(serde_json::from_str(&text).map_err(|e| config(e.to_string()))?, auth, resolvers)
+}
+
+fn config(e: String) -> SyncError {
+    SyncError::Config(e)
+}
+
+fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Function)>) -> Result<OpenOptions> {
+    let mut raw = Fields::new(v, "options").map_err(config)?;
+    let name = raw.str("name").map_err(config)?;
+    if name.is_empty() {
         return Err(SyncError::Config("`name` must not be empty".into()));
     }
-    let default_wire = wire_of(raw.transport.as_deref())?.unwrap_or_default();
-    let mut collections = BTreeMap::new();
-    let mut wires = BTreeMap::new();
-    for (name, c) in raw.collections {
-        let rest = c.rest.as_ref();
-        let update = match rest.and_then(|r| r.update.as_deref()) {
+    let default_wire = wire_of(raw.opt_str("transport").map_err(config)?.as_deref())?.unwrap_or_default();
+    let mut collections = VecMap::new();
+    let mut wires = VecMap::new();
+    let listed = raw.opt_object("collections", "collections").map_err(config)?;
+    for (name, c) in listed.ok_or_else(|| config("options.collections: expected an object".into()))?.into_entries() {
+        let mut c = Fields::new(c, "collection").map_err(config)?;
+        let endpoint = c.str("endpoint").map_err(|_| config(format!("collection '{name}' needs an `endpoint`")))?;
+        if endpoint.is_empty() {
+            return Err(SyncError::Config(format!("collection '{name}' needs an `endpoint`")));
+        }
+        let mut rest = c.opt_object("rest", "rest").map_err(config)?;
+        let mut rest_str =
+            |k: &str| rest.as_mut().map(|r| r.opt_str(k)).transpose().map(Option::flatten).map_err(config);
+        let update = match rest_str("update")?.as_deref() {
             None | Some("put") => UpdateMethod::Put,
             Some("patch") => UpdateMethod::Patch,
             Some(o) => return Err(SyncError::Config(format!("rest.update '{o}' (expected 'put' or 'patch')"))),
         };
-        wires.insert(
-            name.clone(),
-            CollectionWire {
-                endpoint: c.endpoint.clone(),
-                wire: wire_of(c.transport.as_deref())?.unwrap_or(default_wire),
-                update,
-                version: rest.and_then(|r| r.version.as_deref()).map(VersionSource::parse).unwrap_or_default(),
-                pull_param: rest.and_then(|r| r.pull_param.clone()).unwrap_or_else(|| "since".into()),
-            },
-        );
-        if c.endpoint.is_empty() {
-            return Err(SyncError::Config(format!("collection '{name}' needs an `endpoint`")));
-        }
-        let merge = match c.merge {
+        let version = rest_str("version")?.as_deref().map(VersionSource::parse).unwrap_or_default();
+        let pull_param = rest_str("pullParam")?.unwrap_or_else(|| "since".into());
+        let wire = wire_of(c.opt_str("transport").map_err(config)?.as_deref())?.unwrap_or(default_wire);
+        wires.insert(name.clone(), CollectionWire { endpoint: endpoint.clone(), wire, update, version, pull_param });
+        let merge = match c.opt_object("merge", "merge").map_err(config)? {
             None => MergeSpec::default(),
-            Some(m) => MergeSpec {
-                default: m.default.as_deref().map(Strategy::parse).transpose()?.unwrap_or_default(),
-                fields: m.fields.iter().map(|(k, s)| Ok((k.clone(), Strategy::parse(s)?))).collect::<Result<_>>()?,
-                on_deleted: match m.on_deleted.as_deref() {
+            Some(mut m) => MergeSpec {
+                default: m
+                    .opt_str("default")
+                    .map_err(config)?
+                    .as_deref()
+                    .map(Strategy::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
+                on_deleted: match m.opt_str("onDeleted").map_err(config)?.as_deref() {
                     None | Some("recreate") => OnDeleted::Recreate,
                     Some("accept") => OnDeleted::Accept,
                     Some(o) => {
                         return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')")))
                     }
                 },
+                fields: match m.opt_object("fields", "merge.fields").map_err(config)? {
+                    None => VecMap::new(),
+                    Some(fields) => fields
+                        .into_entries()
+                        .map(|(k, s)| match s.as_str() {
+                            Some(s) => Ok((k, Strategy::parse(s)?)),
+                            None => Err(config(format!("merge.fields.{k}: expected a strategy name"))),
+                        })
+                        .collect::<Result<_>>()?,
+                },
             },
         };
-        let priority = match c.priority.as_deref() {
+        let priority = match c.opt_str("priority").map_err(config)? {
             None => Priority::Medium,
-            Some(p) => Priority::parse(p)
+            Some(p) => Priority::parse(&p)
                 .ok_or_else(|| SyncError::Config(format!("priority '{p}' (expected high, medium or low)")))?,
         };
-        collections.insert(name, CollectionConfig { endpoint: c.endpoint, merge, priority });
+        collections.insert(name, CollectionConfig { endpoint, merge, priority });
     }
-    let base_url = match raw.base_url {
+    let mut engine = EngineConfig { collections, ..EngineConfig::default() };
+    if let Some(mut r) = raw.opt_object("retry", "retry").map_err(config)? {
+        let p = &mut engine.retry;
+        let mut ms = |k: &str, into: &mut u64| r.opt_uint(k, u64::MAX).map(|v| *into = v.unwrap_or(*into));
+        ms("baseMs", &mut p.base_ms).map_err(config)?;
+        ms("capMs", &mut p.cap_ms).map_err(config)?;
+        ms("jitterMs", &mut p.jitter_ms).map_err(config)?;
+        ms("maxAgeMs", &mut p.max_age_ms).map_err(config)?;
+        let max_attempts = r.opt_uint("maxAttempts", u32::MAX as u64).map_err(config)?;
+        p.max_attempts = max_attempts.map_or(p.max_attempts, |n| n as u32);
+    }
+    if let Some(mut n) = raw.opt_object("network", "network").map_err(config)? {
+        let p = &mut engine.net_policy;
+        let tiers = [
+            ("good", "network.good", &mut p.good),
+            ("fair", "network.fair", &mut p.fair),
+            ("poor", "network.poor", &mut p.poor),
+        ];
+        for (k, what, tier) in tiers {
+            if let Some(mut t) = n.opt_object(k, what).map_err(config)? {
+                tier.interval_ms = t.opt_uint("intervalMs", u64::MAX).map_err(config)?.unwrap_or(tier.interval_ms);
+                let size = t.opt_uint("batchSize", u32::MAX as u64).map_err(config)?;
+                tier.batch_size = size.map_or(tier.batch_size, |s| s as usize);
+            }
+        }
+    }
+    if let Some(mut b) = raw.opt_object("breaker", "breaker").map_err(config)? {
+        let threshold = b.opt_uint("threshold", u32::MAX as u64).map_err(config)?;
+        engine.breaker_threshold = threshold.map_or(engine.breaker_threshold, |t| t as u32);
+        let cooldown = b.opt_uint("cooldownMs", u64::MAX).map_err(config)?;
+        engine.breaker_cooldown_ms = cooldown.unwrap_or(engine.breaker_cooldown_ms);
+    }
+    let base_url = match raw.opt_str("baseUrl").map_err(config)? {
         Some(u) => u,
         None => location_origin().ok_or_else(|| SyncError::Config("`baseUrl` is required here".into()))?,
     };
-    let mut engine = EngineConfig { collections, ..EngineConfig::default() };
-    if let Some(r) = raw.retry {
-        engine.retry = r;
-    }
-    if let Some(n) = raw.network {
-        engine.net_policy = n;
-    }
-    if let Some(b) = raw.breaker {
-        engine.breaker_threshold = b.threshold.unwrap_or(engine.breaker_threshold);
-        engine.breaker_cooldown_ms = b.cooldown_ms.unwrap_or(engine.breaker_cooldown_ms);
-    }
-    let user = raw.user_id.unwrap_or_else(|| "anonymous".into());
+    let user = raw.opt_str("userId").map_err(config)?.unwrap_or_else(|| "anonymous".into());
     Ok(OpenOptions {
-        db_name: format!("tidesync:{}:{}", raw.name, user),
+        db_name: format!("tidesync:{name}:{user}"),
         base_url,
-        batch_endpoint: raw.batch_endpoint.unwrap_or_else(|| "/api/sync/batch".into()),
-        timeout_ms: raw.timeout_ms.unwrap_or(30_000).max(1),
+        batch_endpoint: raw.opt_str("batchEndpoint").map_err(config)?.unwrap_or_else(|| "/api/sync/batch".into()),
+        timeout_ms: raw.opt_uint("timeoutMs", u32::MAX as u64).map_err(config)?.map_or(30_000, |t| t as u32).max(1),
         auth,
-        debug: raw.debug,
-        auto_sync: raw.auto_sync.unwrap_or(true),
+        debug: raw.opt_bool("debug").map_err(config)?.unwrap_or(false),
+        auto_sync: raw.opt_bool("autoSync").map_err(config)?.unwrap_or(true),
         engine,
         wires,
         resolvers,

@@ -32,7 +32,7 @@ pub struct FetchTransport {
     base_url: String,
     batch_endpoint: String,
     /// Each collection's endpoint, for pulls.
-    collections: std::collections::BTreeMap<String, CollectionWire>,
+    collections: crate::core::sorted::VecMap<String, CollectionWire>,
     timeout_ms: u32,
     client_version: String,
     /// `auth()` from the app's options: returns a token (or a promise of one).
@@ -55,7 +55,7 @@ impl FetchTransport {
     pub fn new(
         base_url: &str,
         batch_endpoint: &str,
-        collections: std::collections::BTreeMap<String, CollectionWire>,
+        collections: crate::core::sorted::VecMap<String, CollectionWire>,
         timeout_ms: u32,
         auth: Option<Function>,
     ) -> Self {

@@ -5,7 +5,7 @@
 //! as `Idempotency-Key` and `X-Operation-ID`, and `If-Match` when the record's version is known.
 //! Pure Rust: the fetch transport sends what `request_for` builds and hands the answer to `decode`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::batch::{decode_conflict, error_message, MAX_RESPONSE_BYTES};
@@ -15,7 +15,7 @@ use crate::core::retry::parse_retry_after;
 use crate::core::traits::{Failure, Outcome};
 
 /// How a collection talks to its server.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Wire {
     /// The batch protocol (`POST /api/sync/batch`).
@@ -25,7 +25,7 @@ pub enum Wire {
     Rest,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateMethod {
     #[default]

@@ -7,13 +7,12 @@
 //! - A transaction that does not complete is aborted by the browser: its writes are all undone.
 //!   Its error (`QuotaExceededError`, ...) comes from `transaction.error`, which is why this is
 //!   written on web-sys directly: wrappers we tried report only "commit failed".
-//! - Records are plain JS objects (serde-wasm-bindgen, JSON-compatible), readable in devtools.
+//! - Records are plain JS objects (written through JSON text and `JSON.parse`), readable in devtools.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise, Reflect};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -25,6 +24,7 @@ use web_sys::{
 };
 
 use crate::core::error::{Result, SyncError};
+use crate::core::json;
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
 
@@ -197,20 +197,23 @@ pub(crate) fn js_error(v: JsValue) -> SyncError {
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))
+    crate::web::to_js(v).map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))
 }
 
-fn from_js<T: DeserializeOwned>(v: JsValue) -> Result<T> {
-    serde_wasm_bindgen::from_value(v).map_err(|e| SyncError::Storage(format!("unreadable record in IndexedDB: {e}")))
+fn unreadable(e: String) -> SyncError {
+    SyncError::Storage(format!("unreadable record in IndexedDB: {e}"))
 }
 
-fn all_from_js<T: DeserializeOwned>(v: JsValue) -> Result<Vec<T>> {
-    v.dyn_into::<Array>()
-        .map_err(|_| SyncError::Storage("getAll did not return an array".into()))?
-        .iter()
-        .map(from_js)
-        .collect()
+fn from_js<T>(v: JsValue, read: fn(Value) -> json::Read<T>) -> Result<T> {
+    crate::web::from_js(&v).and_then(read).map_err(unreadable)
+}
+
+/// A `getAll` answer: the whole array in one `JSON.stringify`.
+fn all_from_js<T>(v: JsValue, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
+    if !Array::is_array(&v) {
+        return Err(SyncError::Storage("getAll did not return an array".into()));
+    }
+    crate::web::from_js(&v).and_then(|v| json::read_all(v, read)).map_err(unreadable)
 }
 
 fn entity_key(k: &EntityKey) -> JsValue {
@@ -243,8 +246,8 @@ impl IdbStore {
         let mut snapshot = Tx::default();
         for (k, e, lane) in reads {
             let e = request(&e).await?;
-            let entity = if e.is_undefined() { None } else { Some(from_js::<Entity>(e)?) };
-            let mut lane: Vec<Operation> = all_from_js(request(&lane).await?)?;
+            let entity = if e.is_undefined() { None } else { Some(from_js(e, Entity::from_json)?) };
+            let mut lane = all_from_js(request(&lane).await?, Operation::from_json)?;
             lane.sort_by_key(|o| o.seq);
             snapshot.entities.insert(k.clone(), entity);
             snapshot.lanes.insert(k.clone(), lane);
@@ -301,7 +304,7 @@ impl Store for IdbStore {
         if v.is_undefined() {
             Ok(None)
         } else {
-            from_js(v).map(Some)
+            from_js(v, Entity::from_json).map(Some)
         }
     }
 
@@ -311,24 +314,30 @@ impl Store for IdbStore {
         let lower: JsValue = Array::of1(&collection.into()).into();
         let upper: JsValue = Array::of2(&collection.into(), &Array::new()).into();
         let range = IdbKeyRange::bound(&lower, &upper).map_err(js_error)?;
-        all_from_js(request(&store(&tx, ENTITIES)?.get_all_with_key(&range).map_err(js_error)?).await?)
+        all_from_js(
+            request(&store(&tx, ENTITIES)?.get_all_with_key(&range).map_err(js_error)?).await?,
+            Entity::from_json,
+        )
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
         let tx = self.tx(&[OPS, CONFLICTS], IdbTransactionMode::Readonly)?;
         let ops = store(&tx, OPS)?.get_all().map_err(js_error)?;
         let conflicts = store(&tx, CONFLICTS)?.get_all().map_err(js_error)?;
-        Ok((all_from_js(request(&ops).await?)?, all_from_js(request(&conflicts).await?)?))
+        Ok((
+            all_from_js(request(&ops).await?, Operation::from_json)?,
+            all_from_js(request(&conflicts).await?, Conflict::from_json)?,
+        ))
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         let tx = self.tx(&[DEAD_LETTERS], IdbTransactionMode::Readonly)?;
-        all_from_js(request(&store(&tx, DEAD_LETTERS)?.get_all().map_err(js_error)?).await?)
+        all_from_js(request(&store(&tx, DEAD_LETTERS)?.get_all().map_err(js_error)?).await?, DeadLetter::from_json)
     }
 
     async fn conflicts(&self) -> Result<Vec<Conflict>> {
         let tx = self.tx(&[CONFLICTS], IdbTransactionMode::Readonly)?;
-        all_from_js(request(&store(&tx, CONFLICTS)?.get_all().map_err(js_error)?).await?)
+        all_from_js(request(&store(&tx, CONFLICTS)?.get_all().map_err(js_error)?).await?, Conflict::from_json)
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Value>> {
@@ -337,7 +346,7 @@ impl Store for IdbStore {
         if v.is_undefined() {
             Ok(None)
         } else {
-            from_js(v).map(Some)
+            from_js(v, Ok).map(Some)
         }
     }
 

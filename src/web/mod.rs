@@ -5,7 +5,8 @@
 pub mod env;
 pub mod locks;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Promise, Reflect, JSON};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -21,6 +22,20 @@ extern "C" {
     pub fn fetch_request(input: &web_sys::Request) -> Promise;
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
+}
+
+/// Rust value -> plain JS value, through JSON text: one native `JSON.parse` instead of an object
+/// built field by field across the boundary (and no second serde format in the wasm).
+pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
+    let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+    JSON::parse(&text).map_err(|_| "JSON.parse refused it".into())
+}
+
+/// Plain JS value -> Rust value, through `JSON.stringify`. For values tidesync wrote itself (its
+/// IndexedDB records); app values go through `js::convert`, which also checks what JSON would lose.
+pub fn from_js(v: &JsValue) -> Result<serde_json::Value, String> {
+    let text = JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or("it has no JSON form")?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// Resolves after `ms` milliseconds.
