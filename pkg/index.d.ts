@@ -135,11 +135,11 @@ export interface NetworkTier {
 
 export interface NetworkOptions {
   /** 4g or fast measured round trips. Default `{ intervalMs: 30000, batchSize: 10 }`. */
-  good?: NetworkTier;
+  good?: Partial<NetworkTier>;
   /** 3g. Default `{ intervalMs: 60000, batchSize: 5 }`. */
-  fair?: NetworkTier;
+  fair?: Partial<NetworkTier>;
   /** 2g. Default `{ intervalMs: 120000, batchSize: 2 }`. */
-  poor?: NetworkTier;
+  poor?: Partial<NetworkTier>;
 }
 
 export interface BreakerOptions {

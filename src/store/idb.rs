@@ -213,6 +213,9 @@ fn all_from_js<T>(v: JsValue, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>
     if !Array::is_array(&v) {
         return Err(SyncError::Storage("getAll did not return an array".into()));
     }
+    if v.unchecked_ref::<Array>().length() == 0 {
+        return Ok(Vec::new());
+    }
     crate::web::from_js(&v).and_then(|v| json::read_all(v, read)).map_err(unreadable)
 }
 
@@ -263,17 +266,42 @@ impl IdbStore {
             return finish(&tx, done).await;
         }
         let (dead, conflicts) = (store(&tx, DEAD_LETTERS)?, store(&tx, CONFLICTS)?);
+        // Every record to put, as one JSON array and one `JSON.parse` (not one per record).
+        let mut text = String::from("[");
+        for w in &writes {
+            let put = match w {
+                Write::PutEntity(e) => serde_json::to_string(e),
+                Write::PutOp(o) => serde_json::to_string(o),
+                Write::PutDeadLetter(d) => serde_json::to_string(d),
+                Write::PutConflict(c) => serde_json::to_string(c),
+                Write::PutMeta(_, v) => serde_json::to_string(v),
+                _ => continue,
+            };
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(&put.map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))?);
+        }
+        text.push(']');
+        let records: Array = js_sys::JSON::parse(&text)
+            .map_err(|_| SyncError::Storage("cannot store record: JSON.parse refused it".into()))?
+            .unchecked_into();
+        let mut next = 0;
+        let mut record = || {
+            next += 1;
+            records.get(next - 1)
+        };
         let issued = writes.iter().try_for_each(|w| -> Result<()> {
             match w {
-                Write::PutEntity(e) => entities.put(&to_js(e)?).map(drop),
+                Write::PutEntity(_) => entities.put(&record()).map(drop),
                 Write::DeleteEntity(k) => entities.delete(&entity_key(k)).map(drop),
-                Write::PutOp(o) => ops.put(&to_js(o)?).map(drop),
+                Write::PutOp(_) => ops.put(&record()).map(drop),
                 Write::DeleteOp(id) => ops.delete(&id.as_str().into()).map(drop),
-                Write::PutDeadLetter(d) => dead.put(&to_js(d)?).map(drop),
+                Write::PutDeadLetter(_) => dead.put(&record()).map(drop),
                 Write::DeleteDeadLetter(id) => dead.delete(&id.as_str().into()).map(drop),
-                Write::PutConflict(c) => conflicts.put(&to_js(c)?).map(drop),
+                Write::PutConflict(_) => conflicts.put(&record()).map(drop),
                 Write::DeleteConflict(id) => conflicts.delete(&id.as_str().into()).map(drop),
-                Write::PutMeta(k, v) => meta.put_with_key(&to_js(v)?, &k.as_str().into()).map(drop),
+                Write::PutMeta(k, _) => meta.put_with_key(&record(), &k.as_str().into()).map(drop),
             }
             .map_err(js_error)
         });
