@@ -60,7 +60,7 @@ extern "C" {
 /// serde_json refuses nesting deeper than 128. Walking the JS object graph directly instead would
 /// recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
 fn json(v: &JsValue) -> std::result::Result<Value, String> {
-    serde_json::from_str(&json_text(v)?).map_err(|e| e.to_string())
+    crate::core::json::parse(&json_text(v)?)
 }
 
 fn json_text(v: &JsValue) -> std::result::Result<String, String> {
@@ -131,7 +131,7 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
     let resolvers = resolvers(&v)?;
     // Through JSON text, as app values are (functions such as `auth` and `resolve` are left out).
     let text = json_text(&v).map_err(SyncError::Config)?;
-    read_options(serde_json::from_str(&text).map_err(|e| config(e.to_string()))?, auth, resolvers)
+    read_options(crate::core::json::parse(&text).map_err(config)?, auth, resolvers)
 }
 
 fn config(e: String) -> SyncError {

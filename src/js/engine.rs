@@ -264,7 +264,7 @@ impl SyncEngine {
     /// Like `put`, with the record given as JSON text (saves converting a string you already have).
     #[wasm_bindgen(js_name = "putJson", unchecked_return_type = "Promise<SyncRecord>")]
     pub fn put_json(&self, collection: String, id: String, json: String, options: JsValue) -> Promise {
-        let args = serde_json::from_str::<Value>(&json)
+        let args = crate::core::json::parse(&json)
             .map_err(|e| SyncError::InvalidInput(format!("not JSON: {e}")))
             .and_then(|d| Ok((d, priority_of(&options)?)));
         promise(&self.inner, move |inner| async move {

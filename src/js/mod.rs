@@ -7,7 +7,9 @@ pub mod errors;
 
 use wasm_bindgen::prelude::*;
 
-/// Panics become readable console errors instead of "unreachable".
+/// Panics become readable console errors instead of "unreachable". Not in the size-optimised
+/// release build, whose panics abort at once (`-Cpanic=immediate-abort`): the hook would never run.
+#[cfg(not(panic = "immediate-abort"))]
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();

@@ -137,12 +137,12 @@ pub fn json_answer(status: u16, body: &str, retry_after: Option<&str>, now_ms: u
     if body.len() > MAX_RESPONSE_BYTES {
         return Err(protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", body.len())));
     }
-    serde_json::from_str(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))
+    crate::core::json::parse(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))
 }
 
 /// The `error` (or `message`) field of a JSON error body.
 pub fn error_message(body: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(body).ok()?;
+    let v = crate::core::json::parse(body).ok()?;
     v.get("error").or_else(|| v.get("message")).and_then(Value::as_str).map(|s| s.chars().take(500).collect())
 }
 

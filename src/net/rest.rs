@@ -146,7 +146,7 @@ pub fn decode(
             body.len()
         )));
     }
-    let json: Option<Value> = if body.trim().is_empty() { None } else { serde_json::from_str(body).ok() };
+    let json: Option<Value> = if body.trim().is_empty() { None } else { crate::core::json::parse(body).ok() };
     let obj = json.as_ref().and_then(Value::as_object);
     let version = |obj: Option<&Map<String, Value>>| match &c.version {
         VersionSource::Etag => etag.and_then(etag_version).or_else(|| body_version(obj, "version")),
@@ -220,7 +220,7 @@ pub fn decode_fetched(c: &CollectionWire, status: u16, body: &str, etag: Option<
         404 | 410 => {
             Outcome::Conflict { server_version: None, server_data: None, deleted: true, server_modified_ms: None }
         }
-        200..=299 => match serde_json::from_str::<Value>(body) {
+        200..=299 => match crate::core::json::parse(body) {
             Ok(Value::Object(o)) => {
                 let server_version = match &c.version {
                     VersionSource::Etag => etag.and_then(etag_version).or_else(|| body_version(Some(&o), "version")),

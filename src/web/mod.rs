@@ -35,7 +35,7 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
 /// IndexedDB records); app values go through `js::convert`, which also checks what JSON would lose.
 pub fn from_js(v: &JsValue) -> Result<serde_json::Value, String> {
     let text = JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or("it has no JSON form")?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    crate::core::json::parse(&text)
 }
 
 /// Resolves after `ms` milliseconds.

@@ -5,6 +5,9 @@
 //! non-generic core. Missing fields and `null` read alike (as serde's `Option` does); unknown fields
 //! are ignored. The writers stay `#[derive(Serialize)]`, and the tests below read back what they wrote.
 
+mod parse;
+
+pub use parse::{parse, MAX_DEPTH};
 use serde_json::{Map, Value};
 
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, Operation, Priority, SyncStatus};
