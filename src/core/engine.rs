@@ -2,7 +2,7 @@
 //! `Store`, `Transport` and `Clock` traits.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -551,7 +551,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
             // The batch's lanes as the answers left them; conflicts and dead letters may pause lanes.
             // (Keyed by borrowed names: no allocation per queued op and pass.)
-            let touched: HashMap<(&str, &str), &Operation> =
+            let touched: VecMap<(&str, &str), &Operation> =
                 batch.iter().map(|o| ((o.collection.as_str(), o.entity_id.as_str()), o)).collect();
             ops.retain(|o| !touched.contains_key(&(o.collection.as_str(), o.entity_id.as_str())));
             ops.extend(lanes.into_values().flatten());
@@ -640,9 +640,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             .store
             .transact(&keys, |tx| {
                 let mut out = Applied::default();
-                let results: HashMap<&str, &Outcome> = match &response {
+                let results: VecMap<&str, &Outcome> = match &response {
                     Ok(r) => r.results.iter().map(|r| (r.op_id.as_str(), &r.outcome)).collect(),
-                    Err(_) => HashMap::new(),
+                    Err(_) => VecMap::default(),
                 };
                 for op in batch {
                     // Only act on the op if it is still queued (another flusher may have finished it).

@@ -3,8 +3,6 @@
 //! The queue lives in the store (it must survive reloads and be shared by tabs); these are the
 //! pure rules applied inside a store transaction.
 
-use std::collections::HashMap;
-
 use super::sorted::VecSet;
 
 use serde_json::{Map, Value};
@@ -281,18 +279,12 @@ pub fn next_due(ops: &[Operation], paused: &VecSet<EntityKey>) -> Option<u64> {
 }
 
 fn lane_heads(ops: &[Operation]) -> Vec<&Operation> {
-    let mut heads: HashMap<(&str, &str), &Operation> = HashMap::with_capacity(ops.len().min(4096));
-    for op in ops {
-        heads
-            .entry((op.collection.as_str(), op.entity_id.as_str()))
-            .and_modify(|h| {
-                if op.seq < h.seq {
-                    *h = op;
-                }
-            })
-            .or_insert(op);
-    }
-    heads.into_values().collect()
+    // Sorted by lane, then `seq`: each lane's head is its first op. (A sort rather than a hash map:
+    // no hashing code in the wasm, and no allocation per op.)
+    let mut heads: Vec<&Operation> = ops.iter().collect();
+    heads.sort_unstable_by(|a, b| (&a.collection, &a.entity_id, a.seq).cmp(&(&b.collection, &b.entity_id, b.seq)));
+    heads.dedup_by(|later, head| later.collection == head.collection && later.entity_id == head.entity_id);
+    heads
 }
 
 #[cfg(test)]

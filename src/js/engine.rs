@@ -1,6 +1,8 @@
 //! `SyncEngine`, the class apps use.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise};
@@ -71,22 +73,24 @@ pub struct SyncEngine {
 pub(crate) fn promise<F, Fut>(inner: &Rc<Inner>, f: F) -> Promise
 where
     F: FnOnce(Rc<Inner>) -> Fut + 'static,
-    Fut: std::future::Future<Output = Result<JsValue>> + 'static,
+    Fut: Future<Output = Result<JsValue>> + 'static,
 {
-    let inner = inner.clone();
-    // One boxed future type: a single `future_to_promise` instantiation for every method keeps
-    // the wasm smaller than one per method.
-    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<JsValue, JsValue>>>> =
-        Box::pin(async move {
-            let r = f(inner.clone()).await;
-            if let Err(e @ SyncError::QuotaExceeded(_)) = &r {
-                // The caller gets the error; subscribers (a storage warning in the UI) hear of it too.
-                inner.engine.report(e);
-            }
-            inner.dispatch();
-            r.map_err(errors::to_js)
-        });
-    future_to_promise(fut)
+    // `f` only builds the future; nothing runs before the promise is polled.
+    settle(inner.clone(), Box::pin(f(inner.clone())))
+}
+
+/// The part of every method's promise that is the same for all of them: one instance, not one per
+/// method (each was a few hundred bytes of wasm).
+fn settle(inner: Rc<Inner>, work: Pin<Box<dyn Future<Output = Result<JsValue>>>>) -> Promise {
+    future_to_promise(async move {
+        let r = work.await;
+        if let Err(e @ SyncError::QuotaExceeded(_)) = &r {
+            // The caller gets the error; subscribers (a storage warning in the UI) hear of it too.
+            inner.engine.report(e);
+        }
+        inner.dispatch();
+        r.map_err(errors::to_js)
+    })
 }
 
 /// `putMany`'s records: an array of `{ id: string, data: object }`.
