@@ -5,7 +5,6 @@
 //! produced it (a JS object, a Rust map, a database row).
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Writes `value` in canonical form.
 pub fn canonical_json(value: &Value) -> String {
@@ -91,7 +90,7 @@ fn write_string(s: &str, out: &mut String) {
 
 /// Lower-case hex SHA-256 of the canonical form of `value`.
 pub fn checksum(value: &Value) -> String {
-    hex(&Sha256::digest(canonical_json(value).as_bytes()))
+    hex(&super::sha256::sha256(canonical_json(value).as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

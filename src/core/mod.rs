@@ -12,6 +12,7 @@ pub mod op;
 pub mod pull;
 pub mod queue;
 pub mod retry;
+pub mod sha256;
 pub mod sorted;
 pub mod traits;
 
