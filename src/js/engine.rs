@@ -364,10 +364,9 @@ impl SyncEngine {
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
     pub fn status(&self) -> Promise {
         promise(&self.inner, move |inner| async move {
-            let status = inner.engine.status().await?;
-            let mut v = serde_json::to_value(&status).map_err(|e| SyncError::Storage(e.to_string()))?;
-            v["storage"] = serde_json::to_value(storage_estimate().await).unwrap_or_default();
-            Ok(to_js(&v))
+            let status = to_js(&inner.engine.status().await?);
+            let _ = js_sys::Reflect::set(&status, &"storage".into(), &to_js(&storage_estimate().await));
+            Ok(status)
         })
     }
 

@@ -18,11 +18,18 @@ pub fn start() {
 /// Which build this is: offline apps can run a cached old one.
 #[wasm_bindgen(js_name = "buildInfo", unchecked_return_type = "BuildInfo")]
 pub fn build_info() -> JsValue {
-    convert::to_js(&serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "gitSha": option_env!("TIDESYNC_GIT_SHA").unwrap_or("unknown"),
-        "schemaVersion": crate::store::idb::SCHEMA_VERSION,
-    }))
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct BuildInfo {
+        version: &'static str,
+        git_sha: &'static str,
+        schema_version: u32,
+    }
+    convert::to_js(&BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        git_sha: option_env!("TIDESYNC_GIT_SHA").unwrap_or("unknown"),
+        schema_version: crate::store::idb::SCHEMA_VERSION,
+    })
 }
 
 /// The checksum tidesync stores for a record: SHA-256 (hex) of its canonical JSON (sorted keys,

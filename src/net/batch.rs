@@ -3,7 +3,8 @@
 //! Pure Rust, so the decoder is tested and fuzzed natively. A response we cannot understand is
 //! a `PROTOCOL` failure (retryable), never a panic.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::core::error::SyncError;
 use crate::core::merge::parse_time_ms;
@@ -16,21 +17,43 @@ pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The request body for `ops`.
 pub fn encode_request(ops: &[Operation], device_id: &str, client_time_ms: u64) -> String {
-    let operations: Vec<Value> = ops
+    let operations = ops
         .iter()
-        .map(|o| {
-            json!({
-                "id": o.id,
-                "type": o.kind.as_str(),
-                "entityType": o.collection,
-                "entityId": o.entity_id,
-                "payload": o.payload,
-                "checksum": o.checksum,
-                "baseVersion": o.base_version,
-            })
+        .map(|o| WireOp {
+            base_version: o.base_version,
+            checksum: &o.checksum,
+            entity_id: &o.entity_id,
+            entity_type: &o.collection,
+            id: &o.id,
+            payload: &o.payload,
+            kind: o.kind.as_str(),
         })
         .collect();
-    json!({ "operations": operations, "clientTime": iso_time(client_time_ms), "deviceId": device_id }).to_string()
+    let body = WireRequest { client_time: iso_time(client_time_ms), device_id, operations };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+// The batch request as the reference protocol spells it (fields in alphabetical order, as the
+// bodies have always been written).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    client_time: String,
+    device_id: &'a str,
+    operations: Vec<WireOp<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireOp<'a> {
+    base_version: Option<u64>,
+    checksum: &'a str,
+    entity_id: &'a str,
+    entity_type: &'a str,
+    id: &'a str,
+    payload: &'a Option<Value>,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// Decodes an HTTP answer to a batch request. `retry_after` is the `Retry-After` header, if any.
@@ -120,7 +143,7 @@ fn as_version(v: &Value) -> Result<Option<u64>, String> {
         Value::Null => Ok(None),
         Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| format!("version {n} is not a non-negative integer")),
         Value::String(s) => s.trim_matches('"').parse().map(Some).map_err(|_| format!("version '{s}' is not a number")),
-        other => Err(format!("version {other} is not a number")),
+        other => Err(format!("version {} is not a number", crate::core::json::text(other))),
     }
 }
 
@@ -172,6 +195,7 @@ pub fn iso_time(ms: u64) -> String {
 mod tests {
     use super::*;
     use crate::core::op::{OpKind, Priority};
+    use serde_json::json;
 
     fn op(id: &str) -> Operation {
         Operation {
@@ -203,6 +227,13 @@ mod tests {
                     "payload": {"t": 1}, "checksum": "abc", "baseVersion": 2}],
                    "clientTime": "1994-11-06T08:49:37.000Z", "deviceId": "dev"})
         );
+        // Byte for byte the text the body had when it was built as a `Value` (sorted keys, compact).
+        let mut none = op("o2");
+        (none.payload, none.base_version) = (None, None);
+        let text = encode_request(&[op("o1"), none], "dev", 0);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, value.to_string());
+        assert!(text.contains(r#""baseVersion":null,"checksum":"abc","entityId":"n1","entityType":"notes","id":"o2","payload":null,"type":"update"}"#), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::batch::json_answer;
 use crate::core::error::SyncError;
+use crate::core::json::text;
 use crate::core::merge::parse_time_ms;
 use crate::core::traits::{Failure, PullPage, ServerRecord};
 
@@ -19,7 +20,7 @@ pub fn decode_pull(status: u16, body: &str, retry_after: Option<&str>, now_ms: u
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(Value::Number(n)) => Some(n.to_string()),
-                Some(other) => return Err(protocol(format!("cursor {other} is not a string or number"))),
+                Some(other) => return Err(protocol(format!("cursor {} is not a string or number", text(other)))),
             };
             (items, cursor, o.get("hasMore").and_then(Value::as_bool).unwrap_or(false))
         }
@@ -58,7 +59,9 @@ fn decode_item(v: &Value) -> Result<ServerRecord, Failure> {
 fn version(o: &Map<String, Value>) -> Result<Option<u64>, Failure> {
     match o.get("version") {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| protocol(format!("version {v} is not a non-negative integer"))),
+        Some(v) => {
+            v.as_u64().map(Some).ok_or_else(|| protocol(format!("version {} is not a non-negative integer", text(v))))
+        }
     }
 }
 
@@ -66,7 +69,7 @@ fn id_string(v: &Value) -> Result<String, Failure> {
     match v {
         Value::String(s) if !s.is_empty() => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(protocol(format!("record id {other} is not a string or number"))),
+        other => Err(protocol(format!("record id {} is not a string or number", text(other)))),
     }
 }
 

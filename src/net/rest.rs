@@ -94,7 +94,7 @@ fn with_id(payload: &Option<Value>, id: &str) -> String {
     if let Value::Object(m) = &mut v {
         m.entry("id").or_insert_with(|| Value::String(id.to_string()));
     }
-    v.to_string()
+    crate::core::json::text(&v)
 }
 
 /// The request that carries `op` to a plain REST backend.
@@ -103,7 +103,7 @@ pub fn request_for(op: &Operation, c: &CollectionWire) -> RestRequest {
     let (method, path, body) = match op.kind {
         OpKind::Create => ("POST", c.endpoint.clone(), Some(with_id(&op.payload, &op.entity_id))),
         OpKind::Update => match (c.update, &op.patch) {
-            (UpdateMethod::Patch, Some(patch)) => ("PATCH", item, Some(patch.to_string())),
+            (UpdateMethod::Patch, Some(patch)) => ("PATCH", item, Some(crate::core::json::text(patch))),
             _ => ("PUT", item, Some(with_id(&op.payload, &op.entity_id))),
         },
         OpKind::Delete => ("DELETE", item, None),

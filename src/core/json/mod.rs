@@ -8,6 +8,12 @@
 mod parse;
 
 pub use parse::{parse, MAX_DEPTH};
+
+/// `v` as compact JSON text. (Rather than `v.to_string()`: `Value`'s `Display` is a second and
+/// third instance of serde_json's writer in the wasm, compact and pretty.)
+pub fn text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
 use serde_json::{Map, Value};
 
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, Operation, Priority, SyncStatus};
