@@ -119,7 +119,8 @@ pub fn request_for(op: &Operation, c: &CollectionWire) -> RestRequest {
 
 /// A version from an `ETag`: `"3"`, `W/"3"` or `3`.
 pub fn etag_version(etag: &str) -> Option<u64> {
-    etag.trim().trim_start_matches("W/").trim_matches('"').parse().ok()
+    let etag = etag.trim();
+    etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"').parse().ok()
 }
 
 fn body_version(body: Option<&Map<String, Value>>, field: &str) -> Option<u64> {
