@@ -622,3 +622,39 @@ fn open_options_are_read_field_by_field() {
     );
     assert_eq!(refused(json!({"retry": [1]})), "retry: expected an object");
 }
+
+/// JSON numbers read in the wasm are the doubles the browser's `JSON.parse` reads (the fast path
+/// and the fallback to the browser's parser), and written back they are what `JSON.stringify`
+/// writes.
+#[wasm_bindgen_test]
+fn numbers_read_and_write_as_the_browser_does() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut texts: Vec<String> = [
+        "0.30000000000000004", "19.990000000000002", "1.7976931348623157e308", "5e-324", "2.2250738585072014e-308",
+        "123456789.123456789", "9007199254740993", "-0.0", "1e21", "1.5e-7", "0.1", "100", "-18446744073709551616",
+    ]
+    .map(String::from)
+    .to_vec();
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let f = f64::from_bits(x);
+        if f.is_finite() {
+            texts.push(format!("{f:e}"));
+            texts.push(format!("{:.3}", (x % 1_000_000_007) as f64 / 1000.0));
+        }
+    }
+    for text in &texts {
+        let ours = tidesync::core::json::parse(text).unwrap();
+        let browser = js_sys::JSON::parse(text).unwrap().as_f64().unwrap();
+        let f = ours.as_f64().unwrap();
+        assert!(f.to_bits() == browser.to_bits() || (f == 0.0 && browser == 0.0), "{text}: {f:e} vs {browser:e}");
+        if ours.is_f64() {
+            let written = tidesync::core::json::text(&ours);
+            let js = String::from(js_sys::JSON::stringify(&browser.into()).unwrap());
+            // The spellings differ only where two are equally near (see core::json::write).
+            assert_eq!(written.parse::<f64>().unwrap().to_bits(), js.parse::<f64>().unwrap().to_bits(), "{text}");
+        }
+    }
+}

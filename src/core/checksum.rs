@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use super::json::write_string;
+
 /// Writes `value` in canonical form.
 pub fn canonical_json(value: &Value) -> String {
     let mut out = String::with_capacity(128);
@@ -65,27 +67,6 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
             let _ = write!(out, "{f:e}");
         }
     }
-}
-
-fn write_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Lower-case hex SHA-256 of the canonical form of `value`.

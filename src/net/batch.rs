@@ -30,7 +30,7 @@ pub fn encode_request(ops: &[Operation], device_id: &str, client_time_ms: u64) -
         })
         .collect();
     let body = WireRequest { client_time: iso_time(client_time_ms), device_id, operations };
-    serde_json::to_string(&body).unwrap_or_default()
+    crate::core::json::to_string(&body).unwrap_or_default()
 }
 
 // The batch request as the reference protocol spells it (fields in alphabetical order, as the
@@ -141,7 +141,10 @@ pub fn decode_conflict(c: &Map<String, Value>) -> Result<Outcome, String> {
 fn as_version(v: &Value) -> Result<Option<u64>, String> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| format!("version {n} is not a non-negative integer")),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("version {} is not a non-negative integer", crate::core::json::text(v))),
         Value::String(s) => s.trim_matches('"').parse().map(Some).map_err(|_| format!("version '{s}' is not a number")),
         other => Err(format!("version {} is not a number", crate::core::json::text(other))),
     }

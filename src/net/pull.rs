@@ -19,7 +19,7 @@ pub fn decode_pull(status: u16, body: &str, retry_after: Option<&str>, now_ms: u
             let cursor = match o.get("cursor") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(n @ Value::Number(_)) => Some(text(n)),
                 Some(other) => return Err(protocol(format!("cursor {} is not a string or number", text(other)))),
             };
             (items, cursor, o.get("hasMore").and_then(Value::as_bool).unwrap_or(false))
@@ -68,7 +68,7 @@ fn version(o: &Map<String, Value>) -> Result<Option<u64>, Failure> {
 fn id_string(v: &Value) -> Result<String, Failure> {
     match v {
         Value::String(s) if !s.is_empty() => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Number(_) => Ok(text(v)),
         other => Err(protocol(format!("record id {} is not a string or number", text(other)))),
     }
 }

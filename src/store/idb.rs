@@ -269,18 +269,23 @@ impl IdbStore {
         // Every record to put, as one JSON array and one `JSON.parse` (not one per record).
         let mut text = String::from("[");
         for w in &writes {
-            let put = match w {
-                Write::PutEntity(e) => serde_json::to_string(e),
-                Write::PutOp(o) => serde_json::to_string(o),
-                Write::PutDeadLetter(d) => serde_json::to_string(d),
-                Write::PutConflict(c) => serde_json::to_string(c),
-                Write::PutMeta(_, v) => serde_json::to_string(v),
-                _ => continue,
-            };
-            if text.len() > 1 {
+            // Each record is written straight into the array text.
+            let at = text.len();
+            if at > 1 {
                 text.push(',');
             }
-            text.push_str(&put.map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))?);
+            let put = match w {
+                Write::PutEntity(e) => json::append(e, &mut text),
+                Write::PutOp(o) => json::append(o, &mut text),
+                Write::PutDeadLetter(d) => json::append(d, &mut text),
+                Write::PutConflict(c) => json::append(c, &mut text),
+                Write::PutMeta(_, v) => json::append(v, &mut text),
+                _ => {
+                    text.truncate(at);
+                    continue;
+                }
+            };
+            put.map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))?;
         }
         text.push(']');
         let records: Array = js_sys::JSON::parse(&text)

@@ -27,7 +27,7 @@ extern "C" {
 /// Rust value -> plain JS value, through JSON text: one native `JSON.parse` instead of an object
 /// built field by field across the boundary (and no second serde format in the wasm).
 pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
-    let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+    let text = crate::core::json::to_string(v).map_err(|e| e.to_string())?;
     JSON::parse(&text).map_err(|_| "JSON.parse refused it".into())
 }
 
@@ -36,6 +36,12 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
 pub fn from_js(v: &JsValue) -> Result<serde_json::Value, String> {
     let text = JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or("it has no JSON form")?;
     crate::core::json::parse(&text)
+}
+
+/// JS `parseFloat`: correctly rounded, and no float-parsing tables in the wasm (`core::json`'s
+/// parser calls it for the numbers its exact fast path cannot read).
+pub fn parse_float(text: &str) -> f64 {
+    js_sys::parse_float(text)
 }
 
 /// Resolves after `ms` milliseconds.

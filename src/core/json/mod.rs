@@ -6,13 +6,14 @@
 //! are ignored. The writers stay `#[derive(Serialize)]`, and the tests below read back what they wrote.
 
 mod parse;
+mod write;
 
 pub use parse::{parse, MAX_DEPTH};
+pub use write::{append, to_string, write_f64, write_string, Error};
 
-/// `v` as compact JSON text. (Rather than `v.to_string()`: `Value`'s `Display` is a second and
-/// third instance of serde_json's writer in the wasm, compact and pretty.)
+/// `v` as compact JSON text (which cannot fail: a `Value`'s keys are strings).
 pub fn text(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    to_string(v).unwrap_or_default()
 }
 use serde_json::{Map, Value};
 

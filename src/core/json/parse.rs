@@ -263,9 +263,10 @@ fn float_from(text: &str) -> f64 {
     fast_float(text).unwrap_or_else(|| slow_float(text))
 }
 
+/// In the browser: the browser's own parser (the one `JSON.parse` uses), no tables in the wasm.
 #[cfg(target_arch = "wasm32")]
 fn slow_float(text: &str) -> f64 {
-    js_sys::parse_float(text)
+    crate::web::parse_float(text)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
