@@ -11,3 +11,9 @@ pub mod store;
 pub mod js;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+
+/// Talc instead of Rust's default wasm allocator (dlmalloc): about half its size in the wasm, and
+/// faster. Single-threaded wasm only (tidesync uses no wasm threads).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
