@@ -57,7 +57,7 @@ extern "C" {
 
 /// A value from the app, through JSON text: `JSON.stringify` throws on a cycle or a `BigInt`, leaves
 /// out `undefined` and functions and honours `toJSON()` (what `fetch` with a JSON body does), and
-/// serde_json refuses nesting deeper than 128. Walking the JS object graph directly instead would
+/// `core::json::parse` refuses nesting deeper than 128. Walking the JS object graph directly instead would
 /// recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
 fn json(v: &JsValue) -> std::result::Result<Value, String> {
     crate::core::json::parse(&json_text(v)?)

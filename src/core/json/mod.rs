@@ -1,7 +1,8 @@
-//! Reading JSON objects field by field: the records tidesync stores and the options of `open()`.
+//! JSON in tidesync: text to `Value` (`parse`), any `Serialize` value to text (`to_string`), and
+//! reading JSON objects field by field: the records tidesync stores and the options of `open()`.
 //!
-//! Hand-written instead of `#[derive(Deserialize)]`: a derived deserializer is generic code that
-//! serde_json instantiates once per type, about 5 KB of wasm each; these readers share one small
+//! The readers are hand-written instead of `#[derive(Deserialize)]`: a derived deserializer is
+//! generic code instantiated once per type, about 5 KB of wasm each; these share one small
 //! non-generic core. Missing fields and `null` read alike (as serde's `Option` does); unknown fields
 //! are ignored. The writers stay `#[derive(Serialize)]`, and the tests below read back what they wrote.
 
