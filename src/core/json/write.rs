@@ -120,6 +120,36 @@ pub fn write_f64(f: f64, out: &mut String) {
     }
 }
 
+/// The integer methods of a `Serializer`, through `$signed(i64)` and `$unsigned(u64)`.
+macro_rules! integers {
+    ($signed:ident, $unsigned:ident) => {
+        fn serialize_i8(self, v: i8) -> Result<(), Error> {
+            self.$signed(v.into())
+        }
+        fn serialize_i16(self, v: i16) -> Result<(), Error> {
+            self.$signed(v.into())
+        }
+        fn serialize_i32(self, v: i32) -> Result<(), Error> {
+            self.$signed(v.into())
+        }
+        fn serialize_i64(self, v: i64) -> Result<(), Error> {
+            self.$signed(v)
+        }
+        fn serialize_u8(self, v: u8) -> Result<(), Error> {
+            self.$unsigned(v.into())
+        }
+        fn serialize_u16(self, v: u16) -> Result<(), Error> {
+            self.$unsigned(v.into())
+        }
+        fn serialize_u32(self, v: u32) -> Result<(), Error> {
+            self.$unsigned(v.into())
+        }
+        fn serialize_u64(self, v: u64) -> Result<(), Error> {
+            self.$unsigned(v)
+        }
+    };
+}
+
 struct Writer {
     out: String,
 }
@@ -143,6 +173,15 @@ impl Writer {
         self.out.push('{');
         write_string(variant, &mut self.out);
         self.out.push(':');
+    }
+
+    /// Opens an array (`[`) or object (`{`), inside `{"variant":` for an enum variant's.
+    fn open(&mut self, variant: Option<&str>, bracket: char) -> Compound<'_> {
+        if let Some(v) = variant {
+            self.variant(v);
+        }
+        self.out.push(bracket);
+        Compound { w: self, first: true, close_variant: variant.is_some() }
     }
 }
 
@@ -198,33 +237,11 @@ impl<'a> ser::Serializer for &'a mut Writer {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
+    integers!(int, uint);
+
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
         self.out.push_str(if v { "true" } else { "false" });
         Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.int(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.int(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.int(v.into())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.uint(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.uint(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.uint(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.uint(v)
     }
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         self.serialize_f64(f64::from(v))
@@ -275,8 +292,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
         Ok(())
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, Error> {
-        self.out.push('[');
-        Ok(Compound { w: self, first: true, close_variant: false })
+        Ok(self.open(None, '['))
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, Error> {
         self.serialize_seq(Some(len))
@@ -291,13 +307,10 @@ impl<'a> ser::Serializer for &'a mut Writer {
         variant: &'static str,
         _: usize,
     ) -> Result<Compound<'a>, Error> {
-        self.variant(variant);
-        self.out.push('[');
-        Ok(Compound { w: self, first: true, close_variant: true })
+        Ok(self.open(Some(variant), '['))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, Error> {
-        self.out.push('{');
-        Ok(Compound { w: self, first: true, close_variant: false })
+        Ok(self.open(None, '{'))
     }
     fn serialize_struct(self, _: &'static str, len: usize) -> Result<Compound<'a>, Error> {
         self.serialize_map(Some(len))
@@ -309,55 +322,32 @@ impl<'a> ser::Serializer for &'a mut Writer {
         variant: &'static str,
         _: usize,
     ) -> Result<Compound<'a>, Error> {
-        self.variant(variant);
-        self.out.push('{');
-        Ok(Compound { w: self, first: true, close_variant: true })
+        Ok(self.open(Some(variant), '{'))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self, ']')
-    }
+// The array-like compounds: elements, then `]`.
+macro_rules! array_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
+                self.element(v)
+            }
+            fn end(self) -> Result<(), Error> {
+                Compound::end(self, ']')
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self, ']')
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self, ']')
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self, ']')
-    }
-}
+array_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -376,35 +366,35 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result<(), Error> {
-        self.key(k);
-        v.serialize(&mut *self.w)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self, '}')
-    }
+// The struct-like compounds: named fields, then `}`.
+macro_rules! struct_like {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result<(), Error> {
+                self.key(k);
+                v.serialize(&mut *self.w)
+            }
+            fn end(self) -> Result<(), Error> {
+                Compound::end(self, '}')
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result<(), Error> {
-        self.key(k);
-        v.serialize(&mut *self.w)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self, '}')
-    }
-}
+struct_like!(SerializeStruct, SerializeStructVariant);
 
 /// A map key: a string, or a number or unit variant written as one.
 struct KeyWriter<'a>(&'a mut String);
 
 impl KeyWriter<'_> {
-    fn quoted(self, n: impl Display) -> Result<(), Error> {
+    fn int(self, n: i64) -> Result<(), Error> {
+        let _ = write!(self.0, "\"{n}\"");
+        Ok(())
+    }
+
+    fn uint(self, n: u64) -> Result<(), Error> {
         let _ = write!(self.0, "\"{n}\"");
         Ok(())
     }
@@ -425,6 +415,8 @@ impl ser::Serializer for KeyWriter<'_> {
     type SerializeStruct = ser::Impossible<(), Error>;
     type SerializeStructVariant = ser::Impossible<(), Error>;
 
+    integers!(int, uint);
+
     fn serialize_str(self, v: &str) -> Result<(), Error> {
         write_string(v, self.0);
         Ok(())
@@ -437,30 +429,6 @@ impl ser::Serializer for KeyWriter<'_> {
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<(), Error> {
         v.serialize(self)
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.quoted(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.quoted(v)
     }
     fn serialize_bool(self, _: bool) -> Result<(), Error> {
         Err(key_error())
