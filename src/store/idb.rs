@@ -291,11 +291,8 @@ impl IdbStore {
         let records: Array = js_sys::JSON::parse(&text)
             .map_err(|_| SyncError::Storage("cannot store record: JSON.parse refused it".into()))?
             .unchecked_into();
-        let mut next = 0;
-        let mut record = || {
-            next += 1;
-            records.get(next - 1)
-        };
+        let mut records = records.iter();
+        let mut record = || records.next().unwrap_or_default();
         let issued = writes.iter().try_for_each(|w| -> Result<()> {
             match w {
                 Write::PutEntity(_) => entities.put(&record()).map(drop),

@@ -9,16 +9,17 @@
 mod parse;
 mod write;
 
+use serde_json::{Map, Value};
+
 pub use parse::{parse, MAX_DEPTH};
 pub use write::{append, to_string, write_f64, write_string, Error};
+
+use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, Operation, Priority, SyncStatus};
 
 /// `v` as compact JSON text (which cannot fail: a `Value`'s keys are strings).
 pub fn text(v: &Value) -> String {
     to_string(v).unwrap_or_default()
 }
-use serde_json::{Map, Value};
-
-use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, Operation, Priority, SyncStatus};
 
 /// The fields of one JSON object, taken out one at a time (no copies of payloads).
 pub struct Fields {

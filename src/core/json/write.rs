@@ -120,34 +120,17 @@ pub fn write_f64(f: f64, out: &mut String) {
     }
 }
 
-/// The integer methods of a `Serializer`, through `$signed(i64)` and `$unsigned(u64)`.
+/// The integer methods of a `Serializer`, all through `self.$number(&dyn Display)`.
 macro_rules! integers {
-    ($signed:ident, $unsigned:ident) => {
-        fn serialize_i8(self, v: i8) -> Result<(), Error> {
-            self.$signed(v.into())
-        }
-        fn serialize_i16(self, v: i16) -> Result<(), Error> {
-            self.$signed(v.into())
-        }
-        fn serialize_i32(self, v: i32) -> Result<(), Error> {
-            self.$signed(v.into())
-        }
-        fn serialize_i64(self, v: i64) -> Result<(), Error> {
-            self.$signed(v)
-        }
-        fn serialize_u8(self, v: u8) -> Result<(), Error> {
-            self.$unsigned(v.into())
-        }
-        fn serialize_u16(self, v: u16) -> Result<(), Error> {
-            self.$unsigned(v.into())
-        }
-        fn serialize_u32(self, v: u32) -> Result<(), Error> {
-            self.$unsigned(v.into())
-        }
-        fn serialize_u64(self, v: u64) -> Result<(), Error> {
-            self.$unsigned(v)
-        }
+    ($number:ident) => {
+        integers!($number: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64),
+            serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64));
     };
+    ($number:ident: $($method:ident($t:ty)),*) => {$(
+        fn $method(self, v: $t) -> Result<(), Error> {
+            self.$number(&v)
+        }
+    )*};
 }
 
 struct Writer {
@@ -157,13 +140,7 @@ struct Writer {
 impl Writer {
     // Integers out of line: one call in each derived `serialize`, not a formatter set up inline.
     #[inline(never)]
-    fn uint(&mut self, n: u64) -> Result<(), Error> {
-        let _ = write!(self.out, "{n}");
-        Ok(())
-    }
-
-    #[inline(never)]
-    fn int(&mut self, n: i64) -> Result<(), Error> {
+    fn number(&mut self, n: &dyn Display) -> Result<(), Error> {
         let _ = write!(self.out, "{n}");
         Ok(())
     }
@@ -237,7 +214,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
-    integers!(int, uint);
+    integers!(number);
 
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
         self.out.push_str(if v { "true" } else { "false" });
@@ -389,12 +366,7 @@ struct_like!(SerializeStruct, SerializeStructVariant);
 struct KeyWriter<'a>(&'a mut String);
 
 impl KeyWriter<'_> {
-    fn int(self, n: i64) -> Result<(), Error> {
-        let _ = write!(self.0, "\"{n}\"");
-        Ok(())
-    }
-
-    fn uint(self, n: u64) -> Result<(), Error> {
+    fn number(self, n: &dyn Display) -> Result<(), Error> {
         let _ = write!(self.0, "\"{n}\"");
         Ok(())
     }
@@ -415,7 +387,7 @@ impl ser::Serializer for KeyWriter<'_> {
     type SerializeStruct = ser::Impossible<(), Error>;
     type SerializeStructVariant = ser::Impossible<(), Error>;
 
-    integers!(int, uint);
+    integers!(number);
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
         write_string(v, self.0);
