@@ -183,6 +183,44 @@ async fn a_closed_database_is_a_typed_error() {
     assert_eq!(err.code(), "CLOSED");
 }
 
+/// Writes records tidesync did not write straight into the database `name`, in a connection of its own.
+async fn put_raw(name: &str, script: &str) {
+    let put = js_sys::Function::new_with_args(
+        "name",
+        &format!(
+            "return new Promise((ok, no) => {{ const r = indexedDB.open(name); r.onerror = () => no(r.error);
+             r.onsuccess = () => {{ const db = r.result, tx = db.transaction(['entities', 'ops'], 'readwrite');
+             const entities = tx.objectStore('entities'), ops = tx.objectStore('ops'); {script};
+             tx.oncomplete = () => {{ db.close(); ok(); }}; tx.onabort = () => no(tx.error); }}; }})"
+        ),
+    );
+    let p: js_sys::Promise = put.call1(&JsValue::NULL, &name.into()).unwrap().unchecked_into();
+    wasm_bindgen_futures::JsFuture::from(p).await.expect("raw IndexedDB write");
+}
+
+#[wasm_bindgen_test]
+async fn a_record_tidesync_did_not_write_is_a_storage_error_and_the_rest_stays_readable() {
+    let name = unique("foreign");
+    let engine = fresh(&name, &Backend { url: "http://127.0.0.1:9", ..batch() }).await;
+    engine.put("notes", "good", json!({"title": "kept"}), None).await.unwrap();
+    put_raw(&name, "entities.put({collection: 'notes', id: 'bad', data: 5})").await;
+
+    let err = engine.get("notes", "bad").await.unwrap_err();
+    assert_eq!(err.code(), "STORAGE", "{err:?}");
+    assert!(err.to_string().contains("unreadable record in IndexedDB"), "{err}");
+    let err = engine.put("notes", "bad", json!({"title": "over it"}), None).await.unwrap_err();
+    assert_eq!(err.code(), "STORAGE", "a write over it is refused, not guessed: {err:?}");
+    let err = engine.list("notes").await.unwrap_err();
+    assert_eq!(err.code(), "STORAGE", "{err:?}");
+    assert_eq!(engine.get("notes", "good").await.unwrap(), Some(json!({"title": "kept"})));
+    assert_eq!(engine.queue().await.unwrap().len(), 1, "the refused write queued nothing");
+
+    put_raw(&name, "ops.put({id: 'op-x', collection: 'notes', entityId: 'other', seq: 'first'})").await;
+    let err = engine.queue().await.unwrap_err();
+    assert_eq!(err.code(), "STORAGE", "{err:?}");
+    assert!(err.to_string().contains("seq"), "the message names the field: {err}");
+}
+
 // ---- the same sync scenarios on three backends ----
 
 async fn flush_marks_records_synced_and_leaves_no_op(b: Backend) {

@@ -1,48 +1,59 @@
-//! The IndexedDB `Store`: the only code in tidesync that talks to IndexedDB.
+//! The IndexedDB `Store`: the only code in tidesync that talks to IndexedDB. The IndexedDB calls
+//! themselves are a small JS module beside this file (`idb.js`): a few lines of JS each, where the
+//! same calls through web-sys cost the wasm about 20 KB of bindings and glue.
 //!
 //! Discipline (every method here keeps it):
 //! - One method call is one IndexedDB transaction. Inside it we await only IndexedDB requests:
 //!   no fetch, no timers, no crypto. Reads are issued together, the engine's pure logic runs, the
 //!   writes are issued together, and then we wait for `complete`.
 //! - A transaction that does not complete is aborted by the browser: its writes are all undone.
-//!   Its error (`QuotaExceededError`, ...) comes from `transaction.error`, which is why this is
-//!   written on web-sys directly: wrappers we tried report only "commit failed".
-//! - Records are plain JS objects (written through JSON text and `JSON.parse`), readable in devtools.
+//!   Its error (`QuotaExceededError`, ...) comes from `transaction.error`.
+//! - Records are plain JS objects, readable in devtools. They cross the boundary as JSON text: one
+//!   `JSON.stringify` of everything a transaction read, one `JSON.parse` of everything it writes.
 
-use std::cell::Cell;
-use std::rc::Rc;
-
-use js_sys::{Array, Function, Promise, Reflect};
+use js_sys::{Function, Promise, Reflect};
 use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{
-    DomException, IdbDatabase, IdbFactory, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbObjectStoreParameters,
-    IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode,
-};
 
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
 
-/// The schema version. Bump it with a migration in `upgrade`.
+/// The schema version. Bump it with a migration in `idb.js`'s `open`.
 pub const SCHEMA_VERSION: u32 = 1;
 
-const ENTITIES: &str = "entities";
-const OPS: &str = "ops";
-const DEAD_LETTERS: &str = "deadLetters";
-const CONFLICTS: &str = "conflicts";
-const META: &str = "meta";
-const ALL: [&str; 5] = [ENTITIES, OPS, DEAD_LETTERS, CONFLICTS, META];
+#[wasm_bindgen(module = "/src/store/idb.js")]
+extern "C" {
+    fn open(name: &str, version: u32, on_closed: &Function, on_blocked: &Function) -> Promise;
+    fn close(db: &JsValue);
+    fn remove(name: &str) -> Promise;
+    #[wasm_bindgen(catch)]
+    fn begin(db: &JsValue) -> std::result::Result<JsValue, JsValue>;
+    fn read(tx: &JsValue, seq: &str, keys: &str) -> Promise;
+    fn commit(tx: &JsValue, writes: &str) -> Promise;
+    fn abort(tx: &JsValue);
+    fn write(db: &JsValue, stores: &str, writes: &str) -> Promise;
+    fn get(db: &JsValue, store: &str, key: &str) -> Promise;
+    #[wasm_bindgen(js_name = getAll)]
+    fn get_all(db: &JsValue, stores: &str, collection: Option<&str>) -> Promise;
+    #[wasm_bindgen(js_name = takeLease)]
+    fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
+    #[wasm_bindgen(js_name = dropLease)]
+    fn drop_lease(db: &JsValue);
+}
+
+/// Where each kind of record lives: the index of its store in `idb.js`'s `STORES`.
+const ENTITIES: u8 = 0;
+const OPS: u8 = 1;
+const DEAD_LETTERS: u8 = 2;
+const CONFLICTS: u8 = 3;
+const META: u8 = 4;
 
 pub struct IdbStore {
-    db: IdbDatabase,
-    closed: Rc<Cell<bool>>,
-    // Kept alive as long as the database is open.
-    _on_version_change: Closure<dyn FnMut(web_sys::Event)>,
+    db: JsValue,
 }
 
 impl IdbStore {
@@ -50,134 +61,39 @@ impl IdbStore {
     /// upgrades the database: we close ours at once so its upgrade is not blocked, and tell the app.
     /// `on_blocked` runs when our upgrade waits for an old tab to close.
     pub async fn open(name: &str, on_closed: Function, on_blocked: Function) -> Result<IdbStore> {
-        let factory = factory()?;
-        let req: IdbOpenDbRequest = factory.open_with_u32(name, SCHEMA_VERSION).map_err(js_error)?;
-        let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new({
-            let req = req.clone();
-            move |e: web_sys::IdbVersionChangeEvent| {
-                if let Err(err) = upgrade(&req, e.old_version() as u32) {
-                    web_sys::console::error_2(&"tidesync: database upgrade failed".into(), &err);
-                }
-            }
-        });
-        req.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
-        req.set_onblocked(Some(&on_blocked));
-        let db: IdbDatabase = request(req.unchecked_ref()).await?.unchecked_into();
-        req.set_onupgradeneeded(None);
-        req.set_onblocked(None);
-        drop(upgrade);
-
-        let closed = Rc::new(Cell::new(false));
-        let on_version_change = Closure::<dyn FnMut(web_sys::Event)>::new({
-            let db = db.clone();
-            let closed = closed.clone();
-            move |_e: web_sys::Event| {
-                db.close();
-                closed.set(true);
-                let _ = on_closed.call0(&JsValue::NULL);
-            }
-        });
-        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-        Ok(IdbStore { db, closed, _on_version_change: on_version_change })
+        let db = wait(open(name, SCHEMA_VERSION, &on_closed, &on_blocked)).await?;
+        Ok(IdbStore { db })
     }
 
+    /// Closes the database; every later call fails with `CLOSED`.
     pub fn close(&self) {
-        self.db.set_onversionchange(None);
-        self.db.close();
-        self.closed.set(true);
-    }
-
-    pub fn name(&self) -> String {
-        self.db.name()
+        close(&self.db);
     }
 
     /// Deletes a whole database (tests, and `SyncEngine.deleteDatabase`).
     pub async fn delete_database(name: &str) -> Result<()> {
-        let req = factory()?.delete_database(name).map_err(js_error)?;
-        request(req.unchecked_ref()).await.map(|_| ())
-    }
-
-    fn tx(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction> {
-        if self.closed.get() {
-            return Err(SyncError::Closed);
-        }
-        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        self.db.transaction_with_str_sequence_and_mode(&names, mode).map_err(js_error)
+        wait(remove(name)).await.map(drop)
     }
 }
 
-fn factory() -> Result<IdbFactory> {
-    let f = Reflect::get(&js_sys::global(), &"indexedDB".into()).map_err(js_error)?;
-    if f.is_undefined() || f.is_null() {
-        return Err(SyncError::Storage("IndexedDB is not available here".into()));
+/// Awaits one of `idb.js`'s promises; a rejection becomes a `SyncError`.
+async fn wait(p: Promise) -> Result<JsValue> {
+    JsFuture::from(p).await.map_err(js_error)
+}
+
+/// The text one of `idb.js`'s reads resolved to.
+async fn wait_text(p: Promise) -> Result<Option<String>> {
+    Ok(wait(p).await?.as_string())
+}
+
+/// An IndexedDB failure (a `DOMException`, or a string from `idb.js`) as a `SyncError`.
+pub(crate) fn js_error(v: JsValue) -> SyncError {
+    if let Some(s) = v.as_string() {
+        return SyncError::Storage(s);
     }
-    Ok(f.unchecked_into())
-}
-
-/// Creates the stores of each schema version the database has not seen yet.
-fn upgrade(req: &IdbOpenDbRequest, old_version: u32) -> std::result::Result<(), JsValue> {
-    let db: IdbDatabase = req.result()?.unchecked_into();
-    if old_version < 1 {
-        let params = IdbObjectStoreParameters::new();
-        params.set_key_path(&Array::of2(&"collection".into(), &"id".into()));
-        db.create_object_store_with_optional_parameters(ENTITIES, &params)?;
-
-        let params = IdbObjectStoreParameters::new();
-        params.set_key_path(&"id".into());
-        let ops = db.create_object_store_with_optional_parameters(OPS, &params)?;
-        ops.create_index_with_str_sequence_and_optional_parameters(
-            "entity",
-            &Array::of2(&"collection".into(), &"entityId".into()),
-            &IdbIndexParameters::new(),
-        )?;
-
-        let params = IdbObjectStoreParameters::new();
-        params.set_key_path(&"op.id".into());
-        db.create_object_store_with_optional_parameters(DEAD_LETTERS, &params)?;
-
-        let params = IdbObjectStoreParameters::new();
-        params.set_key_path(&"id".into());
-        db.create_object_store_with_optional_parameters(CONFLICTS, &params)?;
-
-        db.create_object_store(META)?;
-    }
-    Ok(())
-}
-
-/// Awaits an IndexedDB request and returns its result.
-async fn request(req: &IdbRequest) -> Result<JsValue> {
-    let p = Promise::new(&mut |resolve, reject| {
-        req.set_onsuccess(Some(&resolve));
-        req.set_onerror(Some(&reject));
-    });
-    match JsFuture::from(p).await {
-        Ok(_) => req.result().map_err(js_error),
-        Err(_) => Err(dom_error(req.error().ok().flatten())),
-    }
-}
-
-/// A promise for the transaction's end, made before any request is issued so no event is missed.
-fn completion(tx: &IdbTransaction) -> JsFuture {
-    JsFuture::from(Promise::new(&mut |resolve, reject| {
-        tx.set_oncomplete(Some(&resolve));
-        tx.set_onerror(Some(&reject));
-        tx.set_onabort(Some(&reject));
-    }))
-}
-
-async fn finish(tx: &IdbTransaction, done: JsFuture) -> Result<()> {
-    match done.await {
-        Ok(_) => Ok(()),
-        Err(_) => Err(match tx.error() {
-            Some(e) => dom_error(Some(e)),
-            None => SyncError::Storage("the transaction was aborted".into()),
-        }),
-    }
-}
-
-pub(crate) fn dom_error(e: Option<DomException>) -> SyncError {
-    let Some(e) = e else { return SyncError::Storage("unknown IndexedDB error".into()) };
-    let (name, msg) = (e.name(), e.message());
+    let field = |f: &str| Reflect::get(&v, &f.into()).ok().and_then(|s| s.as_string());
+    let Some(name) = field("name") else { return SyncError::Storage("unknown IndexedDB error".into()) };
+    let msg = field("message").unwrap_or_default();
     match name.as_str() {
         "QuotaExceededError" if msg.is_empty() => {
             SyncError::QuotaExceeded("the browser refused to store more data for this site".into())
@@ -188,131 +104,136 @@ pub(crate) fn dom_error(e: Option<DomException>) -> SyncError {
     }
 }
 
-pub(crate) fn js_error(v: JsValue) -> SyncError {
-    if let Some(d) = v.dyn_ref::<DomException>() {
-        return dom_error(Some(d.clone()));
-    }
-    let msg = v.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| v.as_string());
-    SyncError::Storage(msg.unwrap_or_else(|| "IndexedDB error".into()))
-}
-
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue> {
-    crate::web::to_js(v).map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))
-}
-
 fn unreadable(e: String) -> SyncError {
     SyncError::Storage(format!("unreadable record in IndexedDB: {e}"))
 }
 
-fn from_js<T>(v: JsValue, read: fn(Value) -> json::Read<T>) -> Result<T> {
-    crate::web::from_js(&v).and_then(read).map_err(unreadable)
+/// Parses the JSON text of a read.
+fn parsed(text: Option<String>) -> Result<Value> {
+    json::parse(text.as_deref().unwrap_or("null")).map_err(unreadable)
 }
 
-/// A `getAll` answer: the whole array in one `JSON.stringify`.
-fn all_from_js<T>(v: JsValue, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
-    if !Array::is_array(&v) {
-        return Err(SyncError::Storage("getAll did not return an array".into()));
+/// The JSON text of an entity's key, `[collection, id]`.
+fn push_key(k: &EntityKey, out: &mut String) {
+    out.push('[');
+    json::write_string(&k.collection, out);
+    out.push(',');
+    json::write_string(&k.id, out);
+    out.push(']');
+}
+
+/// `writes` as `idb.js`'s `commit` takes them: `[store, key]` deletes, `[store, key or null, record]`
+/// puts, every record written straight into the one text.
+fn writes_text(writes: &[Write]) -> Result<String> {
+    let mut out = String::from("[");
+    for w in writes {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push('[');
+        let (store, key, record): (u8, Option<&str>, Option<&dyn Erased>) = match w {
+            Write::PutEntity(e) => (ENTITIES, None, Some(e)),
+            Write::PutOp(o) => (OPS, None, Some(o)),
+            Write::PutDeadLetter(d) => (DEAD_LETTERS, None, Some(d)),
+            Write::PutConflict(c) => (CONFLICTS, None, Some(c)),
+            Write::PutMeta(k, v) => (META, Some(k), Some(v)),
+            Write::DeleteEntity(k) => {
+                out.push_str("0,");
+                push_key(k, &mut out);
+                out.push(']');
+                continue;
+            }
+            Write::DeleteOp(id) => (OPS, Some(id), None),
+            Write::DeleteDeadLetter(id) => (DEAD_LETTERS, Some(id), None),
+            Write::DeleteConflict(id) => (CONFLICTS, Some(id), None),
+        };
+        out.push(char::from(b'0' + store));
+        out.push(',');
+        match key {
+            Some(k) => json::write_string(k, &mut out),
+            None => out.push_str("null"),
+        }
+        if let Some(r) = record {
+            out.push(',');
+            r.append(&mut out).map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))?;
+        }
+        out.push(']');
     }
-    if v.unchecked_ref::<Array>().length() == 0 {
-        return Ok(Vec::new());
+    out.push(']');
+    Ok(out)
+}
+
+/// The records a transaction writes, behind one call (`json::append` is generic).
+trait Erased {
+    fn append(&self, out: &mut String) -> std::result::Result<(), json::Error>;
+}
+
+impl<T: Serialize> Erased for T {
+    fn append(&self, out: &mut String) -> std::result::Result<(), json::Error> {
+        json::append(self, out)
     }
-    crate::web::from_js(&v).and_then(|v| json::read_all(v, read)).map_err(unreadable)
-}
-
-fn entity_key(k: &EntityKey) -> JsValue {
-    Array::of2(&k.collection.as_str().into(), &k.id.as_str().into()).into()
-}
-
-fn store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore> {
-    tx.object_store(name).map_err(js_error)
 }
 
 impl IdbStore {
     /// `Store::transact` without its type parameters: one copy of this code in the wasm, however many
     /// closures call it (a generic copy per call site cost about 5 KB each).
     async fn run(&self, keys: &[EntityKey], f: &mut dyn FnMut(&mut Tx) -> Result<()>) -> Result<()> {
-        let tx = self.tx(&ALL, IdbTransactionMode::Readwrite)?;
-        let done = completion(&tx);
-        let (entities, ops, meta) = (store(&tx, ENTITIES)?, store(&tx, OPS)?, store(&tx, META)?);
-        let lanes_index = ops.index("entity").map_err(js_error)?;
-
-        // Issue every read at once; they complete in order.
-        let mut reads = Vec::with_capacity(keys.len());
+        let tx = begin(&self.db).map_err(js_error)?;
+        let mut key_text = String::from("[");
         for k in keys {
-            let key = entity_key(k);
-            let e = entities.get(&key).map_err(js_error)?;
-            let lane = lanes_index.get_all_with_key(&key).map_err(js_error)?;
-            reads.push((k, e, lane));
+            if key_text.len() > 1 {
+                key_text.push(',');
+            }
+            push_key(k, &mut key_text);
         }
-        let seq = meta.get(&SEQ_META.into()).map_err(js_error)?;
-
-        let mut snapshot = Tx::default();
-        for (k, e, lane) in reads {
-            let e = request(&e).await?;
-            let entity = if e.is_undefined() { None } else { Some(from_js(e, Entity::from_json)?) };
-            let mut lane = all_from_js(request(&lane).await?, Operation::from_json)?;
+        key_text.push(']');
+        // [nextSeq, entity or null, lane, entity or null, lane, ...]
+        let Value::Array(read) = parsed(wait_text(read(&tx, SEQ_META, &key_text)).await?)? else {
+            return Err(unreadable("the reads are not an array".into()));
+        };
+        let mut read = read.into_iter();
+        let mut snapshot = Tx { next_seq: read.next().and_then(|s| s.as_u64()).unwrap_or(1), ..Tx::default() };
+        for k in keys {
+            let entity = match read.next() {
+                Some(Value::Null) | None => None,
+                Some(e) => Some(Entity::from_json(e).map_err(unreadable)?),
+            };
+            let mut lane = json::read_all(read.next().unwrap_or_default(), Operation::from_json).map_err(unreadable)?;
             lane.sort_by_key(|o| o.seq);
             snapshot.entities.insert(k.clone(), entity);
             snapshot.lanes.insert(k.clone(), lane);
         }
-        snapshot.next_seq = request(&seq).await?.as_f64().map_or(1, |s| s as u64);
 
-        if let Err(e) = f(&mut snapshot) {
-            let _ = tx.abort();
-            return Err(e);
-        }
-        let writes = snapshot.into_writes();
-        if writes.is_empty() {
-            return finish(&tx, done).await;
-        }
-        let (dead, conflicts) = (store(&tx, DEAD_LETTERS)?, store(&tx, CONFLICTS)?);
-        // Every record to put, as one JSON array and one `JSON.parse` (not one per record).
-        let mut text = String::from("[");
-        for w in &writes {
-            // Each record is written straight into the array text.
-            let at = text.len();
-            if at > 1 {
-                text.push(',');
+        let text = f(&mut snapshot).and_then(|()| writes_text(&snapshot.into_writes()));
+        match text {
+            Ok(text) => wait(commit(&tx, &text)).await.map(drop),
+            Err(e) => {
+                abort(&tx);
+                Err(e)
             }
-            let put = match w {
-                Write::PutEntity(e) => json::append(e, &mut text),
-                Write::PutOp(o) => json::append(o, &mut text),
-                Write::PutDeadLetter(d) => json::append(d, &mut text),
-                Write::PutConflict(c) => json::append(c, &mut text),
-                Write::PutMeta(_, v) => json::append(v, &mut text),
-                _ => {
-                    text.truncate(at);
-                    continue;
-                }
-            };
-            put.map_err(|e| SyncError::Storage(format!("cannot store record: {e}")))?;
         }
-        text.push(']');
-        let records: Array = js_sys::JSON::parse(&text)
-            .map_err(|_| SyncError::Storage("cannot store record: JSON.parse refused it".into()))?
-            .unchecked_into();
-        let mut records = records.iter();
-        let mut record = || records.next().unwrap_or_default();
-        let issued = writes.iter().try_for_each(|w| -> Result<()> {
-            match w {
-                Write::PutEntity(_) => entities.put(&record()).map(drop),
-                Write::DeleteEntity(k) => entities.delete(&entity_key(k)).map(drop),
-                Write::PutOp(_) => ops.put(&record()).map(drop),
-                Write::DeleteOp(id) => ops.delete(&id.as_str().into()).map(drop),
-                Write::PutDeadLetter(_) => dead.put(&record()).map(drop),
-                Write::DeleteDeadLetter(id) => dead.delete(&id.as_str().into()).map(drop),
-                Write::PutConflict(_) => conflicts.put(&record()).map(drop),
-                Write::DeleteConflict(id) => conflicts.delete(&id.as_str().into()).map(drop),
-                Write::PutMeta(k, _) => meta.put_with_key(&record(), &k.as_str().into()).map(drop),
-            }
-            .map_err(js_error)
-        });
-        if let Err(e) = issued {
-            let _ = tx.abort();
-            return Err(e);
-        }
-        finish(&tx, done).await
     }
+
+    /// Every record of `stores` (comma-separated names), one array per store, in one transaction.
+    async fn all(&self, stores: &str, collection: Option<&str>) -> Result<std::vec::IntoIter<Value>> {
+        match parsed(wait_text(get_all(&self.db, stores, collection)).await?)? {
+            Value::Array(all) => Ok(all.into_iter()),
+            _ => Err(unreadable("getAll did not return an array".into())),
+        }
+    }
+
+    /// One record by key (JSON text), `None` when absent.
+    async fn one(&self, store: &str, key: &str) -> Result<Option<Value>> {
+        match wait_text(get(&self.db, store, key)).await? {
+            None => Ok(None),
+            text => parsed(text).map(Some),
+        }
+    }
+}
+
+/// The records of one store read by `read`.
+fn records<T>(all: &mut std::vec::IntoIter<Value>, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
+    json::read_all(all.next().unwrap_or_default(), read).map_err(unreadable)
 }
 
 impl Store for IdbStore {
@@ -329,62 +250,40 @@ impl Store for IdbStore {
     }
 
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>> {
-        let tx = self.tx(&[ENTITIES], IdbTransactionMode::Readonly)?;
-        let v = request(&store(&tx, ENTITIES)?.get(&entity_key(key)).map_err(js_error)?).await?;
-        if v.is_undefined() {
-            Ok(None)
-        } else {
-            from_js(v, Entity::from_json).map(Some)
+        let mut k = String::new();
+        push_key(key, &mut k);
+        match self.one("entities", &k).await? {
+            Some(e) => Entity::from_json(e).map(Some).map_err(unreadable),
+            None => Ok(None),
         }
     }
 
     async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>> {
-        let tx = self.tx(&[ENTITIES], IdbTransactionMode::Readonly)?;
-        // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
-        let lower: JsValue = Array::of1(&collection.into()).into();
-        let upper: JsValue = Array::of2(&collection.into(), &Array::new()).into();
-        let range = IdbKeyRange::bound(&lower, &upper).map_err(js_error)?;
-        all_from_js(
-            request(&store(&tx, ENTITIES)?.get_all_with_key(&range).map_err(js_error)?).await?,
-            Entity::from_json,
-        )
+        records(&mut self.all("entities", Some(collection)).await?, Entity::from_json)
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        let tx = self.tx(&[OPS, CONFLICTS], IdbTransactionMode::Readonly)?;
-        let ops = store(&tx, OPS)?.get_all().map_err(js_error)?;
-        let conflicts = store(&tx, CONFLICTS)?.get_all().map_err(js_error)?;
-        Ok((
-            all_from_js(request(&ops).await?, Operation::from_json)?,
-            all_from_js(request(&conflicts).await?, Conflict::from_json)?,
-        ))
+        let mut all = self.all("ops,conflicts", None).await?;
+        Ok((records(&mut all, Operation::from_json)?, records(&mut all, Conflict::from_json)?))
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let tx = self.tx(&[DEAD_LETTERS], IdbTransactionMode::Readonly)?;
-        all_from_js(request(&store(&tx, DEAD_LETTERS)?.get_all().map_err(js_error)?).await?, DeadLetter::from_json)
+        records(&mut self.all("deadLetters", None).await?, DeadLetter::from_json)
     }
 
     async fn conflicts(&self) -> Result<Vec<Conflict>> {
-        let tx = self.tx(&[CONFLICTS], IdbTransactionMode::Readonly)?;
-        all_from_js(request(&store(&tx, CONFLICTS)?.get_all().map_err(js_error)?).await?, Conflict::from_json)
+        records(&mut self.all("conflicts", None).await?, Conflict::from_json)
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Value>> {
-        let tx = self.tx(&[META], IdbTransactionMode::Readonly)?;
-        let v = request(&store(&tx, META)?.get(&name.into()).map_err(js_error)?).await?;
-        if v.is_undefined() {
-            Ok(None)
-        } else {
-            from_js(v, Ok).map(Some)
-        }
+        let mut k = String::new();
+        json::write_string(name, &mut k);
+        self.one("meta", &k).await
     }
 
     async fn put_meta(&self, name: &str, value: Value) -> Result<()> {
-        let tx = self.tx(&[META], IdbTransactionMode::Readwrite)?;
-        let done = completion(&tx);
-        store(&tx, META)?.put_with_key(&to_js(&value)?, &name.into()).map_err(js_error)?;
-        finish(&tx, done).await
+        let text = writes_text(&[Write::PutMeta(name.into(), value)])?;
+        wait(write(&self.db, "meta", &text)).await.map(drop)
     }
 }
 
@@ -393,10 +292,7 @@ impl Store for IdbStore {
 /// The database handle the flush lease works on. It outlives a borrow of the store, so a `pagehide`
 /// listener can release the lease.
 #[derive(Clone)]
-pub struct Lease(IdbDatabase);
-
-/// The lease's key in `meta`.
-const LEASE: &str = "flushLease";
+pub struct Lease(JsValue);
 
 impl IdbStore {
     pub fn lease(&self) -> Lease {
@@ -410,37 +306,13 @@ impl Lease {
     /// readwrite transaction (IndexedDB runs overlapping readwrite transactions one after the other,
     /// across tabs and workers). Resolves to whether we hold it now.
     pub async fn take(&self, holder: f64, expires: f64) -> Result<bool> {
-        let tx = self.0.transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite).map_err(js_error)?;
-        let done = completion(&tx);
-        let meta = store(&tx, META)?;
-        let key = JsValue::from(LEASE);
-        let cur = request(&meta.get(&key).map_err(js_error)?).await?;
-        let field = |f: &str| Reflect::get(&cur, &f.into()).ok().and_then(|v| v.as_f64());
-        let free = !cur.is_object()
-            || field("holder") == Some(holder)
-            || field("expires").is_none_or(|t| t < js_sys::Date::now());
-        if free {
-            let rec = js_sys::Object::new();
-            let _ = Reflect::set(&rec, &"holder".into(), &holder.into());
-            let _ = Reflect::set(&rec, &"expires".into(), &expires.into());
-            meta.put_with_key(&rec, &key).map_err(js_error)?;
-        }
-        finish(&tx, done).await?;
-        Ok(free)
+        Ok(wait(take_lease(&self.0, holder, expires)).await?.is_truthy())
     }
 
     /// Deletes the lease, committing at once without waiting for anything: the caller knows it is
     /// still its own (not expired). Issued and committed synchronously, so it also completes from a
     /// `pagehide` listener of a closing tab, where a read-then-delete often does not.
     pub fn drop_now(&self) {
-        if let Ok(tx) = self.0.transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite) {
-            if let Ok(meta) = tx.object_store(META) {
-                let _ = meta.delete(&LEASE.into());
-            }
-            // IndexedDB 3.0, in every current browser (web-sys marks it deprecated all the same);
-            // where it is missing the call fails and the transaction commits by itself.
-            #[allow(deprecated)]
-            let _ = tx.commit();
-        }
+        drop_lease(&self.0);
     }
 }

@@ -1,0 +1,131 @@
+// tidesync's IndexedDB calls, for src/store/idb.rs. Records cross as JSON text: one JSON.stringify of
+// everything a transaction read, one JSON.parse of everything it writes. Every failure rejects with
+// the DOMException IndexedDB gave (or a string), which idb.rs turns into a SyncError.
+const STORES = ['entities', 'ops', 'deadLetters', 'conflicts', 'meta'];
+
+const req = (r) =>
+  new Promise((ok, no) => {
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => no(r.error);
+  });
+
+// Opens `name` at `version`, creating the stores of each version it has not seen. An exception
+// while upgrading aborts the upgrade, and the open fails with it.
+export async function open(name, version, onClosed, onBlocked) {
+  const f = globalThis.indexedDB;
+  if (!f) throw 'IndexedDB is not available here';
+  const r = f.open(name, version);
+  r.onupgradeneeded = (e) => {
+    const db = r.result;
+    if (e.oldVersion < 1) {
+      db.createObjectStore('entities', { keyPath: ['collection', 'id'] });
+      db.createObjectStore('ops', { keyPath: 'id' }).createIndex('entity', ['collection', 'entityId']);
+      db.createObjectStore('deadLetters', { keyPath: 'op.id' });
+      db.createObjectStore('conflicts', { keyPath: 'id' });
+      db.createObjectStore('meta');
+    }
+  };
+  r.onblocked = onBlocked;
+  const db = await req(r);
+  // Another tab upgrades the database: close ours at once so its upgrade is not blocked.
+  db.onversionchange = () => {
+    db.close();
+    onClosed();
+  };
+  return db;
+}
+
+export function close(db) {
+  db.onversionchange = null;
+  db.close();
+}
+
+export const remove = async (name) => req(indexedDB.deleteDatabase(name));
+
+// A readwrite transaction over every store (throws InvalidStateError once the database is closed).
+export const begin = (db) => db.transaction(STORES, 'readwrite');
+
+// The reads of a `transact`: the sequence counter (the meta record `seq`), then each key's entity
+// (or null) and its lane of ops, as one JSON array. `keys` is JSON text: [[collection, id], ...].
+export async function read(tx, seq, keys) {
+  const entities = tx.objectStore('entities');
+  const lanes = tx.objectStore('ops').index('entity');
+  const reads = [req(tx.objectStore('meta').get(seq))];
+  for (const k of JSON.parse(keys)) reads.push(req(entities.get(k)), req(lanes.getAll(k)));
+  return JSON.stringify(await Promise.all(reads));
+}
+
+// Issues `writes` (JSON text: [[store index, key], ...] deletes, [store index, key or null, record]
+// puts) and resolves when the transaction has committed. A write the browser refuses, or a commit
+// that fails (QuotaExceededError), aborts the transaction: none of its writes happen.
+export function commit(tx, writes) {
+  const done = new Promise((ok, no) => {
+    tx.oncomplete = () => ok();
+    tx.onabort = () => no(tx.error || 'the transaction was aborted');
+  });
+  try {
+    for (const [s, key, value] of JSON.parse(writes)) {
+      const store = tx.objectStore(STORES[s]);
+      if (value === undefined) store.delete(key);
+      else if (key === null) store.put(value);
+      else store.put(value, key);
+    }
+  } catch (e) {
+    abort(tx);
+    return Promise.reject(e);
+  }
+  return done;
+}
+
+export function abort(tx) {
+  try {
+    tx.onabort = null;
+    tx.abort();
+  } catch {
+    // Already finished: nothing was left to undo.
+  }
+}
+
+// A readwrite transaction of its own for `writes` (as in `commit`) on the stores named in `names`.
+export const write = async (db, names, writes) => commit(db.transaction(names.split(','), 'readwrite'), writes);
+
+// One readonly read as JSON text: `get` of `key` (JSON text) in `name`, undefined when absent.
+export async function get(db, name, key) {
+  const v = await req(db.transaction(name).objectStore(name).get(JSON.parse(key)));
+  return v === undefined ? v : JSON.stringify(v);
+}
+
+// Every record of the stores named in `names` (comma-separated), in one readonly transaction, as
+// one JSON array per store; with `collection`, only the entities of that collection.
+export async function getAll(db, names, collection) {
+  const list = names.split(',');
+  const tx = db.transaction(list);
+  // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
+  const range = collection === undefined ? undefined : IDBKeyRange.bound([collection], [collection, []]);
+  return JSON.stringify(await Promise.all(list.map((n) => req(tx.objectStore(n).getAll(range)))));
+}
+
+// The flush lease (see src/web/locks.rs): takes `flushLease` = {holder, expires} in `meta` if it is
+// absent, expired or already `holder`'s, in one readwrite transaction. Resolves to whether we hold it.
+export async function takeLease(db, holder, expires) {
+  const tx = db.transaction('meta', 'readwrite');
+  const meta = tx.objectStore('meta');
+  const cur = await req(meta.get('flushLease'));
+  const free = cur?.holder === holder || !(cur?.expires >= Date.now());
+  if (free) meta.put({ holder, expires }, 'flushLease');
+  await commit(tx, '[]');
+  return free;
+}
+
+// Deletes the lease and commits at once, without waiting: it also completes from the `pagehide`
+// listener of a closing tab, where a read-then-delete often does not.
+export function dropLease(db) {
+  try {
+    const tx = db.transaction('meta', 'readwrite');
+    tx.objectStore('meta').delete('flushLease');
+    // IndexedDB 3.0; where it is missing the transaction commits by itself.
+    tx.commit?.();
+  } catch {
+    // The database is closed: the lease expires by itself.
+  }
+}
