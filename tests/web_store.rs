@@ -109,20 +109,16 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let init = web_sys::RequestInit::new();
-    init.set_method(method);
-    if let Some(b) = body {
-        init.set_body(&JsValue::from_str(&b.to_string()));
-        let h = web_sys::Headers::new().unwrap();
-        h.set("Content-Type", "application/json").unwrap();
-        init.set_headers(&h);
-    }
-    let req = web_sys::Request::new_with_str_and_init(url, &init).unwrap();
-    let resp: web_sys::Response =
-        wasm_bindgen_futures::JsFuture::from(tidesync::web::fetch_request(&req)).await.expect("fetch").unchecked_into();
-    let text =
-        wasm_bindgen_futures::JsFuture::from(resp.text().unwrap()).await.unwrap().as_string().unwrap_or_default();
-    (resp.status(), serde_json::from_str(&text).unwrap_or(Value::Null))
+    let send = js_sys::Function::new_with_args(
+        "method, url, body",
+        "return fetch(url, { method, body, headers: body ? { 'Content-Type': 'application/json' } : {} })
+           .then(async (r) => [r.status, await r.text()])",
+    );
+    let args = js_sys::Array::of3(&method.into(), &url.into(), &body.map(|b| JsValue::from(b.to_string())).into());
+    let p: js_sys::Promise = send.apply(&JsValue::NULL, &args).unwrap().unchecked_into();
+    let answer: js_sys::Array = wasm_bindgen_futures::JsFuture::from(p).await.expect("fetch").unchecked_into();
+    let text = answer.get(1).as_string().unwrap_or_default();
+    (answer.get(0).as_f64().unwrap() as u16, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn faults(f: Value) {

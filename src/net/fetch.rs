@@ -1,14 +1,14 @@
-//! The `Transport` over the browser's `fetch`: timeouts through `AbortController`, the auth
-//! callback, and the debug tools' fault injection.
+//! The `Transport` over the browser's `fetch`: the auth callback, the standard headers, and the debug
+//! tools' fault injection. The `fetch` call itself (timeout through `AbortController`, no redirects,
+//! the response size cap) is a few lines of JS beside this file (`fetch.js`).
 
 use std::cell::{Cell, RefCell};
 
-use js_sys::{Function, Promise};
+use js_sys::{Array, Function, Promise};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Headers, Request, RequestInit, RequestRedirect, Response, ResponseType};
 
 use super::batch::{decode_response, encode_request, MAX_RESPONSE_BYTES};
 use super::pull::decode_pull;
@@ -16,7 +16,15 @@ use super::rest::{decode, decode_fetched, encode_segment, request_for, Collectio
 use crate::core::error::SyncError;
 use crate::core::op::Operation;
 use crate::core::traits::{Failure, OpResult, Outcome, PullPage, PushResponse, Transport};
-use crate::web::{clear_timeout, fetch_request, navigator_online, set_timeout, sleep};
+use crate::web::{navigator_online, sleep};
+
+#[wasm_bindgen(module = "/src/net/fetch.js")]
+extern "C" {
+    /// One request (`fetch.js`): resolves to `[status, body, Retry-After, ETag]`, rejects with
+    /// `[kind, message]`.
+    #[wasm_bindgen(js_name = send)]
+    fn http(method: &str, url: &str, body: Option<&str>, headers: &str, timeout_ms: u32, max_bytes: f64) -> Promise;
+}
 
 /// Faults the debug tools inject on this client (`window.syncDebug`).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -144,61 +152,44 @@ impl FetchTransport {
         refresh: bool,
     ) -> Result<HttpAnswer, Failure> {
         let token = self.token(refresh).await?;
-        let headers = Headers::new().map_err(network)?;
-        let set = |k: &str, v: &str| headers.set(k, v).map_err(network);
-        if body.is_some() {
-            set("Content-Type", "application/json")?;
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let standard = [
+            ("Content-Type", body.map(|_| "application/json")),
+            ("X-Device-ID", Some(device_id).filter(|d| !d.is_empty())),
+            ("X-Client-Version", Some(self.client_version.as_str())),
+            ("Authorization", bearer.as_deref()),
+        ];
+        let mut headers = String::from("[");
+        for (k, v) in standard.iter().filter_map(|(k, v)| Some((*k, (*v)?))).chain(extra.iter().copied()) {
+            if headers.len() > 1 {
+                headers.push(',');
+            }
+            headers.push('[');
+            crate::core::json::write_string(k, &mut headers);
+            headers.push(',');
+            crate::core::json::write_string(v, &mut headers);
+            headers.push(']');
         }
-        if !device_id.is_empty() {
-            set("X-Device-ID", device_id)?;
-        }
-        set("X-Client-Version", &self.client_version)?;
-        if let Some(t) = &token {
-            set("Authorization", &format!("Bearer {t}"))?;
-        }
-        for (k, v) in extra {
-            set(k, v)?;
-        }
-        let controller = AbortController::new().map_err(network)?;
-        let init = RequestInit::new();
-        init.set_method(method);
-        init.set_headers(&headers);
-        init.set_redirect(RequestRedirect::Manual);
-        init.set_signal(Some(&controller.signal()));
-        if let Some(b) = body {
-            init.set_body(&JsValue::from_str(b));
-        }
-        let request = Request::new_with_str_and_init(url, &init).map_err(network)?;
-        let abort = Closure::once({
-            let c = controller.clone();
-            move || c.abort()
-        });
-        let timer = set_timeout(abort.as_ref().unchecked_ref(), self.timeout_ms as i32);
+        headers.push(']');
         self.requests.set(self.requests.get() + 1);
-        let result = self.exchange(&request).await;
-        clear_timeout(&timer);
-        drop(abort);
-        result.map_err(|f| if controller.signal().aborted() { Failure::new(SyncError::Timeout) } else { f })
-    }
-
-    async fn exchange(&self, request: &Request) -> Result<HttpAnswer, Failure> {
-        let resp: Response = JsFuture::from(fetch_request(request)).await.map_err(network)?.unchecked_into();
-        if resp.type_() == ResponseType::Opaqueredirect {
-            return Err(Failure::new(SyncError::Protocol("the server answered with a redirect".into())));
-        }
-        let status = resp.status();
-        let retry_after = resp.headers().get("retry-after").ok().flatten();
-        let etag = resp.headers().get("etag").ok().flatten();
-        let length = resp.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<usize>().ok());
-        if length.is_some_and(|l| l > MAX_RESPONSE_BYTES) {
-            return Err(Failure::new(SyncError::Protocol(format!(
-                "the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}",
-                length.unwrap_or(0)
-            ))));
-        }
-        let text = resp.text().map_err(network)?;
-        let body = JsFuture::from(text).await.map_err(network)?.as_string().unwrap_or_default();
-        Ok(HttpAnswer { status, body, retry_after, etag })
+        let answer = JsFuture::from(http(method, url, body, &headers, self.timeout_ms, MAX_RESPONSE_BYTES as f64))
+            .await
+            .map_err(|e| {
+                let e: &Array = e.unchecked_ref();
+                let message = e.get(1).as_string().unwrap_or_default();
+                Failure::new(match e.get(0).as_string().as_deref() {
+                    Some("timeout") => SyncError::Timeout,
+                    Some("protocol") => SyncError::Protocol(message),
+                    _ => SyncError::Network(message),
+                })
+            })?;
+        let a: &Array = answer.unchecked_ref();
+        Ok(HttpAnswer {
+            status: a.get(0).as_f64().map_or(0, |s| s as u16),
+            body: a.get(1).as_string().unwrap_or_default(),
+            retry_after: a.get(2).as_string(),
+            etag: a.get(3).as_string(),
+        })
     }
 }
 
@@ -232,10 +223,6 @@ fn describe(e: &JsValue) -> String {
         .map(|e| String::from(e.message()))
         .or_else(|| e.as_string())
         .unwrap_or_else(|| "unknown error".into())
-}
-
-fn network(e: JsValue) -> Failure {
-    Failure::new(SyncError::Network(describe(&e)))
 }
 
 impl Transport for FetchTransport {

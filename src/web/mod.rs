@@ -18,8 +18,6 @@ extern "C" {
     pub fn set_timeout(handler: &Function, ms: i32) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     pub fn clear_timeout(id: &JsValue);
-    #[wasm_bindgen(js_name = fetch)]
-    pub fn fetch_request(input: &web_sys::Request) -> Promise;
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
 }

@@ -13,8 +13,10 @@ const set = (v: boolean) => {
 
 const realFetch = globalThis.fetch.bind(globalThis);
 globalThis.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
-  const request = input instanceof Request ? input : undefined;
-  if (armed && request?.method === 'POST' && new URL(request.url).pathname.endsWith('/api/sync/batch')) {
+  // tidesync calls fetch(url, init); other code may pass a Request.
+  const url = input instanceof Request ? input.url : String(input);
+  const method = input instanceof Request ? input.method : (init?.method ?? 'GET');
+  if (armed && method === 'POST' && new URL(url, location.href).pathname.endsWith('/api/sync/batch')) {
     set(false);
     const body = { success: false, error: 'rejected by the demo (simulated validation error)', code: 'INVALID_REQUEST' };
     return Promise.resolve(new Response(JSON.stringify(body), { status: 400, headers: { 'content-type': 'application/json' } }));
