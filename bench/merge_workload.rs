@@ -6,8 +6,9 @@
 
 use std::hint::black_box;
 
-use serde_json::{json, Value};
 use tidesync::core::merge::{merge, MergeSpec, OnDeleted, Resolution, Stamps, Strategy};
+use tidesync::core::value::Value;
+use tidesync::json;
 
 pub const RECORDS: usize = 100_000;
 pub const FIELDS: usize = 10;

@@ -17,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tidesync::core::sorted::VecSet;
 
-use serde_json::json;
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
 use tidesync::core::op::{EntityKey, OpKind, Operation, Priority};
 use tidesync::core::queue::{local_write, ready_heads, Mutation};
 use tidesync::core::traits::{Clock, Failure, PushResponse, Transport, Tx};
+use tidesync::json;
 use tidesync::store::memory::MemoryStore;
 
 const WRITES: usize = 100_000;
@@ -61,7 +61,7 @@ impl Transport for NoNet {
     }
 }
 
-fn record(i: usize, n: usize) -> serde_json::Value {
+fn record(i: usize, n: usize) -> tidesync::core::value::Value {
     json!({"title": format!("card {i}"), "grade": n % 5, "reviews": n, "tags": ["a", "b"]})
 }
 

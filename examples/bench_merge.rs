@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use serde_json::json;
+use tidesync::json;
 
 #[path = "../bench/merge_workload.rs"]
 mod workload;

@@ -10,7 +10,6 @@ use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use serde_json::{json, Value};
 use tidesync::core::engine::{Choice, CollectionConfig, Engine, EngineConfig, Event};
 use tidesync::core::error::SyncError;
 use tidesync::core::merge::{MergeSpec, Strategy};
@@ -18,6 +17,8 @@ use tidesync::core::netpolicy::NetInfo;
 use tidesync::core::op::{EntityKey, OpKind, Operation, Priority, SyncStatus};
 use tidesync::core::retry::{BreakerState, RetryPolicy};
 use tidesync::core::traits::{Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Transport};
+use tidesync::core::value::Value;
+use tidesync::json;
 use tidesync::store::memory::MemoryStore;
 
 // ---- plumbing ----
@@ -1130,7 +1131,7 @@ fn an_apps_merge_function_resolves_or_leaves_the_conflict_to_the_app() {
             if l["title"] != s["title"] {
                 return Ok(None);
             }
-            Ok(Some(json!({"title": l["title"], "body": format!("{}|{}", s["body"].as_str().unwrap(), l["body"].as_str().unwrap())})))
+            Ok(Some(json!({"title": l["title"].clone(), "body": format!("{}|{}", s["body"].as_str().unwrap(), l["body"].as_str().unwrap())})))
         }),
     );
     for (server, want) in [("theirs", "merged"), ("boom", "queued"), ("retitled", "queued")] {
@@ -1279,8 +1280,8 @@ fn discarding_one_dead_letter_keeps_a_later_one_of_the_same_record() {
 fn numbers_survive_json_text_exactly() {
     // What a record goes through at the JS boundary and on the wire: text, parsed, written again.
     for text in ["19.990000000000002", "-122.41941550000001", "0.30000000000000004", "1e-7", "123456789012345680000"] {
-        let v: Value = serde_json::from_str(text).unwrap();
-        let back: f64 = serde_json::to_string(&v).unwrap().parse().unwrap();
+        let v: Value = tidesync::core::json::parse(text).unwrap();
+        let back: f64 = tidesync::core::json::text(&v).parse().unwrap();
         assert_eq!(back.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
     }
 }

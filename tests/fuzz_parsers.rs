@@ -3,9 +3,10 @@
 //! wrong shapes, random bytes — and must return an outcome or a typed error, never panic.
 //! `TIDESYNC_FUZZ_CASES` sets the count (default 100,000 per decoder).
 
-use serde_json::{json, Value};
 use tidesync::core::op::{OpKind, Operation, Priority};
 use tidesync::core::traits::Outcome;
+use tidesync::core::value::Value;
+use tidesync::json;
 use tidesync::net::batch::decode_response;
 use tidesync::net::pull::decode_pull;
 use tidesync::net::rest::{decode, decode_fetched, CollectionWire, Wire};

@@ -29,7 +29,6 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use serde_json::{json, Value};
 use tidesync::core::checksum::checksum;
 use tidesync::core::engine::{Choice, CollectionConfig, Engine, EngineConfig, FlushReport};
 use tidesync::core::error::SyncError;
@@ -40,6 +39,8 @@ use tidesync::core::retry::RetryPolicy;
 use tidesync::core::traits::{
     Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Store, Transport, Write,
 };
+use tidesync::core::value::Value;
+use tidesync::json;
 use tidesync::store::memory::MemoryStore;
 
 // ---------------------------------------------------------------------------------------------
@@ -1098,7 +1099,7 @@ impl Sim {
                         .filter_map(|t| t.as_str().map(String::from))
                         .collect();
                     tags.insert(t.clone());
-                    let patch = json!({"n": n_of(Some(v), "n") + d, "hi": n_of(Some(v), "hi").max(x), "tags": tags});
+                    let patch = json!({"n": n_of(Some(v), "n") + d, "hi": n_of(Some(v), "hi").max(x), "tags": Value::from_iter(tags)});
                     block_on(engine.patch("counters", &id, patch, prio))
                 }
                 None => block_on(engine.put("counters", &id, json!({"n": d, "hi": x, "tags": [t.clone()]}), prio)),
@@ -1583,8 +1584,9 @@ fn simulation_part_1() {
 
 mod merge_properties {
     use super::Rng;
-    use serde_json::{json, Map, Value};
     use tidesync::core::merge::{merge, MergeSpec, OnDeleted, Resolution, Stamps, Strategy};
+    use tidesync::core::value::{Map, Value};
+    use tidesync::json;
 
     const CASES: u64 = 2_000;
 

@@ -8,7 +8,7 @@
 //! (`make test`'s wasm tier) this file holds no test, so the tier does not start a browser for it.
 #![cfg(all(target_arch = "wasm32", not(debug_assertions)))]
 
-use serde_json::json;
+use tidesync::json;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 

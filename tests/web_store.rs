@@ -7,10 +7,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use serde_json::{json, Value};
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
 use tidesync::core::op::{Priority, SyncStatus};
 use tidesync::core::traits::Store;
+use tidesync::core::value::Value;
+use tidesync::json;
 use tidesync::net::fetch::FetchTransport;
 use tidesync::net::rest::{CollectionWire, VersionSource, Wire};
 use tidesync::store::idb::IdbStore;
@@ -118,7 +119,7 @@ async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     let p: js_sys::Promise = send.apply(&JsValue::NULL, &args).unwrap().unchecked_into();
     let answer: js_sys::Array = wasm_bindgen_futures::JsFuture::from(p).await.expect("fetch").unchecked_into();
     let text = answer.get(1).as_string().unwrap_or_default();
-    (answer.get(0).as_f64().unwrap() as u16, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (answer.get(0).as_f64().unwrap() as u16, tidesync::core::json::parse(&text).unwrap_or(Value::Null))
 }
 
 async fn faults(f: Value) {
@@ -452,7 +453,7 @@ async fn a_response_lost_after_the_server_applied_it_is_not_applied_twice() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|e| e["opId"] == json!(op_id))
+            .find(|e| e["opId"] == json!(op_id.as_str()))
             .cloned()
             .expect("in the ledger");
         assert_eq!(entry["deliveries"], json!(2), "sent twice, applied once: {entry}");
@@ -468,7 +469,7 @@ async fn rest_writes_carry_the_op_id_as_idempotency_key() {
     let op_id = engine.queue().await.unwrap()[0].id.clone();
     engine.flush().await.unwrap();
     let (_, ledger) = http("GET", &format!("{}/admin/ledger", server()), None).await;
-    let entry = ledger["entries"].as_array().unwrap().iter().find(|e| e["opId"] == json!(op_id)).cloned();
+    let entry = ledger["entries"].as_array().unwrap().iter().find(|e| e["opId"] == json!(op_id.as_str())).cloned();
     assert_eq!(entry.map(|e| e["kind"].clone()), Some(json!("rest")), "the server saw Idempotency-Key = the op id");
 }
 
@@ -631,7 +632,7 @@ fn open_options_are_read_field_by_field() {
     let refused = |change: Value| {
         let mut v = base.clone();
         for (k, x) in change.as_object().unwrap() {
-            v[k] = x.clone();
+            v[k.as_str()] = x.clone();
         }
         match open_options(js(v)) {
             Err(SyncError::Config(m)) => m,

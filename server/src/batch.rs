@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::store::checksum;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use rusqlite::{Connection, Transaction};
 use serde_json::{json, Value};
-use tidesync::core::checksum::checksum;
 
 use crate::body::read_json;
 use crate::error::{json_response, ApiError};

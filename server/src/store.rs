@@ -9,7 +9,6 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde_json::{json, Map, Value};
-use tidesync::core::checksum::checksum;
 
 pub const DB_FILE: &str = "tidesync.db";
 
@@ -305,4 +304,11 @@ pub fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute_batch("DELETE FROM records; DELETE FROM ledger; UPDATE meta SET value = 0 WHERE key = 'change_seq';")?;
     tx.commit()
+}
+
+/// The SHA-256 of a record's canonical JSON, as tidesync computes it (`tidesync::core::checksum`):
+/// the record crosses from serde_json's `Value` to tidesync's through its JSON text.
+pub fn checksum(data: &Value) -> String {
+    let text = serde_json::to_string(data).unwrap_or_default();
+    tidesync::core::json::parse(&text).map(|v| tidesync::core::checksum::checksum(&v)).unwrap_or_default()
 }

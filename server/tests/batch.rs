@@ -4,7 +4,11 @@ mod common;
 
 use common::{op, TempDir, TestServer};
 use serde_json::{json, Value};
-use tidesync::core::checksum::checksum;
+
+/// tidesync's checksum of a payload (its records are tidesync `Value`s: through the JSON text).
+fn checksum(v: &Value) -> String {
+    tidesync::core::checksum::checksum(&tidesync::core::json::parse(&v.to_string()).unwrap())
+}
 
 #[tokio::test]
 async fn create_update_delete_bump_versions() {

@@ -4,7 +4,7 @@
 //! number, so the client and the server compute the same checksum for the same record whatever
 //! produced it (a JS object, a Rust map, a database row).
 
-use serde_json::Value;
+use crate::core::value::Value;
 
 use super::json::write_string;
 
@@ -32,18 +32,15 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Object(map) => {
-            // serde_json's Map is a BTreeMap unless `preserve_order` is on; sort explicitly so a
-            // dependency turning that feature on cannot change every checksum.
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
+            // Keys in sorted (byte) order: `Map` keeps them so.
             out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            for (i, (key, value)) in map.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 write_string(key, out);
                 out.push(':');
-                write_canonical(&map[key], out);
+                write_canonical(value, out);
             }
             out.push('}');
         }
@@ -52,7 +49,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// Integers print as integers; a float with an integral value that a JS number holds exactly
 /// prints as that integer (JS has one number type: `1.0` and `1` are the same value); `-0` is `0`.
-fn write_number(n: &serde_json::Number, out: &mut String) {
+fn write_number(n: &crate::core::value::Number, out: &mut String) {
     use std::fmt::Write;
     if let Some(i) = n.as_i64() {
         let _ = write!(out, "{i}");
@@ -87,11 +84,11 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     #[test]
     fn keys_are_sorted_and_whitespace_dropped() {
-        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": { "d": [1, 2], "c": null } }"#).unwrap();
+        let v: Value = crate::core::json::parse(r#"{ "b": 1, "a": { "d": [1, 2], "c": null } }"#).unwrap();
         assert_eq!(canonical_json(&v), r#"{"a":{"c":null,"d":[1,2]},"b":1}"#);
     }
 

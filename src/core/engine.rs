@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
+use crate::core::value::Value;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::checksum::checksum;
 use super::error::{Result, SyncError};

@@ -3,8 +3,8 @@
 //! Every conflict is a 3-way question: `base` (the last state the server acknowledged to us),
 //! `local` (ours now) and `server` (theirs now). `None` means "no record" (never existed or deleted).
 
+use crate::core::value::{Map, Number, Value};
 use serde::Serialize;
-use serde_json::{Map, Number, Value};
 
 use super::checksum::canonical_json;
 use super::error::{Result, SyncError};
@@ -282,7 +282,7 @@ pub fn parse_time_ms(v: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     fn st(local_ms: u64, server_ms: u64) -> Stamps {
         Stamps { local_ms, server_ms, local_device: "a".into(), server_device: "b".into() }

@@ -15,5 +15,6 @@ pub mod retry;
 pub mod sha256;
 pub mod sorted;
 pub mod traits;
+pub mod value;
 
 pub use error::{Result, SyncError};

@@ -6,8 +6,8 @@
 //! carries a checksum that does not match (`fetch_mismatched`), and a stored record that fails its
 //! checksum (`repair`).
 
+use crate::core::value::Value;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::checksum::checksum;
 use super::engine::{change_event, intact, newest_copy, Applied, Engine, Event};

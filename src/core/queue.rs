@@ -5,7 +5,7 @@
 
 use super::sorted::VecSet;
 
-use serde_json::{Map, Value};
+use crate::core::value::{Map, Value};
 
 use super::checksum::checksum;
 use super::error::{Result, SyncError};
@@ -290,7 +290,7 @@ fn lane_heads(ops: &[Operation]) -> Vec<&Operation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     fn key() -> EntityKey {
         EntityKey::new("notes", "n1")

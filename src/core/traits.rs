@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use serde_json::Value;
+use crate::core::value::Value;
 
 use super::error::{Result, SyncError};
 use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};

@@ -1,9 +1,9 @@
 //! Values across the JS boundary: JSON-compatible plain objects both ways, and the options of
 //! `SyncEngine.open()`.
 
+use crate::core::value::Value;
 use js_sys::{Function, Reflect};
 use serde::Serialize;
-use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 

@@ -36,6 +36,7 @@ pub fn build_info() -> JsValue {
 /// no whitespace, one spelling per number). The server sees the same value in `checksum`.
 #[wasm_bindgen]
 pub fn checksum(#[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue) -> Result<String, JsValue> {
-    let v: serde_json::Value = convert::from_js(value, "the value is not JSON-compatible").map_err(errors::to_js)?;
+    let v: crate::core::value::Value =
+        convert::from_js(value, "the value is not JSON-compatible").map_err(errors::to_js)?;
     Ok(crate::core::checksum::checksum(&v))
 }

@@ -3,8 +3,8 @@
 //! Pure Rust, so the decoder is tested and fuzzed natively. A response we cannot understand is
 //! a `PROTOCOL` failure (retryable), never a panic.
 
+use crate::core::value::{Map, Value};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::core::error::SyncError;
 use crate::core::merge::parse_time_ms;
@@ -119,7 +119,7 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
 
 /// Reads the reference design's conflict object:
 /// `{type, serverVersion, clientVersion, serverData, serverRecord?, conflictTimestamp}`.
-pub fn decode_conflict(c: &Map<String, Value>) -> Result<Outcome, String> {
+pub fn decode_conflict(c: &Map) -> Result<Outcome, String> {
     let deleted = c.get("type").and_then(Value::as_str) == Some("deleted");
     let server_version = c.get("serverVersion").map(as_version).transpose()?.flatten();
     let server_data = c.get("serverData").filter(|v| !v.is_null()).cloned();
@@ -198,7 +198,7 @@ pub fn iso_time(ms: u64) -> String {
 mod tests {
     use super::*;
     use crate::core::op::{OpKind, Priority};
-    use serde_json::json;
+    use crate::json;
 
     fn op(id: &str) -> Operation {
         Operation {
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn encodes_the_reference_shape() {
-        let body: Value = serde_json::from_str(&encode_request(&[op("o1")], "dev", 784_111_777_000)).unwrap();
+        let body: Value = crate::core::json::parse(&encode_request(&[op("o1")], "dev", 784_111_777_000)).unwrap();
         assert_eq!(
             body,
             json!({"operations": [{"id": "o1", "type": "update", "entityType": "notes", "entityId": "n1",
@@ -234,7 +234,7 @@ mod tests {
         let mut none = op("o2");
         (none.payload, none.base_version) = (None, None);
         let text = encode_request(&[op("o1"), none], "dev", 0);
-        let value: Value = serde_json::from_str(&text).unwrap();
+        let value: Value = crate::core::json::parse(&text).unwrap();
         assert_eq!(text, value.to_string());
         assert!(text.contains(r#""baseVersion":null,"checksum":"abc","entityId":"n1","entityType":"notes","id":"o2","payload":null,"type":"update"}"#), "{text}");
     }

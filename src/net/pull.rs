@@ -2,7 +2,7 @@
 //! `{entityId, version, data, deleted, updatedAt}`), or a plain REST listing (an array of records
 //! with an `id`, or `{items: [...]}` without a cursor).
 
-use serde_json::{Map, Value};
+use crate::core::value::{Map, Value};
 
 use super::batch::json_answer;
 use crate::core::error::SyncError;
@@ -56,7 +56,7 @@ fn decode_item(v: &Value) -> Result<ServerRecord, Failure> {
     })
 }
 
-fn version(o: &Map<String, Value>) -> Result<Option<u64>, Failure> {
+fn version(o: &Map) -> Result<Option<u64>, Failure> {
     match o.get("version") {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
@@ -80,7 +80,7 @@ fn protocol(m: String) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     #[test]
     fn reads_the_change_feed_with_tombstones() {

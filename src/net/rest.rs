@@ -5,8 +5,8 @@
 //! as `Idempotency-Key` and `X-Operation-ID`, and `If-Match` when the record's version is known.
 //! Pure Rust: the fetch transport sends what `request_for` builds and hands the answer to `decode`.
 
+use crate::core::value::{Map, Value};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use super::batch::{decode_conflict, error_message, MAX_RESPONSE_BYTES};
 use crate::core::error::SyncError;
@@ -92,7 +92,9 @@ pub fn encode_segment(s: &str) -> String {
 fn with_id(payload: &Option<Value>, id: &str) -> String {
     let mut v = payload.clone().unwrap_or_else(|| Value::Object(Map::new()));
     if let Value::Object(m) = &mut v {
-        m.entry("id").or_insert_with(|| Value::String(id.to_string()));
+        if !m.contains_key("id") {
+            m.insert("id".into(), Value::String(id.to_string()));
+        }
     }
     crate::core::json::text(&v)
 }
@@ -123,7 +125,7 @@ pub fn etag_version(etag: &str) -> Option<u64> {
     etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"').parse().ok()
 }
 
-fn body_version(body: Option<&Map<String, Value>>, field: &str) -> Option<u64> {
+fn body_version(body: Option<&Map>, field: &str) -> Option<u64> {
     let v = body?.get(field)?;
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
@@ -149,7 +151,7 @@ pub fn decode(
     }
     let json: Option<Value> = if body.trim().is_empty() { None } else { crate::core::json::parse(body).ok() };
     let obj = json.as_ref().and_then(Value::as_object);
-    let version = |obj: Option<&Map<String, Value>>| match &c.version {
+    let version = |obj: Option<&Map>| match &c.version {
         VersionSource::Etag => etag.and_then(etag_version).or_else(|| body_version(obj, "version")),
         VersionSource::Field(f) => body_version(obj, f),
         VersionSource::None => None,
@@ -250,7 +252,7 @@ pub fn decode_fetched(c: &CollectionWire, status: u16, body: &str, etag: Option<
 mod tests {
     use super::*;
     use crate::core::op::Priority;
-    use serde_json::json;
+    use crate::json;
 
     fn op(kind: OpKind, payload: Option<Value>, base_version: Option<u64>) -> Operation {
         Operation {
@@ -286,7 +288,7 @@ mod tests {
     fn requests_follow_crud_conventions() {
         let r = request_for(&op(OpKind::Create, Some(json!({"t": 1})), None), &wire());
         assert_eq!((r.method, r.path.as_str()), ("POST", "/api/todos"));
-        assert_eq!(serde_json::from_str::<Value>(r.body.as_deref().unwrap()).unwrap(), json!({"t": 1, "id": "a b"}));
+        assert_eq!(crate::core::json::parse(r.body.as_deref().unwrap()).unwrap(), json!({"t": 1, "id": "a b"}));
         assert!(!r.headers.iter().any(|(k, _)| *k == "If-Match"));
         let r = request_for(&op(OpKind::Update, Some(json!({"t": 2, "done": true})), Some(3)), &wire());
         assert_eq!((r.method, r.path.as_str()), ("PUT", "/api/todos/a%20b"));

@@ -11,9 +11,9 @@
 //! - Records are plain JS objects, readable in devtools. They cross the boundary as JSON text: one
 //!   `JSON.stringify` of everything a transaction read, one `JSON.parse` of everything it writes.
 
+use crate::core::value::Value;
 use js_sys::{Function, Promise, Reflect};
 use serde::Serialize;
-use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use crate::core::value::Value;
 
 use crate::core::error::{Result, SyncError};
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};

@@ -31,7 +31,7 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
 
 /// Plain JS value -> Rust value, through `JSON.stringify`. For values tidesync wrote itself (its
 /// IndexedDB records); app values go through `js::convert`, which also checks what JSON would lose.
-pub fn from_js(v: &JsValue) -> Result<serde_json::Value, String> {
+pub fn from_js(v: &JsValue) -> Result<crate::core::value::Value, String> {
     let text = JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or("it has no JSON form")?;
     crate::core::json::parse(&text)
 }

@@ -9,7 +9,7 @@
 mod parse;
 mod write;
 
-use serde_json::{Map, Value};
+use crate::core::value::{Map, Value};
 
 pub use parse::{parse, MAX_DEPTH};
 pub use write::{append, to_string, write_f64, write_string, Error};
@@ -21,9 +21,14 @@ pub fn text(v: &Value) -> String {
     to_string(v).unwrap_or_default()
 }
 
+/// Any `Serialize` value as a `Value`, through its JSON text.
+pub fn to_value<T: serde::Serialize + ?Sized>(v: &T) -> Result<Value, String> {
+    parse(&to_string(v).map_err(|e| e.to_string())?)
+}
+
 /// The fields of one JSON object, taken out one at a time (no copies of payloads).
 pub struct Fields {
-    map: Map<String, Value>,
+    map: Map,
     what: &'static str,
 }
 
@@ -221,7 +226,7 @@ pub fn read_all<T>(v: Value, read: fn(Value) -> Read<T>) -> Read<Vec<T>> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use crate::json;
 
     use super::*;
 
@@ -251,7 +256,7 @@ mod tests {
     fn reads_back_what_serialize_wrote() {
         for n in 0..12 {
             let o = op(n);
-            assert_eq!(Operation::from_json(serde_json::to_value(&o).unwrap()), Ok(o.clone()));
+            assert_eq!(Operation::from_json(crate::core::json::to_value(&o).unwrap()), Ok(o.clone()));
             let e = Entity {
                 collection: "notes".into(),
                 id: format!("n{n}"),
@@ -263,7 +268,7 @@ mod tests {
                     [n as usize % 4],
                 checksum: (n % 3 == 0).then(|| "cd".repeat(32)),
             };
-            assert_eq!(Entity::from_json(serde_json::to_value(&e).unwrap()), Ok(e));
+            assert_eq!(Entity::from_json(crate::core::json::to_value(&e).unwrap()), Ok(e));
             let d = DeadLetter {
                 op: o.clone(),
                 error: "gone".into(),
@@ -272,7 +277,7 @@ mod tests {
                 maybe_applied: n & 1 == 1,
                 at: 5 + n,
             };
-            assert_eq!(DeadLetter::from_json(serde_json::to_value(&d).unwrap()), Ok(d));
+            assert_eq!(DeadLetter::from_json(crate::core::json::to_value(&d).unwrap()), Ok(d));
             let c = Conflict {
                 id: format!("c{n}"),
                 collection: "notes".into(),
@@ -284,13 +289,13 @@ mod tests {
                 reason: [ConflictReason::Version, ConflictReason::Deleted, ConflictReason::Integrity][n as usize % 3],
                 detected_at: 9,
             };
-            assert_eq!(Conflict::from_json(serde_json::to_value(&c).unwrap()), Ok(c));
+            assert_eq!(Conflict::from_json(crate::core::json::to_value(&c).unwrap()), Ok(c));
         }
     }
 
     #[test]
     fn a_record_that_does_not_fit_says_which_field() {
-        let mut v = serde_json::to_value(op(1)).unwrap();
+        let mut v = crate::core::json::to_value(&op(1)).unwrap();
         v["attempts"] = json!(-1);
         assert_eq!(
             Operation::from_json(v.clone()).unwrap_err(),
@@ -309,7 +314,7 @@ mod tests {
 
     #[test]
     fn missing_and_null_read_alike_and_unknown_fields_are_ignored() {
-        let mut v = serde_json::to_value(op(0)).unwrap();
+        let mut v = crate::core::json::to_value(&op(0)).unwrap();
         let m = v.as_object_mut().unwrap();
         m.insert("lastError".into(), Value::Null);
         m.remove("lastStatus");

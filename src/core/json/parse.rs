@@ -1,4 +1,4 @@
-//! JSON text -> `serde_json::Value`: every JSON document tidesync reads (server answers, records
+//! JSON text -> `Value` (`core::value`): every JSON document tidesync reads (server answers, records
 //! from IndexedDB, values from the app) goes through this one parser.
 //!
 //! Own code rather than serde_json's deserializer, for size: that deserializer and its exact
@@ -9,7 +9,7 @@
 //! arithmetic, the others by the platform's correctly rounded parser (the browser's own, which
 //! `JSON.parse` uses; `core`'s natively).
 
-use serde_json::{Map, Number, Value};
+use crate::core::value::{Map, Number, Value};
 
 /// How deep arrays and objects may nest (serde_json's limit, and what the engine's recursive
 /// code on values is sized for).
@@ -117,7 +117,7 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self) -> Result<Map<String, Value>, String> {
+    fn object(&mut self) -> Result<Map, String> {
         let mut map = Map::new();
         if self.open(b'}')? {
             self.depth -= 1;
@@ -311,10 +311,26 @@ pub(crate) fn fast_float(text: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// serde_json's value as ours, node by node.
+    fn from_theirs(v: serde_json::Value) -> Value {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Value::from(u),
+                (None, Some(i)) => Value::from(i),
+                _ => Value::Number(Number::from_f64(n.as_f64().unwrap()).unwrap()),
+            },
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_theirs).collect()),
+            serde_json::Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, from_theirs(v))).collect()),
+        }
+    }
+
     /// Reads like serde_json (with `float_roundtrip`): the same value, or an error from both.
     fn same(text: &str) {
         let ours = parse(text);
-        let theirs = serde_json::from_str::<Value>(text);
+        let theirs = serde_json::from_str::<serde_json::Value>(text).map(from_theirs);
         match (&ours, &theirs) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a, b, "{text}");

@@ -473,7 +473,7 @@ impl ser::Serializer for KeyWriter<'_> {
 #[cfg(test)]
 mod tests {
     use serde::Serialize;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use super::*;
     use crate::core::sorted::VecMap;
@@ -567,7 +567,7 @@ mod tests {
             write_f64(f, &mut out);
             let back: f64 = out.parse().unwrap();
             assert_eq!(back.to_bits(), if f == 0.0 { 0 } else { f.to_bits() }, "{out}");
-            let v: Value = crate::core::json::parse(&out).unwrap();
+            let v = crate::core::json::parse(&out).unwrap();
             assert_eq!(v.as_f64(), Some(back), "{out}");
         }
     }
