@@ -118,10 +118,11 @@ impl Parser<'_> {
     }
 
     fn object(&mut self) -> Result<Map, String> {
-        let mut map = Map::new();
+        // Collected, then sorted once (a key-by-key sorted insert is quadratic in the object's size).
+        let mut fields = Vec::new();
         if self.open(b'}')? {
             self.depth -= 1;
-            return Ok(map);
+            return Ok(Map::new());
         }
         loop {
             self.ws();
@@ -133,10 +134,10 @@ impl Parser<'_> {
             if !self.eat(b':') {
                 return Err(self.err("expected `:`"));
             }
-            let v = self.value()?;
-            map.insert(key, v);
+            fields.push((key, self.value()?));
             if self.next(b'}', "expected `,` or `}`")? {
-                return Ok(map);
+                // A repeated key: the last one wins, as in `JSON.parse`.
+                return Ok(fields.into_iter().collect());
             }
         }
     }
@@ -340,6 +341,23 @@ mod tests {
             (Err(_), Err(_)) => {}
             _ => panic!("{text}: ours {ours:?}, serde_json {theirs:?}"),
         }
+    }
+
+    #[test]
+    fn a_large_object_keeps_every_key_and_the_last_of_a_repeated_one() {
+        let n = 50_000;
+        let mut text = String::from("{");
+        for i in (0..n).rev() {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        text.push_str("\"k7\":\"last\"}");
+        let v = parse(&text).unwrap();
+        let map = v.as_object().unwrap();
+        assert_eq!(map.len(), n);
+        assert_eq!(v["k7"], Value::from("last"));
+        assert_eq!(v["k49999"], Value::from(49_999));
+        let keys: Vec<&String> = map.keys().collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys in sorted order");
     }
 
     #[test]
