@@ -4,9 +4,8 @@
 //! number, so the client and the server compute the same checksum for the same record whatever
 //! produced it (a JS object, a Rust map, a database row).
 
-use crate::core::value::Value;
-
 use super::json::write_string;
+use super::value::Value;
 
 /// Writes `value` in canonical form.
 pub fn canonical_json(value: &Value) -> String {

@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use crate::core::value::Value;
 use serde::Serialize;
 
 use super::checksum::checksum;
@@ -17,6 +16,7 @@ use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEf
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
 use super::sorted::{VecMap, VecSet};
 use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
+use super::value::Value;
 
 /// A collection the app syncs.
 #[derive(Clone, Debug, PartialEq, Serialize)]

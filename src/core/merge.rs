@@ -3,12 +3,12 @@
 //! Every conflict is a 3-way question: `base` (the last state the server acknowledged to us),
 //! `local` (ours now) and `server` (theirs now). `None` means "no record" (never existed or deleted).
 
-use crate::core::value::{Map, Number, Value};
 use serde::Serialize;
 
 use super::checksum::canonical_json;
 use super::error::{Result, SyncError};
 use super::sorted::VecMap;
+use super::value::{Map, Number, Value};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

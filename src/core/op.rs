@@ -2,8 +2,9 @@
 //!
 //! Field names are camelCase because these structs are what IndexedDB stores and what JS reads.
 
-use crate::core::value::Value;
 use serde::Serialize;
+
+use super::value::Value;
 
 /// Identifies one record: a collection name and the record's id within it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

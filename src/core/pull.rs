@@ -6,7 +6,6 @@
 //! carries a checksum that does not match (`fetch_mismatched`), and a stored record that fails its
 //! checksum (`repair`).
 
-use crate::core::value::Value;
 use serde::Serialize;
 
 use super::checksum::checksum;
@@ -14,6 +13,7 @@ use super::engine::{change_event, intact, newest_copy, Applied, Engine, Event};
 use super::error::{Result, SyncError};
 use super::op::{Entity, EntityKey, OpKind, Operation, SyncStatus};
 use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
+use super::value::Value;
 
 /// What one `pull()` did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -3,14 +3,12 @@
 //! The queue lives in the store (it must survive reloads and be shared by tabs); these are the
 //! pure rules applied inside a store transaction.
 
-use super::sorted::VecSet;
-
-use crate::core::value::{Map, Value};
-
 use super::checksum::checksum;
 use super::error::{Result, SyncError};
 use super::op::{Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
+use super::sorted::{union, union_owned, VecSet};
 use super::traits::{Tx, Write};
+use super::value::{Map, Value};
 
 /// What the app asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,21 +199,15 @@ pub fn new_op(
 pub fn diff_patch(before: &Value, after: &Value) -> Value {
     let (Value::Object(b), Value::Object(a)) = (before, after) else { return after.clone() };
     let mut patch = Map::new();
-    for (k, av) in a {
-        match b.get(k) {
-            Some(bv) if bv == av => {}
-            Some(bv @ Value::Object(_)) if av.is_object() => {
-                patch.insert(k.clone(), diff_patch(bv, av));
-            }
-            _ => {
-                patch.insert(k.clone(), av.clone());
-            }
-        }
-    }
-    for k in b.keys() {
-        if !a.contains_key(k) {
-            patch.insert(k.clone(), Value::Null);
-        }
+    for (k, bv, av) in union(b, a) {
+        let v = match (bv, av) {
+            (Some(bv), Some(av)) if bv == av => continue,
+            (Some(bv @ Value::Object(_)), Some(av @ Value::Object(_))) => diff_patch(bv, av),
+            (_, Some(av)) => av.clone(),
+            (Some(_), None) => Value::Null,
+            (None, None) => continue,
+        };
+        patch.insert(k.clone(), v);
     }
     Value::Object(patch)
 }
@@ -225,14 +217,16 @@ pub fn diff_patch(before: &Value, after: &Value) -> Value {
 /// value instead of replacing it). `None` makes the op send the whole record instead.
 pub fn compose_patch(first: &Value, second: &Value) -> Option<Value> {
     let (Value::Object(f), Value::Object(s)) = (first, second) else { return Some(second.clone()) };
-    let mut out = f.clone();
-    for (k, sv) in s {
-        let composed = match (f.get(k), sv) {
-            (Some(fv @ Value::Object(_)), Value::Object(_)) => compose_patch(fv, sv)?,
-            (Some(Value::Null), Value::Object(_)) => return None,
-            _ => sv.clone(),
+    let mut out = Map::new();
+    for (k, fv, sv) in union(f, s) {
+        let v = match (fv, sv) {
+            (Some(fv @ Value::Object(_)), Some(sv @ Value::Object(_))) => compose_patch(fv, sv)?,
+            (Some(Value::Null), Some(Value::Object(_))) => return None,
+            (_, Some(sv)) => sv.clone(),
+            (Some(fv), None) => fv.clone(),
+            (None, None) => continue,
         };
-        out.insert(k.clone(), composed);
+        out.insert(k.clone(), v);
     }
     Some(Value::Object(out))
 }
@@ -241,19 +235,24 @@ pub fn compose_patch(first: &Value, second: &Value) -> Option<Value> {
 pub fn merge_patch(target: Value, patch: Value) -> Value {
     match patch {
         Value::Object(p) => {
-            let mut t = match target {
+            let t = match target {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    let old = t.remove(&k).unwrap_or(Value::Null);
-                    t.insert(k, merge_patch(old, v));
+            let mut out = Map::new();
+            for (k, old, v) in union_owned(t, p) {
+                match (old, v) {
+                    // `null` removes the field.
+                    (_, Some(Value::Null)) | (None, None) => {}
+                    (old, Some(v)) => {
+                        out.insert(k, merge_patch(old.unwrap_or_default(), v));
+                    }
+                    (Some(old), None) => {
+                        out.insert(k, old);
+                    }
                 }
             }
-            Value::Object(t)
+            Value::Object(out)
         }
         other => other,
     }
@@ -326,6 +325,24 @@ mod tests {
             }),
         );
         tx
+    }
+
+    #[test]
+    fn patches_of_large_objects_with_interleaved_keys() {
+        // Every second key of `before` goes, a key between each pair comes: every insert of a
+        // key-by-key merge would land in the middle of the map.
+        let n = 20_000;
+        let obj = |keys: &mut dyn Iterator<Item = usize>| -> Value {
+            Value::Object(keys.map(|i| (format!("k{i:06}"), Value::from(i))).collect())
+        };
+        let before = obj(&mut (0..n).step_by(2));
+        let after = obj(&mut (0..n).step_by(2).step_by(2).chain((1..n).step_by(2)));
+        let patch = diff_patch(&before, &after);
+        assert_eq!(patch.as_object().unwrap().len(), n / 4 + n / 2, "the removed keys as null, the new ones");
+        assert_eq!(merge_patch(before.clone(), patch.clone()), after);
+        let again = diff_patch(&after, &before);
+        let both = compose_patch(&patch, &again).unwrap();
+        assert_eq!(merge_patch(before.clone(), both), before, "a patch and its inverse composed are no change");
     }
 
     #[test]

@@ -111,6 +111,44 @@ impl<K: Ord, V> VecMap<K, V> {
     }
 }
 
+/// The keys of `a` and `b` in order, each once, with its value on each side: how two maps are merged
+/// in one pass (each key then goes at the end of the map being built, with no entries to shift).
+pub fn union<'a, K: Ord, V, W>(
+    a: &'a VecMap<K, V>,
+    b: &'a VecMap<K, W>,
+) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a W>)> {
+    walk(a.0.iter().map(|(k, v)| (k, v)), b.0.iter().map(|(k, w)| (k, w)))
+}
+
+/// `union` of two maps taken by value.
+pub fn union_owned<K: Ord, V, W>(a: VecMap<K, V>, b: VecMap<K, W>) -> impl Iterator<Item = (K, Option<V>, Option<W>)> {
+    walk(a.0.into_iter(), b.0.into_iter())
+}
+
+fn walk<K: Ord, V, W>(
+    a: impl Iterator<Item = (K, V)>,
+    b: impl Iterator<Item = (K, W)>,
+) -> impl Iterator<Item = (K, Option<V>, Option<W>)> {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (Some((x, _)), Some((y, _))) => x.cmp(y),
+        };
+        Some(match order {
+            Less => a.next().map(|(k, v)| (k, Some(v), None))?,
+            Greater => b.next().map(|(k, w)| (k, None, Some(w)))?,
+            Equal => {
+                let (k, v) = a.next()?;
+                (k, Some(v), b.next().map(|(_, w)| w))
+            }
+        })
+    })
+}
+
 /// Later entries win over earlier ones with the same key, as `BTreeMap::from_iter` does.
 impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {

@@ -4,11 +4,10 @@
 
 use std::future::Future;
 
-use crate::core::value::Value;
-
 use super::error::{Result, SyncError};
 use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use super::sorted::VecMap;
+use super::value::Value;
 
 /// What one store transaction saw and what it will write. The engine's pure logic reads the
 /// entities and lanes, records writes, and the store applies them atomically with the reads.

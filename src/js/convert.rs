@@ -1,7 +1,6 @@
 //! Values across the JS boundary: JSON-compatible plain objects both ways, and the options of
 //! `SyncEngine.open()`.
 
-use crate::core::value::Value;
 use js_sys::{Function, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -13,6 +12,7 @@ use crate::core::json::Fields;
 use crate::core::merge::{MergeSpec, OnDeleted, Strategy};
 use crate::core::op::Priority;
 use crate::core::sorted::VecMap;
+use crate::core::value::Value;
 use crate::net::rest::{CollectionWire, UpdateMethod, VersionSource, Wire};
 
 /// Rust value -> plain JS object (maps as objects, no BigInt).

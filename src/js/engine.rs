@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
-use crate::core::value::Value;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -16,6 +15,7 @@ use super::errors;
 use crate::core::engine::{Choice, Engine, Event};
 use crate::core::error::{Result, SyncError};
 use crate::core::op::{Entity, Priority};
+use crate::core::value::Value;
 use crate::net::fetch::FetchTransport;
 use crate::store::idb::IdbStore;
 use crate::web::env::{in_page, net_info, persist_storage, register_background_sync, storage_estimate};

@@ -3,7 +3,6 @@
 //! Pure Rust, so the decoder is tested and fuzzed natively. A response we cannot understand is
 //! a `PROTOCOL` failure (retryable), never a panic.
 
-use crate::core::value::{Map, Value};
 use serde::Serialize;
 
 use crate::core::error::SyncError;
@@ -11,6 +10,7 @@ use crate::core::merge::parse_time_ms;
 use crate::core::op::Operation;
 use crate::core::retry::parse_retry_after;
 use crate::core::traits::{Failure, OpResult, Outcome, PushResponse};
+use crate::core::value::{Map, Value};
 
 /// Larger bodies are refused unread (a server that sends megabytes is not answering us).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;

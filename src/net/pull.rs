@@ -2,13 +2,12 @@
 //! `{entityId, version, data, deleted, updatedAt}`), or a plain REST listing (an array of records
 //! with an `id`, or `{items: [...]}` without a cursor).
 
-use crate::core::value::{Map, Value};
-
 use super::batch::json_answer;
 use crate::core::error::SyncError;
 use crate::core::json::text;
 use crate::core::merge::parse_time_ms;
 use crate::core::traits::{Failure, PullPage, ServerRecord};
+use crate::core::value::{Map, Value};
 
 pub fn decode_pull(status: u16, body: &str, retry_after: Option<&str>, now_ms: u64) -> Result<PullPage, Failure> {
     let v = json_answer(status, body, retry_after, now_ms)?;

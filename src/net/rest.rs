@@ -5,7 +5,6 @@
 //! as `Idempotency-Key` and `X-Operation-ID`, and `If-Match` when the record's version is known.
 //! Pure Rust: the fetch transport sends what `request_for` builds and hands the answer to `decode`.
 
-use crate::core::value::{Map, Value};
 use serde::Serialize;
 
 use super::batch::{decode_conflict, error_message, MAX_RESPONSE_BYTES};
@@ -13,6 +12,7 @@ use crate::core::error::SyncError;
 use crate::core::op::{OpKind, Operation};
 use crate::core::retry::parse_retry_after;
 use crate::core::traits::{Failure, Outcome};
+use crate::core::value::{Map, Value};
 
 /// How a collection talks to its server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

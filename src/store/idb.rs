@@ -11,7 +11,6 @@
 //! - Records are plain JS objects, readable in devtools. They cross the boundary as JSON text: one
 //!   `JSON.stringify` of everything a transaction read, one `JSON.parse` of everything it writes.
 
-use crate::core::value::Value;
 use js_sys::{Function, Promise, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -21,6 +20,7 @@ use crate::core::error::{Result, SyncError};
 use crate::core::json;
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
+use crate::core::value::Value;
 
 /// The schema version. Bump it with a migration in `idb.js`'s `open`.
 pub const SCHEMA_VERSION: u32 = 1;

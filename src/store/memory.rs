@@ -4,11 +4,10 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::core::value::Value;
-
 use crate::core::error::{Result, SyncError};
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
+use crate::core::value::Value;
 
 #[derive(Clone, Debug, Default)]
 pub struct MemoryData {
