@@ -180,6 +180,22 @@ async fn a_closed_database_is_a_typed_error() {
     assert_eq!(err.code(), "CLOSED");
 }
 
+#[wasm_bindgen_test]
+async fn a_queue_longer_than_a_read_page_is_read_whole_and_in_order() {
+    // load_queue reads 1,000 ops per request; 2,500 pending ops take three pages.
+    let engine = fresh(&unique("pages"), &Backend { url: "http://127.0.0.1:9", ..batch() }).await;
+    let records: Vec<(String, Value)> = (0..2_500).map(|i| (format!("n{i:04}"), json!({"i": i}))).collect();
+    engine.put_many("notes", records, None).await.unwrap();
+    let (ops, conflicts) = engine.store().load_queue().await.unwrap();
+    assert!(conflicts.is_empty());
+    assert_eq!(ops.len(), 2_500);
+    assert!(ops.windows(2).all(|w| w[0].id < w[1].id), "in key order, no op twice");
+    let mut ids: Vec<&str> = ops.iter().map(|o| o.entity_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2_500, "every record's op");
+}
+
 /// Writes records tidesync did not write straight into the database `name`, in a connection of its own.
 async fn put_raw(name: &str, script: &str) {
     let put = js_sys::Function::new_with_args(

@@ -105,6 +105,18 @@ export async function getAll(db, names, collection) {
   return JSON.stringify(await Promise.all(list.map((n) => req(tx.objectStore(n).getAll(range)))));
 }
 
+// A readonly transaction over the stores named in `names` (comma-separated), for `page` reads.
+export const readonly = (db, names) => db.transaction(names.split(','));
+
+// At most `count` records of `name` (all when `count` is undefined), from just after the key
+// `after` (JSON text; '' from the first), as JSON text. Each page arrives in a task of its own, so a
+// long queue is read without one long main-thread task; ask for the next page as soon as one
+// arrives, or the transaction ends.
+export async function page(tx, name, after, count) {
+  const range = after ? IDBKeyRange.lowerBound(JSON.parse(after), true) : undefined;
+  return JSON.stringify(await req(tx.objectStore(name).getAll(range, count)));
+}
+
 // The flush lease (see src/web/locks.rs): takes `flushLease` = {holder, expires} in `meta` if it is
 // absent, expired or already `holder`'s, in one readwrite transaction. Resolves to whether we hold it.
 export async function takeLease(db, holder, expires) {

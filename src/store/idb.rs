@@ -39,11 +39,18 @@ extern "C" {
     fn get(db: &JsValue, store: &str, key: &str) -> Promise;
     #[wasm_bindgen(js_name = getAll)]
     fn get_all(db: &JsValue, stores: &str, collection: Option<&str>) -> Promise;
+    #[wasm_bindgen(catch)]
+    fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
+    fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
     #[wasm_bindgen(js_name = dropLease)]
     fn drop_lease(db: &JsValue);
 }
+
+/// How many pending ops `load_queue` reads per request: each page is parsed in a task of its own,
+/// so reading a queue of 10,000 ops does not hold the main thread for the whole of it.
+const QUEUE_PAGE: u32 = 1000;
 
 /// Where each kind of record lives: the index of its store in `idb.js`'s `STORES`.
 const ENTITIES: u8 = 0;
@@ -263,8 +270,24 @@ impl Store for IdbStore {
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        let mut all = self.all("ops,conflicts", None).await?;
-        Ok((records(&mut all, Operation::from_json)?, records(&mut all, Conflict::from_json)?))
+        let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
+        let conflicts = page(&tx, "conflicts", "", None);
+        let (mut ops, mut after) = (Vec::new(), String::new());
+        loop {
+            let text = wait_text(page(&tx, "ops", &after, Some(QUEUE_PAGE))).await?;
+            let chunk = json::read_all(parsed(text)?, Operation::from_json).map_err(unreadable)?;
+            let full = chunk.len() == QUEUE_PAGE as usize;
+            if let Some(last) = chunk.last() {
+                after.clear();
+                json::write_string(&last.id, &mut after);
+            }
+            ops.extend(chunk);
+            if !full {
+                break;
+            }
+        }
+        let conflicts = parsed(wait_text(conflicts).await?)?;
+        Ok((ops, json::read_all(conflicts, Conflict::from_json).map_err(unreadable)?))
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
