@@ -480,21 +480,33 @@ impl Inner {
             return;
         }
         let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
-        for e in &events {
+        // Every event in one conversion (a flush of 10,000 ops makes 10,000 `change` events), and
+        // the other tabs' share in one message: an array of events.
+        let all = to_js(&events);
+        if !js_sys::Array::is_array(&all) {
+            web_sys::console::error_1(&"tidesync: events could not be converted for JS".into());
+            return;
+        }
+        let all: js_sys::Array = all.unchecked_into();
+        let shared = js_sys::Array::new();
+        for (i, e) in events.iter().enumerate() {
             if let Event::Sync { report } = e {
                 self.after_flush(report);
             }
-            let js = to_js(e);
-            if let Some(ch) = &self.channel {
-                // Other tabs hear about changes to shared records; their errors are their own.
-                if !matches!(e, Event::Error { .. }) {
-                    let _ = ch.post_message(&js);
-                }
+            let js = all.get(i as u32);
+            // Other tabs hear about changes to shared records; their errors are their own.
+            if !matches!(e, Event::Error { .. }) {
+                shared.push(&js);
             }
             for f in &listeners {
                 if let Err(err) = f.call1(&JsValue::NULL, &js) {
                     web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
                 }
+            }
+        }
+        if let Some(ch) = &self.channel {
+            if shared.length() > 0 {
+                let _ = ch.post_message(&shared);
             }
         }
     }
@@ -653,17 +665,20 @@ impl Inner {
         let weak = Rc::downgrade(self);
         let cb = MessageCallback::new(move |m: web_sys::MessageEvent| {
             let Some(inner) = weak.upgrade() else { return };
-            let ev = m.data();
-            if !ev.is_object() {
+            // An array of events (one message per dispatch).
+            let data = m.data();
+            if !js_sys::Array::is_array(&data) {
                 return;
             }
-            let _ = js_sys::Reflect::set(&ev, &"remote".into(), &true.into());
             // Another tab wrote: a flush running here reads the queue again.
             inner.engine.queue_changed();
             let listeners: Vec<Function> = inner.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
-            for f in listeners {
-                if let Err(err) = f.call1(&JsValue::NULL, &ev) {
-                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+            for ev in data.unchecked_into::<js_sys::Array>().iter().filter(JsValue::is_object) {
+                let _ = js_sys::Reflect::set(&ev, &"remote".into(), &true.into());
+                for f in &listeners {
+                    if let Err(err) = f.call1(&JsValue::NULL, &ev) {
+                        web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+                    }
                 }
             }
         });
