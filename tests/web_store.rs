@@ -228,6 +228,12 @@ async fn a_record_tidesync_did_not_write_is_a_storage_error_and_the_rest_stays_r
     assert_eq!(engine.get("notes", "good").await.unwrap(), Some(json!({"title": "kept"})));
     assert_eq!(engine.queue().await.unwrap().len(), 1, "the refused write queued nothing");
 
+    // A value JSON cannot hold at all (IndexedDB can): the read fails as unreadable, not as a TypeError.
+    put_raw(&name, "entities.put({collection: 'notes', id: 'big', data: {n: 10n}})").await;
+    let err = engine.get("notes", "big").await.unwrap_err();
+    assert_eq!(err.code(), "STORAGE", "{err:?}");
+    assert!(err.to_string().contains("unreadable record in IndexedDB"), "{err}");
+
     put_raw(&name, "ops.put({id: 'op-x', collection: 'notes', entityId: 'other', seq: 'first'})").await;
     let err = engine.queue().await.unwrap_err();
     assert_eq!(err.code(), "STORAGE", "{err:?}");

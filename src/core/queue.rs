@@ -213,15 +213,17 @@ pub fn diff_patch(before: &Value, after: &Value) -> Value {
 }
 
 /// One merge patch with the effect of `first` then `second`, or `None` where merge patch cannot
-/// say it (a field removed, then set to an object: applied at once it would merge into the old
-/// value instead of replacing it). `None` makes the op send the whole record instead.
+/// say it (a field removed or set to a non-object, then set to an object: applied at once it would
+/// merge into the old value instead of replacing it). `None` makes the op send the whole record instead.
 pub fn compose_patch(first: &Value, second: &Value) -> Option<Value> {
     let (Value::Object(f), Value::Object(s)) = (first, second) else { return Some(second.clone()) };
     let mut out = Map::new();
     for (k, fv, sv) in union(f, s) {
         let v = match (fv, sv) {
             (Some(fv @ Value::Object(_)), Some(sv @ Value::Object(_))) => compose_patch(fv, sv)?,
-            (Some(Value::Null), Some(Value::Object(_))) => return None,
+            // Set to something else (or removed), then to an object: applied at once, the object
+            // would merge into the server's old value instead of replacing it.
+            (Some(fv), Some(Value::Object(_))) if !fv.is_object() => return None,
             (_, Some(sv)) => sv.clone(),
             (Some(fv), None) => fv.clone(),
             (None, None) => continue,
@@ -325,6 +327,19 @@ mod tests {
             }),
         );
         tx
+    }
+
+    #[test]
+    fn a_field_set_to_a_scalar_then_to_an_object_cannot_be_one_patch() {
+        // On a server holding {"a": {"y": 2}}, {"a": 5} then {"a": {"x": 1}} leaves {"a": {"x": 1}};
+        // the one patch {"a": {"x": 1}} would leave {"a": {"x": 1, "y": 2}}.
+        assert_eq!(compose_patch(&json!({"a": 5}), &json!({"a": {"x": 1}})), None);
+        assert_eq!(compose_patch(&json!({"a": null}), &json!({"a": {"x": 1}})), None);
+        let server = json!({"a": {"y": 2}, "b": 1});
+        let (p1, p2) = (json!({"a": {"y": null, "z": 3}}), json!({"a": {"x": 1}, "b": null}));
+        let both = compose_patch(&p1, &p2).unwrap();
+        assert_eq!(both, json!({"a": {"x": 1, "y": null, "z": 3}, "b": null}));
+        assert_eq!(merge_patch(server.clone(), both), merge_patch(merge_patch(server, p1), p2));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! The same shape as `serde_json::Value` (whose API it follows where tidesync needs it), with objects
 //! on a sorted `Vec` (`VecMap`) instead of a B-tree: the B-tree's node code was about 14 KB of the
 //! wasm, and the objects of records hold a handful of fields. Keys iterate in sorted order, as with
-//! serde_json's default `Map`, so JSON text comes out the same. `json!` builds one from a literal.
+//! serde_json's default `Map`. `Display` is `core::json`'s text, which spells numbers as JS does
+//! (`1.0` is `1`, `1e21` is `1e+21`). `json!` builds a value from a literal.
 
 use std::fmt;
 

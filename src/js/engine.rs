@@ -221,7 +221,9 @@ impl SyncEngine {
             debug: options.debug,
             timer: RefCell::new(None),
             dom_listeners: RefCell::new(Vec::new()),
-            channel: web_sys::BroadcastChannel::new(&options.db_name).ok(),
+            // Not the database's own name, which older builds used with one event per message: a
+            // message now carries an array of events, and a tab of an older build must not misread it.
+            channel: web_sys::BroadcastChannel::new(&format!("{}#events", options.db_name)).ok(),
             db_name: options.db_name,
             _channel_listener: RefCell::new(None),
             background_sync_registered: Cell::new(false),
@@ -479,34 +481,38 @@ impl Inner {
         if events.is_empty() {
             return;
         }
-        let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
-        // Every event in one conversion (a flush of 10,000 ops makes 10,000 `change` events), and
-        // the other tabs' share in one message: an array of events.
-        let all = to_js(&events);
-        if !js_sys::Array::is_array(&all) {
-            web_sys::console::error_1(&"tidesync: events could not be converted for JS".into());
-            return;
-        }
-        let all: js_sys::Array = all.unchecked_into();
-        let shared = js_sys::Array::new();
-        for (i, e) in events.iter().enumerate() {
+        for e in &events {
             if let Event::Sync { report } = e {
                 self.after_flush(report);
             }
-            let js = all.get(i as u32);
-            // Other tabs hear about changes to shared records; their errors are their own.
-            if !matches!(e, Event::Error { .. }) {
-                shared.push(&js);
-            }
-            for f in &listeners {
-                if let Err(err) = f.call1(&JsValue::NULL, &js) {
-                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
-                }
-            }
         }
+        // Every event in one conversion (a flush of 10,000 ops makes 10,000 `change` events); one
+        // by one only if that fails, so one event that cannot be converted loses no other.
+        let all = to_js(&events);
+        let js: Vec<JsValue> = if js_sys::Array::is_array(&all) {
+            all.unchecked_into::<js_sys::Array>().iter().collect()
+        } else {
+            events.iter().map(to_js).collect()
+        };
+        // Other tabs first (before a listener can change an event, or close the engine), in one
+        // message: an array of events. They hear about changes to shared records; errors are ours.
         if let Some(ch) = &self.channel {
+            let shared: js_sys::Array = events
+                .iter()
+                .zip(&js)
+                .filter(|(e, js)| !matches!(e, Event::Error { .. }) && !js.is_undefined())
+                .map(|(_, js)| js)
+                .collect();
             if shared.length() > 0 {
                 let _ = ch.post_message(&shared);
+            }
+        }
+        let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
+        for js in js.iter().filter(|js| !js.is_undefined()) {
+            for f in &listeners {
+                if let Err(err) = f.call1(&JsValue::NULL, js) {
+                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+                }
             }
         }
     }

@@ -3,26 +3,45 @@
 // the DOMException IndexedDB gave (or a string), which idb.rs turns into a SyncError.
 const STORES = ['entities', 'ops', 'deadLetters', 'conflicts', 'meta'];
 
+// JSON text of what a read found; a record no JSON can hold (a BigInt, a cycle: tidesync did not
+// write it) fails the read as unreadable.
+function text(v) {
+  try {
+    return JSON.stringify(v);
+  } catch (e) {
+    throw `unreadable record in IndexedDB: ${e.message}`;
+  }
+}
+
 const req = (r) =>
   new Promise((ok, no) => {
     r.onsuccess = () => ok(r.result);
     r.onerror = () => no(r.error);
   });
 
-// Opens `name` at `version`, creating the stores of each version it has not seen. An exception
-// while upgrading aborts the upgrade, and the open fails with it.
+// The stores of each schema version the database has not seen yet.
+function upgrade(db, oldVersion) {
+  if (oldVersion < 1) {
+    db.createObjectStore('entities', { keyPath: ['collection', 'id'] });
+    db.createObjectStore('ops', { keyPath: 'id' }).createIndex('entity', ['collection', 'entityId']);
+    db.createObjectStore('deadLetters', { keyPath: 'op.id' });
+    db.createObjectStore('conflicts', { keyPath: 'id' });
+    db.createObjectStore('meta');
+  }
+}
+
+// Opens `name` at `version`, upgrading it. An exception while upgrading is logged and aborts the
+// upgrade: the open then fails (AbortError) and nothing of the upgrade stays.
 export async function open(name, version, onClosed, onBlocked) {
   const f = globalThis.indexedDB;
   if (!f) throw 'IndexedDB is not available here';
   const r = f.open(name, version);
   r.onupgradeneeded = (e) => {
-    const db = r.result;
-    if (e.oldVersion < 1) {
-      db.createObjectStore('entities', { keyPath: ['collection', 'id'] });
-      db.createObjectStore('ops', { keyPath: 'id' }).createIndex('entity', ['collection', 'entityId']);
-      db.createObjectStore('deadLetters', { keyPath: 'op.id' });
-      db.createObjectStore('conflicts', { keyPath: 'id' });
-      db.createObjectStore('meta');
+    try {
+      upgrade(r.result, e.oldVersion);
+    } catch (err) {
+      console.error('tidesync: database upgrade failed', err);
+      throw err;
     }
   };
   r.onblocked = onBlocked;
@@ -52,7 +71,7 @@ export async function read(tx, seq, keys) {
   const lanes = tx.objectStore('ops').index('entity');
   const reads = [req(tx.objectStore('meta').get(seq))];
   for (const k of JSON.parse(keys)) reads.push(req(entities.get(k)), req(lanes.getAll(k)));
-  return JSON.stringify(await Promise.all(reads));
+  return text(await Promise.all(reads));
 }
 
 // Issues `writes` (JSON text: [[store index, key], ...] deletes, [store index, key or null, record]
@@ -92,7 +111,7 @@ export const write = async (db, names, writes) => commit(db.transaction(names.sp
 // One readonly read as JSON text: `get` of `key` (JSON text) in `name`, undefined when absent.
 export async function get(db, name, key) {
   const v = await req(db.transaction(name).objectStore(name).get(JSON.parse(key)));
-  return v === undefined ? v : JSON.stringify(v);
+  return v === undefined ? v : text(v);
 }
 
 // Every record of the stores named in `names` (comma-separated), in one readonly transaction, as
@@ -102,7 +121,7 @@ export async function getAll(db, names, collection) {
   const tx = db.transaction(list);
   // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
   const range = collection === undefined ? undefined : IDBKeyRange.bound([collection], [collection, []]);
-  return JSON.stringify(await Promise.all(list.map((n) => req(tx.objectStore(n).getAll(range)))));
+  return text(await Promise.all(list.map((n) => req(tx.objectStore(n).getAll(range)))));
 }
 
 // A readonly transaction over the stores named in `names` (comma-separated), for `page` reads.
@@ -114,7 +133,7 @@ export const readonly = (db, names) => db.transaction(names.split(','));
 // arrives, or the transaction ends.
 export async function page(tx, name, after, count) {
   const range = after ? IDBKeyRange.lowerBound(JSON.parse(after), true) : undefined;
-  return JSON.stringify(await req(tx.objectStore(name).getAll(range, count)));
+  return text(await req(tx.objectStore(name).getAll(range, count)));
 }
 
 // The flush lease (see src/web/locks.rs): takes `flushLease` = {holder, expires} in `meta` if it is

@@ -22,7 +22,7 @@ use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
-/// The schema version. Bump it with a migration in `idb.js`'s `open`.
+/// The schema version. Bump it with a migration in `idb.js`'s `upgrade`.
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[wasm_bindgen(module = "/src/store/idb.js")]
@@ -271,7 +271,8 @@ impl Store for IdbStore {
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
         let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
-        let conflicts = page(&tx, "conflicts", "", None);
+        // A future at once: its rejection is handled even if reading the ops fails first.
+        let conflicts = JsFuture::from(page(&tx, "conflicts", "", None));
         let (mut ops, mut after) = (Vec::new(), String::new());
         loop {
             let text = wait_text(page(&tx, "ops", &after, Some(QUEUE_PAGE))).await?;
@@ -286,7 +287,7 @@ impl Store for IdbStore {
                 break;
             }
         }
-        let conflicts = parsed(wait_text(conflicts).await?)?;
+        let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
         Ok((ops, json::read_all(conflicts, Conflict::from_json).map_err(unreadable)?))
     }
 

@@ -335,8 +335,8 @@ mod tests {
         match (&ours, &theirs) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a, b, "{text}");
-                // `==` on numbers compares -0.0 and 0.0 alike; the spelling does not.
-                assert_eq!(a.to_string(), b.to_string(), "{text}");
+                // `==` on numbers compares -0.0 and 0.0 alike; `Debug` shows the sign.
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
             }
             (Err(_), Err(_)) => {}
             _ => panic!("{text}: ours {ours:?}, serde_json {theirs:?}"),
