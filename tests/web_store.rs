@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
-use tidesync::core::op::{Priority, SyncStatus};
+use tidesync::core::op::{OpSummary, Priority, SyncStatus};
 use tidesync::core::traits::Store;
 use tidesync::core::value::Value;
 use tidesync::json;
@@ -194,6 +194,10 @@ async fn a_queue_longer_than_a_read_page_is_read_whole_and_in_order() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 2_500, "every record's op");
+    // status() reads the same queue without payloads.
+    let (summary, _) = engine.store().queue_summary().await.unwrap();
+    assert_eq!(summary, ops.iter().map(OpSummary::from).collect::<Vec<_>>());
+    assert_eq!(engine.status().await.unwrap().pending, 2_500);
 }
 
 /// Writes records tidesync did not write straight into the database `name`, in a connection of its own.

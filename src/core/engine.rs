@@ -1108,7 +1108,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     pub async fn status(&self) -> Result<Status> {
         self.check_open()?;
-        let (ops, conflicts) = self.store.load_queue().await?;
+        let (ops, conflicts) = self.store.queue_summary().await?;
         let dead = self.store.dead_letters().await?.len();
         let paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
         let network = self.network();
@@ -1129,7 +1129,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     pub async fn metrics(&self) -> Result<MetricsSnapshot> {
         self.check_open()?;
-        let (ops, conflicts) = self.store.load_queue().await?;
+        let (ops, conflicts) = self.store.queue_summary().await?;
         let dead = self.store.dead_letters().await?.len();
         Ok(self.state.borrow().metrics.snapshot(ops.len(), conflicts.len(), dead))
     }

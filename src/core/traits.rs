@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use super::error::{Result, SyncError};
-use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+use super::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
 use super::sorted::VecMap;
 use super::value::Value;
 
@@ -108,6 +108,11 @@ pub trait Store {
     /// All pending ops and the keys of entities whose lane is paused by a manual conflict,
     /// in one read.
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)>;
+    /// `load_queue` without the payloads: what counting the queue and finding its next due op need.
+    async fn queue_summary(&self) -> Result<(Vec<OpSummary>, Vec<Conflict>)> {
+        let (ops, conflicts) = self.load_queue().await?;
+        Ok((ops.iter().map(OpSummary::from).collect(), conflicts))
+    }
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>>;
     async fn conflicts(&self) -> Result<Vec<Conflict>>;
     async fn get_meta(&self, name: &str) -> Result<Option<Value>>;

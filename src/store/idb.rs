@@ -18,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
-use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
@@ -41,7 +41,7 @@ extern "C" {
     fn get_all(db: &JsValue, stores: &str, collection: Option<&str>) -> Promise;
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
-    fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>) -> Promise;
+    fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>, fields: Option<&str>) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
     #[wasm_bindgen(js_name = dropLease)]
@@ -238,6 +238,37 @@ impl IdbStore {
     }
 }
 
+impl IdbStore {
+    /// Every pending op (only `fields` of each, when given) and every conflict, in one readonly
+    /// transaction. The ops come `QUEUE_PAGE` per request, each page parsed in a task of its own.
+    async fn queue<T>(
+        &self,
+        fields: Option<&str>,
+        read: fn(Value) -> json::Read<T>,
+        id: fn(&T) -> &str,
+    ) -> Result<(Vec<T>, Vec<Conflict>)> {
+        let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
+        // A future at once: its rejection is handled even if reading the ops fails first.
+        let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
+        let (mut ops, mut after) = (Vec::new(), String::new());
+        loop {
+            let text = wait_text(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?;
+            let chunk = json::read_all(parsed(text)?, read).map_err(unreadable)?;
+            let full = chunk.len() == QUEUE_PAGE as usize;
+            if let Some(last) = chunk.last() {
+                after.clear();
+                json::write_string(id(last), &mut after);
+            }
+            ops.extend(chunk);
+            if !full {
+                break;
+            }
+        }
+        let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
+        Ok((ops, json::read_all(conflicts, Conflict::from_json).map_err(unreadable)?))
+    }
+}
+
 /// The records of one store read by `read`.
 fn records<T>(all: &mut std::vec::IntoIter<Value>, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
     json::read_all(all.next().unwrap_or_default(), read).map_err(unreadable)
@@ -270,25 +301,11 @@ impl Store for IdbStore {
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
-        // A future at once: its rejection is handled even if reading the ops fails first.
-        let conflicts = JsFuture::from(page(&tx, "conflicts", "", None));
-        let (mut ops, mut after) = (Vec::new(), String::new());
-        loop {
-            let text = wait_text(page(&tx, "ops", &after, Some(QUEUE_PAGE))).await?;
-            let chunk = json::read_all(parsed(text)?, Operation::from_json).map_err(unreadable)?;
-            let full = chunk.len() == QUEUE_PAGE as usize;
-            if let Some(last) = chunk.last() {
-                after.clear();
-                json::write_string(&last.id, &mut after);
-            }
-            ops.extend(chunk);
-            if !full {
-                break;
-            }
-        }
-        let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
-        Ok((ops, json::read_all(conflicts, Conflict::from_json).map_err(unreadable)?))
+        self.queue(None, Operation::from_json, |o| &o.id).await
+    }
+
+    async fn queue_summary(&self) -> Result<(Vec<OpSummary>, Vec<Conflict>)> {
+        self.queue(Some(OpSummary::FIELDS), OpSummary::from_json, |o| &o.id).await
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
