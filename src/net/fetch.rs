@@ -164,11 +164,7 @@ impl FetchTransport {
             if headers.len() > 1 {
                 headers.push(',');
             }
-            headers.push('[');
-            crate::core::json::write_string(k, &mut headers);
-            headers.push(',');
-            crate::core::json::write_string(v, &mut headers);
-            headers.push(']');
+            crate::core::json::write_pair(k, v, &mut headers);
         }
         headers.push(']');
         self.requests.set(self.requests.get() + 1);

@@ -114,14 +114,12 @@ export async function get(db, name, key) {
   return v === undefined ? v : text(v);
 }
 
-// Every record of the stores named in `names` (comma-separated), in one readonly transaction, as
-// one JSON array per store; with `collection`, only the entities of that collection.
-export async function getAll(db, names, collection) {
-  const list = names.split(',');
-  const tx = db.transaction(list);
+// Every record of the store `name` in a readonly transaction of its own, as JSON text; with
+// `collection`, only the entities of that collection.
+export async function getAll(db, name, collection) {
   // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
   const range = collection === undefined ? undefined : IDBKeyRange.bound([collection], [collection, []]);
-  return text(await Promise.all(list.map((n) => req(tx.objectStore(n).getAll(range)))));
+  return text(await req(db.transaction(name).objectStore(name).getAll(range)));
 }
 
 // A readonly transaction over the stores named in `names` (comma-separated), for `page` reads.

@@ -38,7 +38,7 @@ extern "C" {
     fn write(db: &JsValue, stores: &str, writes: &str) -> Promise;
     fn get(db: &JsValue, store: &str, key: &str) -> Promise;
     #[wasm_bindgen(js_name = getAll)]
-    fn get_all(db: &JsValue, stores: &str, collection: Option<&str>) -> Promise;
+    fn get_all(db: &JsValue, store: &str, collection: Option<&str>) -> Promise;
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
     fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>, fields: Option<&str>) -> Promise;
@@ -93,6 +93,16 @@ async fn wait_text(p: Promise) -> Result<Option<String>> {
     Ok(wait(p).await?.as_string())
 }
 
+/// What one of `idb.js`'s reads resolved to, parsed (`null` when it resolved to no text).
+async fn read_json(p: Promise) -> Result<Value> {
+    parsed(wait_text(p).await?)
+}
+
+/// The records of one store, as a read found them, read by `read`.
+fn records<T>(v: Value, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
+    json::read_all(v, read).map_err(unreadable)
+}
+
 /// An IndexedDB failure (a `DOMException`, or a string from `idb.js`) as a `SyncError`.
 pub(crate) fn js_error(v: JsValue) -> SyncError {
     if let Some(s) = v.as_string() {
@@ -122,11 +132,7 @@ fn parsed(text: Option<String>) -> Result<Value> {
 
 /// The JSON text of an entity's key, `[collection, id]`.
 fn push_key(k: &EntityKey, out: &mut String) {
-    out.push('[');
-    json::write_string(&k.collection, out);
-    out.push(',');
-    json::write_string(&k.id, out);
-    out.push(']');
+    json::write_pair(&k.collection, &k.id, out);
 }
 
 /// `writes` as `idb.js`'s `commit` takes them: `[store, key]` deletes, `[store, key or null, record]`
@@ -195,7 +201,7 @@ impl IdbStore {
         }
         key_text.push(']');
         // [nextSeq, entity or null, lane, entity or null, lane, ...]
-        let Value::Array(read) = parsed(wait_text(read(&tx, SEQ_META, &key_text)).await?)? else {
+        let Value::Array(read) = read_json(read(&tx, SEQ_META, &key_text)).await? else {
             return Err(unreadable("the reads are not an array".into()));
         };
         let mut read = read.into_iter();
@@ -205,7 +211,7 @@ impl IdbStore {
                 Some(Value::Null) | None => None,
                 Some(e) => Some(Entity::from_json(e).map_err(unreadable)?),
             };
-            let mut lane = json::read_all(read.next().unwrap_or_default(), Operation::from_json).map_err(unreadable)?;
+            let mut lane = records(read.next().unwrap_or_default(), Operation::from_json)?;
             lane.sort_by_key(|o| o.seq);
             snapshot.entities.insert(k.clone(), entity);
             snapshot.lanes.insert(k.clone(), lane);
@@ -221,12 +227,10 @@ impl IdbStore {
         }
     }
 
-    /// Every record of `stores` (comma-separated names), one array per store, in one transaction.
-    async fn all(&self, stores: &str, collection: Option<&str>) -> Result<std::vec::IntoIter<Value>> {
-        match parsed(wait_text(get_all(&self.db, stores, collection)).await?)? {
-            Value::Array(all) => Ok(all.into_iter()),
-            _ => Err(unreadable("getAll did not return an array".into())),
-        }
+    /// Every record of the store `name` (only the entities of `collection`, when given), in one
+    /// readonly transaction, read by `read`.
+    async fn all<T>(&self, name: &str, collection: Option<&str>, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
+        records(read_json(get_all(&self.db, name, collection)).await?, read)
     }
 
     /// One record by key (JSON text), `None` when absent.
@@ -252,8 +256,7 @@ impl IdbStore {
         let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
         let (mut ops, mut after) = (Vec::new(), String::new());
         loop {
-            let text = wait_text(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?;
-            let chunk = json::read_all(parsed(text)?, read).map_err(unreadable)?;
+            let chunk = records(read_json(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?, read)?;
             let full = chunk.len() == QUEUE_PAGE as usize;
             if let Some(last) = chunk.last() {
                 after.clear();
@@ -265,13 +268,8 @@ impl IdbStore {
             }
         }
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
-        Ok((ops, json::read_all(conflicts, Conflict::from_json).map_err(unreadable)?))
+        Ok((ops, records(conflicts, Conflict::from_json)?))
     }
-}
-
-/// The records of one store read by `read`.
-fn records<T>(all: &mut std::vec::IntoIter<Value>, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
-    json::read_all(all.next().unwrap_or_default(), read).map_err(unreadable)
 }
 
 impl Store for IdbStore {
@@ -297,7 +295,7 @@ impl Store for IdbStore {
     }
 
     async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>> {
-        records(&mut self.all("entities", Some(collection)).await?, Entity::from_json)
+        self.all("entities", Some(collection), Entity::from_json).await
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
@@ -309,11 +307,11 @@ impl Store for IdbStore {
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        records(&mut self.all("deadLetters", None).await?, DeadLetter::from_json)
+        self.all("deadLetters", None, DeadLetter::from_json).await
     }
 
     async fn conflicts(&self) -> Result<Vec<Conflict>> {
-        records(&mut self.all("conflicts", None).await?, Conflict::from_json)
+        self.all("conflicts", None, Conflict::from_json).await
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Value>> {

@@ -29,13 +29,6 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
     JSON::parse(&text).map_err(|_| "JSON.parse refused it".into())
 }
 
-/// Plain JS value -> Rust value, through `JSON.stringify`. For values tidesync wrote itself (its
-/// IndexedDB records); app values go through `js::convert`, which also checks what JSON would lose.
-pub fn from_js(v: &JsValue) -> Result<crate::core::value::Value, String> {
-    let text = JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or("it has no JSON form")?;
-    crate::core::json::parse(&text)
-}
-
 /// JS `parseFloat`: correctly rounded, and no float-parsing tables in the wasm (`core::json`'s
 /// parser calls it for the numbers its exact fast path cannot read).
 pub fn parse_float(text: &str) -> f64 {

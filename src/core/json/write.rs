@@ -47,6 +47,15 @@ impl ser::Error for Error {
     }
 }
 
+/// Two strings as a JSON array, `["a","b"]`.
+pub fn write_pair(a: &str, b: &str, out: &mut String) {
+    out.push('[');
+    write_string(a, out);
+    out.push(',');
+    write_string(b, out);
+    out.push(']');
+}
+
 /// A JSON string literal: `"`, `\` and control characters escaped (as `JSON.stringify` does).
 pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
