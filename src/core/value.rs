@@ -105,10 +105,6 @@ impl Value {
         matches!(self, Value::String(_))
     }
 
-    pub fn is_number(&self) -> bool {
-        matches!(self, Value::Number(_))
-    }
-
     /// A number that is not an integer.
     pub fn is_f64(&self) -> bool {
         matches!(self, Value::Number(n) if n.is_f64())
@@ -150,13 +146,6 @@ impl Value {
     }
 
     pub fn as_array(&self) -> Option<&Vec<Value>> {
-        match self {
-            Value::Array(a) => Some(a),
-            _ => None,
-        }
-    }
-
-    pub fn as_array_mut(&mut self) -> Option<&mut Vec<Value>> {
         match self {
             Value::Array(a) => Some(a),
             _ => None,
