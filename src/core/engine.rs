@@ -15,7 +15,7 @@ use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind,
 use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEffect};
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
 use super::sorted::{VecMap, VecSet};
-use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
+use super::traits::{Clock, Failure, Outcome, PushResponse, QueueSummary, ServerRecord, Store, Transport, Tx, Write};
 use super::value::Value;
 
 /// A collection the app syncs.
@@ -1108,15 +1108,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     pub async fn status(&self) -> Result<Status> {
         self.check_open()?;
-        let (ops, conflicts) = self.store.queue_summary().await?;
-        let dead = self.store.dead_letters().await?.len();
+        let QueueSummary { ops, conflicts, dead_letters } = self.store.queue_summary().await?;
         let paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
         let network = self.network();
         let st = self.state.borrow();
         Ok(Status {
             pending: ops.len(),
             conflicts: conflicts.len(),
-            dead_letters: dead,
+            dead_letters,
             online: st.net.online,
             flushing: st.flushing,
             last_sync_at: st.metrics.last_successful_sync,
@@ -1129,9 +1128,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     pub async fn metrics(&self) -> Result<MetricsSnapshot> {
         self.check_open()?;
-        let (ops, conflicts) = self.store.queue_summary().await?;
-        let dead = self.store.dead_letters().await?.len();
-        Ok(self.state.borrow().metrics.snapshot(ops.len(), conflicts.len(), dead))
+        let q = self.store.queue_summary().await?;
+        Ok(self.state.borrow().metrics.snapshot(q.ops.len(), q.conflicts.len(), q.dead_letters))
     }
 
     /// Pending ops in send order (priority, then sequence).

@@ -98,6 +98,14 @@ pub const SEQ_META: &str = "nextSeq";
 
 /// Where entities, ops, conflicts, dead letters and meta records live. Every method is one atomic
 /// transaction; `transact` reads and writes in the same one.
+/// The queue as `status()` and `metrics()` count it (`Store::queue_summary`).
+#[derive(Debug)]
+pub struct QueueSummary {
+    pub ops: Vec<OpSummary>,
+    pub conflicts: Vec<Conflict>,
+    pub dead_letters: usize,
+}
+
 #[allow(async_fn_in_trait)]
 pub trait Store {
     /// Loads `keys`' entities and lanes and the sequence counter, runs `f`, and applies its writes,
@@ -108,10 +116,12 @@ pub trait Store {
     /// All pending ops and the keys of entities whose lane is paused by a manual conflict,
     /// in one read.
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)>;
-    /// `load_queue` without the payloads: what counting the queue and finding its next due op need.
-    async fn queue_summary(&self) -> Result<(Vec<OpSummary>, Vec<Conflict>)> {
+    /// `load_queue` without the payloads, and the number of dead letters: what `status()` counts
+    /// and what finding the next due op needs, from one snapshot.
+    async fn queue_summary(&self) -> Result<QueueSummary> {
         let (ops, conflicts) = self.load_queue().await?;
-        Ok((ops.iter().map(OpSummary::from).collect(), conflicts))
+        let dead_letters = self.dead_letters().await?.len();
+        Ok(QueueSummary { ops: ops.iter().map(OpSummary::from).collect(), conflicts, dead_letters })
     }
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>>;
     async fn conflicts(&self) -> Result<Vec<Conflict>>;

@@ -136,6 +136,9 @@ export async function page(tx, name, after, count, fields) {
   return text(keys ? all.map((r) => Object.fromEntries(keys.map((k) => [k, r?.[k]]))) : all);
 }
 
+// How many records the store `name` holds, in the transaction `tx`.
+export const count = (tx, name) => req(tx.objectStore(name).count());
+
 // The flush lease (see src/web/locks.rs): takes `flushLease` = {holder, expires} in `meta` if it is
 // absent, expired or already `holder`'s, in one readwrite transaction. Resolves to whether we hold it.
 export async function takeLease(db, holder, expires) {

@@ -19,7 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
-use crate::core::traits::{Store, Tx, Write, SEQ_META};
+use crate::core::traits::{QueueSummary, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
 /// The schema version. Bump it with a migration in `idb.js`'s `upgrade`.
@@ -42,6 +42,7 @@ extern "C" {
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
     fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>, fields: Option<&str>) -> Promise;
+    fn count(tx: &JsValue, store: &str) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
     #[wasm_bindgen(js_name = dropLease)]
@@ -243,17 +244,19 @@ impl IdbStore {
 }
 
 impl IdbStore {
-    /// Every pending op (only `fields` of each, when given) and every conflict, in one readonly
-    /// transaction. The ops come `QUEUE_PAGE` per request, each page parsed in a task of its own.
+    /// Every pending op (only `fields` of each, when given), every conflict and the number of dead
+    /// letters, in one readonly transaction. The ops come `QUEUE_PAGE` per request, each page parsed
+    /// in a task of its own.
     async fn queue<T>(
         &self,
         fields: Option<&str>,
         read: fn(Value) -> json::Read<T>,
         id: fn(&T) -> &str,
-    ) -> Result<(Vec<T>, Vec<Conflict>)> {
-        let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
-        // A future at once: its rejection is handled even if reading the ops fails first.
+    ) -> Result<(Vec<T>, Vec<Conflict>, usize)> {
+        let tx = readonly(&self.db, "ops,conflicts,deadLetters").map_err(js_error)?;
+        // Futures at once: their rejections are handled even if reading the ops fails first.
         let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
+        let dead = JsFuture::from(count(&tx, "deadLetters"));
         let (mut ops, mut after) = (Vec::new(), String::new());
         loop {
             let chunk = records(read_json(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?, read)?;
@@ -268,7 +271,8 @@ impl IdbStore {
             }
         }
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
-        Ok((ops, records(conflicts, Conflict::from_json)?))
+        let dead = dead.await.map_err(js_error)?.as_f64().unwrap_or(0.0) as usize;
+        Ok((ops, records(conflicts, Conflict::from_json)?, dead))
     }
 }
 
@@ -299,11 +303,14 @@ impl Store for IdbStore {
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        self.queue(None, Operation::from_json, |o| &o.id).await
+        let (ops, conflicts, _) = self.queue(None, Operation::from_json, |o| &o.id).await?;
+        Ok((ops, conflicts))
     }
 
-    async fn queue_summary(&self) -> Result<(Vec<OpSummary>, Vec<Conflict>)> {
-        self.queue(Some(OpSummary::FIELDS), OpSummary::from_json, |o| &o.id).await
+    async fn queue_summary(&self) -> Result<QueueSummary> {
+        let (ops, conflicts, dead_letters) =
+            self.queue(Some(OpSummary::FIELDS), OpSummary::from_json, |o| &o.id).await?;
+        Ok(QueueSummary { ops, conflicts, dead_letters })
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {

@@ -767,9 +767,10 @@ test('a write too large for the server is dead-lettered alone; the rest of its b
       await rt.engine.put('notes', 'huge', { text: 'y'.repeat(1_100_000) }); // over the server's 1 MiB
       await rt.engine.put('notes', 'small-2', { text: 'b' });
       for (let i = 0; i < 5 && (await rt.engine.status()).pending > 0; i++) await rt.engine.flush();
-      return (await rt.engine.deadLetters()).map((d) => d.op.entityId).sort();
+      const { deadLetters, pending } = await rt.engine.status();
+      return { ids: (await rt.engine.deadLetters()).map((d) => d.op.entityId).sort(), deadLetters, pending };
     });
-    assert.deepEqual(dead, ['huge']);
+    assert.deepEqual(dead, { ids: ['huge'], deadLetters: 1, pending: 0 }, 'status() counts the dead letter');
     // A 413 is refused before the server reads the batch: those requests never reach its ledger.
     // The harness records each answer's outcome when the route settles: wait for the last one.
     const refused = await poll('both 413 answers are recorded', async () => {
