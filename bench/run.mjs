@@ -292,7 +292,7 @@ function markdown(results) {
     '- Writes: both sides use the browser\'s default IndexedDB durability. tidesync\'s put() is one readwrite transaction over its stores (reads the record, its pending ops and the sequence; writes record, op and sequence); the baseline writes only the record.',
     '- Drain: the server is reset (`POST /admin/reset`) before every measured side, so both apply every op from scratch. The batch baseline sends the very ops the engine holds (ids, payloads, checksums), built and parsed in JS, requests in sequence like the engine. REST mode (`transport: \'rest\'`) flushes 100 ops per pass, one request each; its baseline is the per-op POST sequence.',
     '- Writes: p99 of the 100-record groups is over 10 groups per run, i.e. the slowest group.',
-    '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (status reads the whole queue, as flush does).',
+    '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (`open()` reads the device id; `status()` reads every pending op without its payload, the conflicts and the dead-letter count, in one readonly transaction).',
     '- Main thread: PerformanceObserver `longtask` reports only tasks over 50 ms; 0 means none.',
     '- Merges: one workload (`bench/merge_workload.rs`), timed natively (`examples/bench_merge.rs`) and as wasm in headless Chromium (`tests/web_merge_bench.rs`, a wasm-bindgen test built only in release), both in the release profile (opt-level "z", LTO) the package is built with; records/s = records ÷ the wall time of one pass over all of them. Each run is one timed pass after an untimed one (the browser tiers its wasm code up), native and wasm alternating which goes first.',
   );
@@ -308,7 +308,8 @@ function markdown(results) {
  */
 async function update(fresh) {
   const old = JSON.parse(await readFile(path.join(opt.out, 'results.json'), 'utf8'));
-  const sections = [...new Set(fresh.rows.map((r) => r.section))];
+  // The size table has no rows: it counts as a section when it was measured.
+  const sections = [...new Set(fresh.rows.map((r) => r.section).concat(fresh.sizes ? ['8. Size'] : []))];
   const rows = [];
   for (const r of old.rows) {
     if (!sections.includes(r.section)) rows.push(r);
