@@ -96,8 +96,6 @@ impl Tx {
 /// The meta record holding the next local sequence number.
 pub const SEQ_META: &str = "nextSeq";
 
-/// Where entities, ops, conflicts, dead letters and meta records live. Every method is one atomic
-/// transaction; `transact` reads and writes in the same one.
 /// The queue as `status()` and `metrics()` count it (`Store::queue_summary`).
 #[derive(Debug)]
 pub struct QueueSummary {
@@ -106,6 +104,8 @@ pub struct QueueSummary {
     pub dead_letters: usize,
 }
 
+/// Where entities, ops, conflicts, dead letters and meta records live. Every method is one atomic
+/// transaction; `transact` reads and writes in the same one.
 #[allow(async_fn_in_trait)]
 pub trait Store {
     /// Loads `keys`' entities and lanes and the sequence counter, runs `f`, and applies its writes,

@@ -244,19 +244,21 @@ impl IdbStore {
 }
 
 impl IdbStore {
-    /// Every pending op (only `fields` of each, when given), every conflict and the number of dead
-    /// letters, in one readonly transaction. The ops come `QUEUE_PAGE` per request, each page parsed
-    /// in a task of its own.
+    /// Every pending op (only `fields` of each, when given) and every conflict, in one readonly
+    /// transaction, with the number of dead letters when `count_dead` (0 otherwise). The ops come
+    /// `QUEUE_PAGE` per request, each page parsed in a task of its own.
     async fn queue<T>(
         &self,
         fields: Option<&str>,
         read: fn(Value) -> json::Read<T>,
         id: fn(&T) -> &str,
+        count_dead: bool,
     ) -> Result<(Vec<T>, Vec<Conflict>, usize)> {
-        let tx = readonly(&self.db, "ops,conflicts,deadLetters").map_err(js_error)?;
+        let stores = if count_dead { "ops,conflicts,deadLetters" } else { "ops,conflicts" };
+        let tx = readonly(&self.db, stores).map_err(js_error)?;
         // Futures at once: their rejections are handled even if reading the ops fails first.
         let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
-        let dead = JsFuture::from(count(&tx, "deadLetters"));
+        let dead = count_dead.then(|| JsFuture::from(count(&tx, "deadLetters")));
         let (mut ops, mut after) = (Vec::new(), String::new());
         loop {
             let chunk = records(read_json(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?, read)?;
@@ -271,7 +273,10 @@ impl IdbStore {
             }
         }
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
-        let dead = dead.await.map_err(js_error)?.as_f64().unwrap_or(0.0) as usize;
+        let dead = match dead {
+            Some(n) => n.await.map_err(js_error)?.as_f64().unwrap_or(0.0) as usize,
+            None => 0,
+        };
         Ok((ops, records(conflicts, Conflict::from_json)?, dead))
     }
 }
@@ -303,13 +308,14 @@ impl Store for IdbStore {
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        let (ops, conflicts, _) = self.queue(None, Operation::from_json, |o| &o.id).await?;
+        // The flush reads this: no dead-letter count.
+        let (ops, conflicts, _) = self.queue(None, Operation::from_json, |o| &o.id, false).await?;
         Ok((ops, conflicts))
     }
 
     async fn queue_summary(&self) -> Result<QueueSummary> {
         let (ops, conflicts, dead_letters) =
-            self.queue(Some(OpSummary::FIELDS), OpSummary::from_json, |o| &o.id).await?;
+            self.queue(Some(OpSummary::FIELDS), OpSummary::from_json, |o| &o.id, true).await?;
         Ok(QueueSummary { ops, conflicts, dead_letters })
     }
 
