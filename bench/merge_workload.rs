@@ -38,17 +38,19 @@ pub fn triple(i: usize) -> (Value, Value, Value) {
 
 pub fn spec() -> MergeSpec {
     MergeSpec {
-        default: Strategy::Lww,
+        // Field by field, as the benchmark has always measured (`lww` takes the unnamed fields whole).
+        default: Strategy::Merge3,
         fields: [("count", Strategy::Sum), ("tags", Strategy::Union), ("best", Strategy::Max)]
             .into_iter()
             .map(|(k, s)| (k.to_string(), s))
             .collect(),
+        groups: Vec::new(),
         on_deleted: OnDeleted::Recreate,
     }
 }
 
 pub fn stamps() -> Stamps {
-    Stamps { local_ms: 2, server_ms: 1, local_device: "a".into(), server_device: "b".into() }
+    Stamps { local_ms: 2, server_ms: 1 }
 }
 
 /// `n` conflicts, checked: a merge that silently stopped merging would make the numbers meaningless.

@@ -186,7 +186,10 @@ fn config(tweak: impl FnOnce(&mut EngineConfig)) -> EngineConfig {
     let col = |merge: MergeSpec| CollectionConfig { endpoint: "/api/x".into(), merge, priority: Priority::Medium };
     let mut c = EngineConfig {
         collections: [
-            ("notes".to_string(), col(MergeSpec::default())),
+            // Field by field: the integrity tests below check that both sides' fields survive a rebase.
+            ("notes".to_string(), col(MergeSpec { default: Strategy::Merge3, ..MergeSpec::default() })),
+            // The default: whole-record last write wins.
+            ("cards".to_string(), col(MergeSpec::default())),
             (
                 "stats".to_string(),
                 col(MergeSpec { fields: [("xp".to_string(), Strategy::Sum)].into(), ..MergeSpec::default() }),

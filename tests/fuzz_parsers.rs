@@ -9,7 +9,7 @@ use tidesync::core::value::Value;
 use tidesync::json;
 use tidesync::net::batch::decode_response;
 use tidesync::net::pull::decode_pull;
-use tidesync::net::rest::{decode, decode_fetched, CollectionWire, Wire};
+use tidesync::net::rest::{decode, decode_check, decode_fetched, CollectionWire, Wire};
 
 struct Rng(u64);
 impl Rng {
@@ -148,6 +148,11 @@ fn decoders_never_panic_on_generated_bodies() {
     let mut r = Rng(0x7165_7379_6e63);
     let wire =
         CollectionWire { endpoint: "/c".into(), wire: Wire::Rest, pull_param: "since".into(), ..Default::default() };
+    let keyed = CollectionWire {
+        key: "cardId".into(),
+        version: tidesync::net::rest::VersionSource::Field("data.version".into()),
+        ..wire.clone()
+    };
     let statuses = [200, 201, 204, 400, 401, 404, 409, 412, 429, 500, 503, 302, 0, 999];
     let (mut ok, mut protocol) = (0u64, 0u64);
     let n = cases();
@@ -163,15 +168,17 @@ fn decoders_never_panic_on_generated_bodies() {
                 assert!(["PROTOCOL", "HTTP"].contains(&f.error.code()), "{:?}", f.error);
             }
         }
-        let _ = decode_pull(status, &b, Some("3"), 0);
+        let _ = decode_pull(&wire, status, &b, Some("3"), 0);
+        let _ = decode_pull(&keyed, status, &b, Some("3"), 0);
         for kind in [OpKind::Create, OpKind::Update, OpKind::Delete] {
             if let Ok(Outcome::Failed(f)) = decode(&op(kind), &wire, status, &b, Some("W/\"7\""), Some("x"), 0) {
                 assert!(["PROTOCOL", "HTTP"].contains(&f.error.code()), "{:?}", f.error);
             }
         }
         let _ = decode_fetched(&wire, status, &b, None);
+        let _ = decode_check(&op(OpKind::Update), &keyed, status, &b, Some("\"2\""));
     }
-    println!("fuzzed {n} bodies x 5 decoders: batch decoded {ok}, rejected as PROTOCOL {protocol}");
+    println!("fuzzed {n} bodies x 7 decoders: batch decoded {ok}, rejected as PROTOCOL {protocol}");
     // The generator must reach both sides, or it is not exercising the decoders.
     assert!(ok > n / 100 && protocol > n / 10, "ok {ok}, protocol {protocol}");
 }

@@ -678,6 +678,7 @@ fn sim_config(rng: &mut Rng) -> EngineConfig {
         col(MergeSpec {
             default: Strategy::Lww,
             fields: fields.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+            groups: Vec::new(),
             on_deleted: OnDeleted::Recreate,
         }),
     );
@@ -1610,12 +1611,7 @@ mod merge_properties {
     }
 
     fn stamps(r: &mut Rng) -> Stamps {
-        Stamps {
-            local_ms: r.below(10),
-            server_ms: r.below(10),
-            local_device: format!("d{}", r.below(3)),
-            server_device: format!("d{}", r.below(3)),
-        }
+        Stamps { local_ms: r.below(10), server_ms: r.below(10) }
     }
 
     fn merged(r: Resolution) -> Value {
@@ -1629,7 +1625,23 @@ mod merge_properties {
         MergeSpec {
             default,
             fields: fields.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+            groups: Vec::new(),
             on_deleted: OnDeleted::Recreate,
+        }
+    }
+
+    #[test]
+    fn lww_makes_no_record_that_no_side_wrote_and_agrees_across_devices() {
+        let mut r = Rng::new(0x3a6);
+        let sp = spec(Strategy::Lww, &[]);
+        for case in 0..CASES {
+            let (o, a, b, st) = (object(&mut r, 2), object(&mut r, 2), object(&mut r, 2), stamps(&mut r));
+            let ab = merged(merge(&sp, Some(&o), Some(&a), Some(&b), &st));
+            assert!(ab == a || ab == b, "case {case}: {ab:?} is neither {a:?} nor {b:?}");
+            // The other device sees the same two writes the other way round, with its clock's view.
+            let mirrored = Stamps { local_ms: st.server_ms, server_ms: st.local_ms };
+            let ba = merged(merge(&sp, Some(&o), Some(&b), Some(&a), &mirrored));
+            assert_eq!(ab, ba, "case {case}: the two devices disagree");
         }
     }
 

@@ -839,7 +839,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Some(server_ms) => (local_raw, server_ms),
             None => ((local_raw as i64 + skew).max(0) as u64, server_modified_ms.unwrap_or(0)),
         };
-        let stamps = Stamps { local_ms, server_ms, local_device: self.device_id.clone(), server_device: String::new() };
+        let stamps = Stamps { local_ms, server_ms };
         let reason = match reason {
             _ if corrupt => ConflictReason::Integrity,
             Some(r) => r,

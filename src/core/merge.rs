@@ -13,7 +13,10 @@ use super::value::{Map, Number, Value};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// Last write wins by modification time (clock-skew corrected), device id breaking ties.
+    /// Last write wins, whole: the fields no other strategy names (and each field group) are one
+    /// unit, taken whole from the side that changed it since base, or from the later write when
+    /// both did (modification time, clock-skew corrected; equal times: the larger canonical JSON,
+    /// the same answer on every device). Never a mix of two writes' fields within a unit.
     #[default]
     Lww,
     Server,
@@ -64,12 +67,15 @@ pub enum OnDeleted {
     Accept,
 }
 
-/// A collection's merge declaration: `{ default: 'lww', fields: { xp: 'sum' }, onDeleted: 'recreate' }`.
+/// A collection's merge declaration:
+/// `{ default: 'lww', fields: { xp: 'sum' }, groups: [['grade', 'interval']], onDeleted: 'recreate' }`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MergeSpec {
     pub default: Strategy,
     pub fields: VecMap<String, Strategy>,
+    /// Fields that merge as one unit, whatever the default: taken whole from one side.
+    pub groups: Vec<Vec<String>>,
     pub on_deleted: OnDeleted,
 }
 
@@ -80,8 +86,6 @@ pub struct Stamps {
     pub local_ms: u64,
     /// When the server's state was written, ms (0 if unknown).
     pub server_ms: u64,
-    pub local_device: String,
-    pub server_device: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -124,7 +128,7 @@ pub fn merge(
             match spec.default {
                 Strategy::Manual if server_changed => Resolution::Manual,
                 Strategy::Server => Resolution::Merged(Some(s.clone())),
-                Strategy::Lww | Strategy::Merge3 if server_changed && !local_wins(st) => {
+                Strategy::Lww | Strategy::Merge3 if server_changed && !local_wins(st, &Value::Null, s) => {
                     Resolution::Merged(Some(s.clone()))
                 }
                 _ => Resolution::Merged(None),
@@ -150,14 +154,44 @@ fn merge_fields(
     };
     let empty = Map::new();
     let bm = base.and_then(Value::as_object).unwrap_or(&empty);
-    let mut out = Map::new();
     let mut keys: Vec<&String> = lm.keys().chain(sm.keys()).chain(bm.keys()).collect();
     keys.sort_unstable();
     keys.dedup();
+    // Units: each declared group, then (under `lww`) every field no strategy names. A unit comes
+    // whole from one side.
+    let grouped = |k: &str| spec.groups.iter().position(|g| g.iter().any(|f| f == k));
+    let mut units: Vec<Vec<&String>> = vec![Vec::new(); spec.groups.len() + 1];
+    let mut out = Map::new();
     for k in keys {
-        let strategy = spec.fields.get(k.as_str()).copied().unwrap_or(spec.default);
-        if let Some(v) = merge_value(strategy, bm.get(k), lm.get(k), sm.get(k), st)? {
-            out.insert(k.clone(), v);
+        let named = spec.fields.get(k.as_str()).copied();
+        match (grouped(k), named) {
+            (Some(g), _) => units[g].push(k),
+            (None, None) if spec.default == Strategy::Lww => units[spec.groups.len()].push(k),
+            (None, named) => {
+                if let Some(v) = merge_value(named.unwrap_or(spec.default), bm.get(k), lm.get(k), sm.get(k), st)? {
+                    out.insert(k.clone(), v);
+                }
+            }
+        }
+    }
+    for unit in units.into_iter().filter(|u| !u.is_empty()) {
+        let part =
+            |m: &Map| -> Map { unit.iter().filter_map(|k| Some(((*k).clone(), m.get(k.as_str())?.clone()))).collect() };
+        let (b, l, s) = (part(bm), part(lm), part(sm));
+        let local = if l == s || s == b {
+            true
+        } else if l == b {
+            false
+        } else {
+            match spec.default {
+                Strategy::Manual => return Err(Manual),
+                Strategy::Server => false,
+                Strategy::Client => true,
+                _ => local_wins(st, &Value::Object(l.clone()), &Value::Object(s.clone())),
+            }
+        };
+        for (k, v) in if local { l } else { s } {
+            out.insert(k, v);
         }
     }
     Ok(Value::Object(out))
@@ -209,9 +243,9 @@ fn merge_value(
                 let nested = MergeSpec { default: Strategy::Merge3, ..MergeSpec::default() };
                 Ok(Some(merge_fields(&nested, o, l.unwrap_or(&Value::Null), s.unwrap_or(&Value::Null), st)?))
             }
-            _ => Ok(if local_wins(st) { l } else { s }.cloned()),
+            _ => Ok(pick(st, l, s)),
         },
-        _ => Ok(if local_wins(st) { l } else { s }.cloned()),
+        _ => Ok(pick(st, l, s)),
     }
 }
 
@@ -226,8 +260,18 @@ fn comparable(l: &Value, s: &Value) -> Option<(f64, f64)> {
     }
 }
 
-fn local_wins(st: &Stamps) -> bool {
-    (st.local_ms, st.local_device.as_str()) > (st.server_ms, st.server_device.as_str())
+/// Whether `local` is the later write. Equal times: the larger canonical JSON wins, so that two
+/// devices that each see the other's write as "server" pick the same one.
+fn local_wins(st: &Stamps, local: &Value, server: &Value) -> bool {
+    match st.local_ms.cmp(&st.server_ms) {
+        std::cmp::Ordering::Equal => canonical_json(local) > canonical_json(server),
+        later => later.is_gt(),
+    }
+}
+
+fn pick(st: &Stamps, l: Option<&Value>, s: Option<&Value>) -> Option<Value> {
+    let null = Value::Null;
+    if local_wins(st, l.unwrap_or(&null), s.unwrap_or(&null)) { l } else { s }.cloned()
 }
 
 /// `server + (local - base)`, in integers when all three are integers.
@@ -285,13 +329,14 @@ mod tests {
     use crate::json;
 
     fn st(local_ms: u64, server_ms: u64) -> Stamps {
-        Stamps { local_ms, server_ms, local_device: "a".into(), server_device: "b".into() }
+        Stamps { local_ms, server_ms }
     }
 
     fn spec(default: Strategy, fields: &[(&str, Strategy)]) -> MergeSpec {
         MergeSpec {
             default,
             fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            groups: Vec::new(),
             on_deleted: OnDeleted::Recreate,
         }
     }
@@ -304,22 +349,56 @@ mod tests {
     }
 
     #[test]
-    fn each_side_keeps_the_fields_it_changed() {
+    fn merge3_keeps_the_fields_each_side_changed() {
         let base = json!({"a": 1, "b": 1, "c": 1});
         let local = json!({"a": 2, "b": 1, "c": 1});
         let server = json!({"a": 1, "b": 3, "c": 1});
-        let r = merge(&spec(Strategy::Lww, &[]), Some(&base), Some(&local), Some(&server), &st(1, 2));
+        let r = merge(&spec(Strategy::Merge3, &[]), Some(&base), Some(&local), Some(&server), &st(1, 2));
         assert_eq!(merged(r), json!({"a": 2, "b": 3, "c": 1}));
     }
 
     #[test]
-    fn lww_picks_the_later_write_and_breaks_ties_by_device() {
-        let (b, l, s) = (json!({"x": 0}), json!({"x": 1}), json!({"x": 2}));
+    fn lww_takes_the_later_record_whole() {
+        // The reference design's progress rule: grade / interval / nextReview are never mixed.
+        let base = json!({"grade": 1, "interval": 1, "nextReview": "d1"});
+        let local = json!({"grade": 3, "interval": 1, "nextReview": "d1"});
+        let server = json!({"grade": 1, "interval": 4, "nextReview": "d4"});
         let sp = spec(Strategy::Lww, &[]);
-        assert_eq!(merged(merge(&sp, Some(&b), Some(&l), Some(&s), &st(5, 4))), json!({"x": 1}));
-        assert_eq!(merged(merge(&sp, Some(&b), Some(&l), Some(&s), &st(4, 5))), json!({"x": 2}));
-        // Equal times: device "b" > "a", so the server's write wins, on both devices alike.
-        assert_eq!(merged(merge(&sp, Some(&b), Some(&l), Some(&s), &st(5, 5))), json!({"x": 2}));
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2))), server);
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(3, 2))), local);
+        // No base (both created the record): the later one, whole.
+        assert_eq!(merged(merge(&sp, None, Some(&local), Some(&server), &st(3, 2))), local);
+        // Only one side changed since base: that side, whatever the times say.
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&base), Some(&server), &st(9, 2))), server);
+        assert_eq!(merged(merge(&sp, Some(&base), Some(&local), Some(&base), &st(1, 9))), local);
+    }
+
+    #[test]
+    fn lww_ties_pick_the_same_write_on_every_device() {
+        let (b, x1, x2) = (json!({"x": 0}), json!({"x": 1}), json!({"x": 2}));
+        let sp = spec(Strategy::Lww, &[]);
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&x1), Some(&x2), &st(5, 4))), x1);
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&x1), Some(&x2), &st(4, 5))), x2);
+        // Equal times: device A (local x1, server x2) and device B (local x2, server x1) agree.
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&x1), Some(&x2), &st(5, 5))), x2);
+        assert_eq!(merged(merge(&sp, Some(&b), Some(&x2), Some(&x1), &st(5, 5))), x2);
+    }
+
+    #[test]
+    fn named_fields_merge_alone_and_groups_merge_whole() {
+        let mut sp = spec(Strategy::Merge3, &[("xp", Strategy::Sum)]);
+        sp.groups = vec![vec!["grade".into(), "interval".into()]];
+        let base = json!({"grade": 1, "interval": 1, "note": "n", "xp": 10});
+        let local = json!({"grade": 3, "interval": 1, "note": "n", "xp": 12});
+        let server = json!({"grade": 1, "interval": 4, "note": "m", "xp": 15});
+        // The group comes whole from the later write (the server); `note` changed on one side only;
+        // `xp` adds both increments.
+        let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(1, 2)));
+        assert_eq!(r, json!({"grade": 1, "interval": 4, "note": "m", "xp": 17}));
+        // Under lww the rest is one unit too, and the named field still merges alone.
+        sp.default = Strategy::Lww;
+        let r = merged(merge(&sp, Some(&base), Some(&local), Some(&server), &st(3, 2)));
+        assert_eq!(r, json!({"grade": 3, "interval": 1, "note": "m", "xp": 17}));
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl RetryPolicy {
     pub fn next_delay(&self, attempts: u32, retry_after_ms: Option<u64>, r1: u64, r2: u64) -> u64 {
         let own = self.backoff(attempts, r1, r2);
         match retry_after_ms {
-            Some(ra) => ra.max(own.min(self.base_ms)),
+            Some(ra) => ra.max(own),
             None => own,
         }
     }
@@ -220,8 +220,11 @@ mod tests {
     fn retry_after_wins_when_later() {
         let p = RetryPolicy::default();
         assert_eq!(p.next_delay(0, Some(5_000), 0, 0), 5_000);
-        // A server asking for an immediate retry still waits the minimum of our own backoff.
+        // A server asking for an immediate retry still waits our whole backoff: `Retry-After: 0`
+        // must not burn every attempt in seconds.
         assert_eq!(p.next_delay(5, Some(0), 700, 0), 700);
+        assert_eq!(p.next_delay(5, Some(0), 20_000, 300), p.backoff(5, 20_000, 300));
+        assert_eq!(p.next_delay(5, Some(500), 20_000, 300), 20_300);
     }
 
     #[test]

@@ -160,12 +160,20 @@ fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Functi
         let update = match rest_str("update")?.as_deref() {
             None | Some("put") => UpdateMethod::Put,
             Some("patch") => UpdateMethod::Patch,
-            Some(o) => return Err(SyncError::Config(format!("rest.update '{o}' (expected 'put' or 'patch')"))),
+            Some("post") => UpdateMethod::Post,
+            Some(o) => return Err(SyncError::Config(format!("rest.update '{o}' (expected 'put', 'patch' or 'post')"))),
         };
         let version = rest_str("version")?.as_deref().map(VersionSource::parse).unwrap_or_default();
         let pull_param = rest_str("pullParam")?.unwrap_or_else(|| "since".into());
         let wire = wire_of(c.opt_str("transport").map_err(config)?.as_deref())?.unwrap_or(default_wire);
-        wires.insert(name.clone(), CollectionWire { endpoint: endpoint.clone(), wire, update, version, pull_param });
+        let key = c.opt_str("key").map_err(config)?.unwrap_or_else(|| "id".into());
+        if key.is_empty() {
+            return Err(SyncError::Config(format!("collections.{name}.key must name a field")));
+        }
+        wires.insert(
+            name.clone(),
+            CollectionWire { endpoint: endpoint.clone(), wire, update, version, pull_param, key },
+        );
         let merge = match c.opt_object("merge", "merge").map_err(config)? {
             None => MergeSpec::default(),
             Some(mut m) => MergeSpec {
@@ -183,6 +191,7 @@ fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Functi
                         return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')")))
                     }
                 },
+                groups: groups(m.value("groups"), &name)?,
                 fields: match m.opt_object("fields", "merge.fields").map_err(config)? {
                     None => VecMap::new(),
                     Some(fields) => fields
@@ -251,6 +260,17 @@ fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Functi
         wires,
         resolvers,
     })
+}
+
+/// `merge.groups`: arrays of field names, each merged as one unit.
+fn groups(v: Option<Value>, collection: &str) -> Result<Vec<Vec<String>>> {
+    let bad = || config(format!("collections.{collection}.merge.groups: expected arrays of field names"));
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let groups = v.as_array().ok_or_else(bad)?;
+    groups
+        .iter()
+        .map(|g| g.as_array().ok_or_else(bad)?.iter().map(|f| f.as_str().map(str::to_string).ok_or_else(bad)).collect())
+        .collect()
 }
 
 /// Each collection's `resolve` function, if it has one.

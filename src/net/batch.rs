@@ -12,6 +12,8 @@ use crate::core::retry::parse_retry_after;
 use crate::core::traits::{Failure, OpResult, Outcome, PushResponse};
 use crate::core::value::{Map, Value};
 
+pub use super::shape::error_message;
+
 /// Larger bodies are refused unread (a server that sends megabytes is not answering us).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -102,19 +104,51 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
     } else if let Some(c) = r.get("conflict").and_then(Value::as_object) {
         decode_conflict(c).map_err(|m| protocol(format!("result {op_id}: {m}")))?
     } else {
-        let status = r.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(400);
-        let message = r.get("error").and_then(Value::as_str).unwrap_or("the server refused the operation").to_string();
-        if status == 409 || status == 412 {
+        let message = match r.get("error") {
+            Some(Value::String(m)) => m.clone(),
+            Some(e) => super::shape::error_message(&crate::core::json::text(&Value::Object(r.clone())))
+                .unwrap_or_else(|| crate::core::json::text(e)),
+            None => "the server refused the operation".into(),
+        };
+        let status =
+            r.get("status").or_else(|| r.get("statusCode")).and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
+        match status.unwrap_or_else(|| status_from_error(r.get("error"), &message)) {
             // A conflict without the server's state: retry, and the server will say more.
-            Outcome::Failed(Failure::new(SyncError::Http {
+            409 | 412 => Outcome::Failed(Failure::new(SyncError::Http {
                 status: 503,
                 message: format!("conflict without server state: {message}"),
-            }))
-        } else {
-            Outcome::Failed(Failure::new(SyncError::Http { status, message }))
+            })),
+            status => Outcome::Failed(Failure::new(SyncError::Http { status, message })),
         }
     };
     Ok(OpResult { op_id: op_id.to_string(), outcome })
+}
+
+/// The status a failed result without one stands for, from its error code or message. Only an
+/// error that says the operation itself is wrong is permanent (400, 403, 404, 413, 422); anything
+/// else (an unknown code, a bare "failed") is retried (503): a write is never dropped on a guess.
+fn status_from_error(error: Option<&Value>, message: &str) -> u16 {
+    let code = error.and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or(message).to_ascii_lowercase();
+    let says = |words: &[&str]| words.iter().any(|w| code.contains(w));
+    if says(&["conflict", "version"]) {
+        409
+    } else if says(&["rate", "too many", "throttl"]) {
+        429
+    } else if says(&["unavailable", "timeout", "timed out", "internal", "temporar", "retry", "busy"]) {
+        503
+    } else if says(&["unauthori", "unauthenti", "token"]) {
+        401
+    } else if says(&["forbidden", "permission", "not allowed"]) {
+        403
+    } else if says(&["not found", "not_found", "notfound", "no such"]) {
+        404
+    } else if says(&["too large", "too_large", "payload"]) {
+        413
+    } else if says(&["valid", "required", "invalid", "malformed", "bad request", "bad_request", "must be", "schema"]) {
+        422
+    } else {
+        503
+    }
 }
 
 /// Reads the reference design's conflict object:
@@ -164,12 +198,6 @@ pub fn json_answer(status: u16, body: &str, retry_after: Option<&str>, now_ms: u
         return Err(protocol(format!("the response is {} bytes; the limit is {MAX_RESPONSE_BYTES}", body.len())));
     }
     crate::core::json::parse(body).map_err(|e| protocol(format!("the response is not JSON ({e})")))
-}
-
-/// The `error` (or `message`) field of a JSON error body.
-pub fn error_message(body: &str) -> Option<String> {
-    let v = crate::core::json::parse(body).ok()?;
-    v.get("error").or_else(|| v.get("message")).and_then(Value::as_str).map(|s| s.chars().take(500).collect())
 }
 
 fn protocol(m: String) -> Failure {
@@ -272,6 +300,29 @@ mod tests {
             r.results[3].outcome,
             Outcome::Failed(Failure::new(SyncError::Http { status: 422, message: "checksum mismatch".into() }))
         );
+    }
+
+    #[test]
+    fn a_failed_result_without_status_is_classified_from_its_error() {
+        let body = json!({"success": false, "results": [
+            {"operationId": "v", "success": false, "error": {"code": "VALIDATION_ERROR", "message": "grade must be 0-3"}},
+            {"operationId": "u", "success": false, "error": "something went wrong"},
+            {"operationId": "r", "success": false, "error": {"code": "RATE_LIMITED"}},
+            {"operationId": "c", "success": false, "error": "Version conflict"}
+        ]})
+        .to_string();
+        let r = decode_response(200, &body, None, 0).unwrap();
+        let status = |i: usize| match &r.results[i].outcome {
+            Outcome::Failed(f) => f.error.status(),
+            other => panic!("{other:?}"),
+        };
+        // Invalid input is permanent; an unknown error is retried, never dropped on a guess; a
+        // conflict without the server's state is retried until the server says more.
+        assert_eq!((status(0), status(1), status(2), status(3)), (Some(422), Some(503), Some(429), Some(503)));
+        match &r.results[0].outcome {
+            Outcome::Failed(f) => assert!(f.error.to_string().contains("VALIDATION_ERROR: grade must be 0-3")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::batch::{decode_response, encode_request, MAX_RESPONSE_BYTES};
 use super::pull::decode_pull;
-use super::rest::{decode, decode_fetched, encode_segment, request_for, CollectionWire, Wire};
+use super::rest::{decode, decode_check, decode_fetched, item_path, needs_check, request_for, CollectionWire, Wire};
+use super::shape::Next;
 use crate::core::error::SyncError;
 use crate::core::op::Operation;
 use crate::core::traits::{Failure, OpResult, Outcome, PullPage, PushResponse, Transport};
@@ -156,7 +157,8 @@ impl FetchTransport {
         let standard = [
             ("Content-Type", body.map(|_| "application/json")),
             ("X-Device-ID", Some(device_id).filter(|d| !d.is_empty())),
-            ("X-Client-Version", Some(self.client_version.as_str())),
+            // tidesync's own version; `X-Client-Version` is the base version of a REST write.
+            ("X-Tidesync-Version", Some(self.client_version.as_str())),
             ("Authorization", bearer.as_deref()),
         ];
         let mut headers = String::from("[");
@@ -198,6 +200,14 @@ impl FetchTransport {
                 op.collection
             )))));
         };
+        let item = self.url(&item_path(wire, &op.entity_id));
+        if needs_check(op) {
+            // No blind writes: the version this write was made on is unknown, so read the record first.
+            let g = self.send("GET", &item, None, &[], device_id).await?;
+            if let Some(outcome) = decode_check(op, wire, g.status, &g.body, g.etag.as_deref()) {
+                return Ok(outcome);
+            }
+        }
         let req = request_for(op, wire);
         let headers: Vec<(&str, &str)> = req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let a = self.send(req.method, &self.url(&req.path), req.body.as_deref(), &headers, device_id).await?;
@@ -205,9 +215,7 @@ impl FetchTransport {
         match decode(op, wire, a.status, &a.body, a.etag.as_deref(), a.retry_after.as_deref(), now) {
             Ok(outcome) => Ok(outcome),
             Err(_needs_fetch) => {
-                let url =
-                    self.url(&format!("{}/{}", wire.endpoint.trim_end_matches('/'), encode_segment(&op.entity_id)));
-                let g = self.send("GET", &url, None, &[], device_id).await?;
+                let g = self.send("GET", &item, None, &[], device_id).await?;
                 Ok(decode_fetched(wire, g.status, &g.body, g.etag.as_deref()))
             }
         }
@@ -268,10 +276,42 @@ impl Transport for FetchTransport {
             .ok_or_else(|| Failure::new(SyncError::InvalidInput(format!("unknown collection '{collection}'"))))?;
         let mut url = self.url(&wire.endpoint);
         if let Some(c) = cursor {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            url = format!("{url}{sep}{}={}", wire.pull_param, String::from(js_sys::encode_uri_component(c)));
+            url = with_param(&url, &wire.pull_param, c);
         }
-        let a = self.send("GET", &url, None, &[], "").await?;
-        decode_pull(a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)
+        // A paginated full listing is followed to its end here: the engine sees one listing.
+        let mut whole = PullPage::default();
+        for _ in 0..MAX_LISTING_PAGES {
+            let a = self.send("GET", &url, None, &[], "").await?;
+            let (page, next) =
+                decode_pull(wire, a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)?;
+            let Some(next) = next else {
+                if whole.items.is_empty() {
+                    return Ok(page);
+                }
+                whole.items.extend(page.items);
+                return Ok(whole);
+            };
+            whole.items.extend(page.items);
+            url = match next {
+                Next::Url(u) => self.url(&u),
+                Next::Param(name, value) => with_param(&url, name, &value),
+            };
+        }
+        Err(Failure::new(SyncError::Protocol(format!(
+            "the listing of '{collection}' did not end within {MAX_LISTING_PAGES} pages"
+        ))))
     }
+}
+
+/// At most this many pages of one paginated listing.
+const MAX_LISTING_PAGES: usize = 1_000;
+
+/// `url` with the query parameter `name` set to `value` (replacing it if present).
+fn with_param(url: &str, name: &str, value: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let encoded = |s: &str| String::from(js_sys::encode_uri_component(s));
+    let mut parts: Vec<String> =
+        query.split('&').filter(|p| !p.is_empty() && p.split('=').next() != Some(name)).map(str::to_string).collect();
+    parts.push(format!("{}={}", encoded(name), encoded(value)));
+    format!("{path}?{}", parts.join("&"))
 }

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod pull;
 pub mod rest;
+pub mod shape;
 
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;

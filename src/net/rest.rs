@@ -1,13 +1,25 @@
 //! REST mode: one plain CRUD request per op, for backends that know nothing of tidesync.
 //!
-//! create -> `POST {endpoint}`, update -> `PUT {endpoint}/{id}` (or `PATCH` with a JSON merge
-//! patch of the changed fields), delete -> `DELETE {endpoint}/{id}`. Every write carries the op id
-//! as `Idempotency-Key` and `X-Operation-ID`, and `If-Match` when the record's version is known.
+//! create -> `POST {endpoint}`, update -> `PUT {endpoint}/{id}` (or `PATCH` with a JSON merge patch
+//! of the changed fields, or `POST {endpoint}` for upsert APIs), delete -> `DELETE {endpoint}/{id}`.
+//! Every write carries the op id as `Idempotency-Key` and `X-Operation-ID`, the version it was made
+//! on as `X-Client-Version` (0 for a create) and `If-Match`. Records, versions and errors are read
+//! wherever the backend puts them (`shape`).
+//!
+//! No blind writes: an update or delete whose base version is unknown (the create's answer had
+//! none) is preceded by a `GET` of the record (`check_request` / `decode_check`). A backend with
+//! versions gives it there, and the write becomes a conflict against it (the merge decides). A
+//! backend with no versions at all gets a *fingerprint* instead: a hash of the record as the server
+//! answered it, stored as the record's version; the write is sent only while the server's record
+//! still has the fingerprint the write was made on, and is a conflict otherwise.
+//!
 //! Pure Rust: the fetch transport sends what `request_for` builds and hands the answer to `decode`.
 
 use serde::Serialize;
 
-use super::batch::{decode_conflict, error_message, MAX_RESPONSE_BYTES};
+use super::batch::{decode_conflict, MAX_RESPONSE_BYTES};
+use super::shape::{error_message, record, version_at};
+use crate::core::checksum::checksum;
 use crate::core::error::SyncError;
 use crate::core::op::{OpKind, Operation};
 use crate::core::retry::parse_retry_after;
@@ -31,17 +43,20 @@ pub enum UpdateMethod {
     #[default]
     Put,
     Patch,
+    /// `POST {endpoint}` with the whole record: APIs that upsert by the record's key.
+    Post,
 }
 
 /// Where the server says which version a record is at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum VersionSource {
-    /// The `ETag` header (a quoted integer, weak or strong), else a `version` field of the body.
+    /// The `ETag` header (a quoted integer, weak or strong), else a `version` field of the record
+    /// (inside an envelope or not).
     #[default]
     Etag,
-    /// This field of the body.
+    /// This field of the body: a name (`rev`) or a dotted path (`data.version`).
     Field(String),
-    /// No versions: last write wins on the server; no `If-Match`.
+    /// No versions: records are compared by fingerprint before each update.
     None,
 }
 
@@ -56,7 +71,7 @@ impl VersionSource {
 }
 
 /// One collection's wire settings.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CollectionWire {
     pub endpoint: String,
     pub wire: Wire,
@@ -64,6 +79,21 @@ pub struct CollectionWire {
     pub version: VersionSource,
     /// The query parameter carrying the pull cursor (`since`).
     pub pull_param: String,
+    /// The field of the backend's records that holds the record id (`id`, `cardId`).
+    pub key: String,
+}
+
+impl Default for CollectionWire {
+    fn default() -> Self {
+        CollectionWire {
+            endpoint: String::new(),
+            wire: Wire::default(),
+            update: UpdateMethod::default(),
+            version: VersionSource::default(),
+            pull_param: "since".into(),
+            key: "id".into(),
+        }
+    }
 }
 
 /// An HTTP request to make.
@@ -89,11 +119,42 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-fn with_id(payload: &Option<Value>, id: &str) -> String {
-    let mut v = payload.clone().unwrap_or_else(|| Value::Object(Map::new()));
+/// `{endpoint}/{id}`.
+pub fn item_path(c: &CollectionWire, id: &str) -> String {
+    format!("{}/{}", c.endpoint.trim_end_matches('/'), encode_segment(id))
+}
+
+/// Fingerprints live above every plausible server version: bit 52 set, below 2^53 (exact in JS).
+const FINGERPRINT: u64 = 1 << 52;
+
+/// A version tidesync made up for a backend without versions (never sent as one).
+pub fn is_fingerprint(v: u64) -> bool {
+    (FINGERPRINT..FINGERPRINT << 1).contains(&v)
+}
+
+/// The fingerprint of a record as the server answered it.
+pub fn fingerprint(r: &Map) -> u64 {
+    let sum = checksum(&Value::Object(r.clone()));
+    FINGERPRINT | u64::from_str_radix(&sum[..13], 16).unwrap_or(0)
+}
+
+/// The version the server gave the op's base, if it is a real one.
+fn base_version(op: &Operation) -> Option<u64> {
+    op.base_version.filter(|v| !is_fingerprint(*v))
+}
+
+/// The body of a write: the record with its key, and the base version in the version field when
+/// the backend reads it from the body (`rest.version: 'version'`).
+fn body(v: &Value, op: &Operation, c: &CollectionWire, with_key: bool) -> String {
+    let mut v = v.clone();
     if let Value::Object(m) = &mut v {
-        if !m.contains_key("id") {
-            m.insert("id".into(), Value::String(id.to_string()));
+        if with_key && !m.contains_key(&c.key) {
+            m.insert(c.key.clone(), Value::String(op.entity_id.clone()));
+        }
+        if let (VersionSource::Field(f), Some(base)) = (&c.version, base_version(op)) {
+            if !f.contains('.') {
+                m.insert(f.clone(), Value::from(base));
+            }
         }
     }
     crate::core::json::text(&v)
@@ -101,22 +162,35 @@ fn with_id(payload: &Option<Value>, id: &str) -> String {
 
 /// The request that carries `op` to a plain REST backend.
 pub fn request_for(op: &Operation, c: &CollectionWire) -> RestRequest {
-    let item = format!("{}/{}", c.endpoint.trim_end_matches('/'), encode_segment(&op.entity_id));
-    let (method, path, body) = match op.kind {
-        OpKind::Create => ("POST", c.endpoint.clone(), Some(with_id(&op.payload, &op.entity_id))),
-        OpKind::Update => match (c.update, &op.patch) {
-            (UpdateMethod::Patch, Some(patch)) => ("PATCH", item, Some(crate::core::json::text(patch))),
-            _ => ("PUT", item, Some(with_id(&op.payload, &op.entity_id))),
-        },
-        OpKind::Delete => ("DELETE", item, None),
+    let empty = Value::Object(Map::new());
+    let record = op.payload.as_ref().unwrap_or(&empty);
+    let (method, path, body) = match (op.kind, c.update, &op.patch) {
+        (OpKind::Create, ..) => ("POST", c.endpoint.clone(), Some(body(record, op, c, true))),
+        (OpKind::Update, UpdateMethod::Patch, Some(patch)) => {
+            ("PATCH", item_path(c, &op.entity_id), Some(body(patch, op, c, false)))
+        }
+        (OpKind::Update, UpdateMethod::Post, _) => ("POST", c.endpoint.clone(), Some(body(record, op, c, true))),
+        (OpKind::Update, ..) => ("PUT", item_path(c, &op.entity_id), Some(body(record, op, c, true))),
+        (OpKind::Delete, ..) => ("DELETE", item_path(c, &op.entity_id), None),
     };
     let mut headers = vec![("Idempotency-Key", op.id.clone()), ("X-Operation-ID", op.id.clone())];
-    if let (Some(v), false) = (op.base_version, c.version == VersionSource::None) {
-        if op.kind != OpKind::Create {
-            headers.push(("If-Match", format!("\"{v}\"")));
+    match (op.kind, base_version(op)) {
+        (OpKind::Create, _) => headers.push(("X-Client-Version", "0".into())),
+        (_, Some(v)) => {
+            headers.push(("X-Client-Version", v.to_string()));
+            if c.version != VersionSource::None {
+                headers.push(("If-Match", format!("\"{v}\"")));
+            }
         }
+        (_, None) => {}
     }
     RestRequest { method, path, body, headers }
+}
+
+/// Whether `op` must first read the record: an update or delete whose base version the server
+/// never told us (or, without versions, whose fingerprint must be compared).
+pub fn needs_check(op: &Operation) -> bool {
+    op.kind != OpKind::Create && base_version(op).is_none()
 }
 
 /// A version from an `ETag`: `"3"`, `W/"3"` or `3`.
@@ -125,9 +199,18 @@ pub fn etag_version(etag: &str) -> Option<u64> {
     etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"').parse().ok()
 }
 
-fn body_version(body: Option<&Map>, field: &str) -> Option<u64> {
-    let v = body?.get(field)?;
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+/// The server's version of the record an answer holds: from `rest.version`, else a fingerprint of
+/// the record. `Err`: the configured field holds something that is not a version.
+fn version_of(c: &CollectionWire, json: &Value, rec: Option<&Map>, etag: Option<&str>) -> Result<Option<u64>, String> {
+    let real = match &c.version {
+        VersionSource::Etag => match etag.and_then(etag_version) {
+            Some(v) => Some(v),
+            None => version_at(json, rec, "version")?,
+        },
+        VersionSource::Field(f) => version_at(json, rec, f)?,
+        VersionSource::None => None,
+    };
+    Ok(real.or_else(|| rec.map(fingerprint)))
 }
 
 /// What the answer to one REST request means for its op. `Err(())` from a conflict answer means
@@ -151,27 +234,25 @@ pub fn decode(
     }
     let json: Option<Value> = if body.trim().is_empty() { None } else { crate::core::json::parse(body).ok() };
     let obj = json.as_ref().and_then(Value::as_object);
-    let version = |obj: Option<&Map>| match &c.version {
-        VersionSource::Etag => etag.and_then(etag_version).or_else(|| body_version(obj, "version")),
-        VersionSource::Field(f) => body_version(obj, f),
-        VersionSource::None => None,
-    };
     match status {
         200..=299 => {
-            if !body.trim().is_empty() && json.is_none() {
+            let Some(json) = json.as_ref().or(body.trim().is_empty().then_some(&Value::Null)) else {
                 return failed(SyncError::Protocol("the server answered 2xx with a body that is not JSON".into()));
-            }
+            };
             if obj.and_then(|o| o.get("success")).and_then(Value::as_bool) == Some(false) {
                 let message = error_message(body).unwrap_or_else(|| "the server said it failed".into());
                 return failed(SyncError::Protocol(format!("the server answered {status} but said: {message}")));
             }
-            // The record stays as the app wrote it: a REST representation adds server fields
-            // (`id`, `version`, timestamps) that differ between backends; pulls bring those.
-            Ok(Outcome::Accepted { version: version(obj), data: None, checksum: None })
+            // The record as the server holds it now (it may add fields: its key, version, times).
+            let rec = record(json).filter(|_| op.kind != OpKind::Delete);
+            match version_of(c, json, rec, etag) {
+                Ok(version) => Ok(Outcome::Accepted { version, data: rec.cloned().map(Value::Object), checksum: None }),
+                Err(m) => failed(SyncError::Protocol(format!("{} answered a write with {m}", c.endpoint))),
+            }
         }
         // Deleting what is already gone is done.
-        404 if op.kind == OpKind::Delete => Ok(Outcome::Accepted { version: None, data: None, checksum: None }),
-        404 if op.kind == OpKind::Update => {
+        404 | 410 if op.kind == OpKind::Delete => Ok(Outcome::Accepted { version: None, data: None, checksum: None }),
+        404 | 410 if op.kind == OpKind::Update && c.update != UpdateMethod::Post => {
             Ok(Outcome::Conflict { server_version: None, server_data: None, deleted: true, server_modified_ms: None })
         }
         409 | 412 => {
@@ -184,23 +265,18 @@ pub fn decode(
                     return Ok(outcome);
                 }
             }
-            if let Some(data) = obj.and_then(|o| o.get("serverData")).filter(|d| d.is_object()) {
-                let server_version = etag.and_then(etag_version).or_else(|| body_version(data.as_object(), "version"));
-                return Ok(Outcome::Conflict {
-                    server_version,
-                    server_data: Some(data.clone()),
-                    deleted: false,
-                    server_modified_ms: None,
-                });
-            }
-            match obj {
-                Some(o) if o.contains_key("id") && !o.contains_key("error") => Ok(Outcome::Conflict {
-                    server_version: version(obj),
-                    server_data: Some(Value::Object(o.clone())),
+            let state = obj.and_then(|o| o.get("serverData")).and_then(Value::as_object).or_else(|| {
+                let r = record(json.as_ref()?)?;
+                (r.contains_key(&c.key) && !r.contains_key("error")).then_some(r)
+            });
+            match state {
+                Some(data) => Ok(Outcome::Conflict {
+                    server_version: version_of(c, &Value::Null, Some(data), etag).ok().flatten(),
+                    server_data: Some(Value::Object(data.clone())),
                     deleted: false,
                     server_modified_ms: None,
                 }),
-                _ => Err(NeedsFetch),
+                None => Err(NeedsFetch),
             }
         }
         _ => {
@@ -217,34 +293,53 @@ pub fn decode(
 #[derive(Debug, PartialEq)]
 pub struct NeedsFetch;
 
-/// The conflict, from a `GET {endpoint}/{id}` made after a conflict answer without data.
+/// The record as a `GET {endpoint}/{id}` found it (made after a conflict answer without the
+/// server's state, or before a write whose base version is unknown): a conflict against it.
 pub fn decode_fetched(c: &CollectionWire, status: u16, body: &str, etag: Option<&str>) -> Outcome {
     match status {
         404 | 410 => {
             Outcome::Conflict { server_version: None, server_data: None, deleted: true, server_modified_ms: None }
         }
-        200..=299 => match crate::core::json::parse(body) {
-            Ok(Value::Object(o)) => {
-                let server_version = match &c.version {
-                    VersionSource::Etag => etag.and_then(etag_version).or_else(|| body_version(Some(&o), "version")),
-                    VersionSource::Field(f) => body_version(Some(&o), f),
-                    VersionSource::None => None,
-                };
-                Outcome::Conflict {
+        200..=299 => match crate::core::json::parse(body).ok().as_ref().and_then(|j| Some((j, record(j)?))) {
+            Some((json, rec)) => match version_of(c, json, Some(rec), etag) {
+                Ok(server_version) => Outcome::Conflict {
                     server_version,
-                    server_data: Some(Value::Object(o)),
+                    server_data: Some(Value::Object(rec.clone())),
                     deleted: false,
                     server_modified_ms: None,
-                }
-            }
-            _ => Outcome::Failed(Failure::new(SyncError::Protocol(
-                "the record fetched after a conflict is not a JSON object".into(),
-            ))),
+                },
+                Err(m) => Outcome::Failed(Failure::new(SyncError::Protocol(format!("{}: {m}", c.endpoint)))),
+            },
+            None => Outcome::Failed(Failure::new(SyncError::Protocol(format!(
+                "the record fetched from {} is not a JSON object",
+                c.endpoint
+            )))),
         },
         _ => Outcome::Failed(Failure::new(SyncError::Http {
             status,
-            message: format!("fetching the record after a conflict: {status}"),
+            message: error_message(body).unwrap_or_else(|| format!("reading the record before writing it: {status}")),
         })),
+    }
+}
+
+/// The check before a write whose base version is unknown (`needs_check`), from the record as a
+/// `GET` found it: `None` to send the write now (the server still holds the record the write was
+/// made on, by fingerprint), or the outcome to report instead (a conflict against the server's
+/// record and version, or the GET's failure).
+pub fn decode_check(
+    op: &Operation,
+    c: &CollectionWire,
+    status: u16,
+    body: &str,
+    etag: Option<&str>,
+) -> Option<Outcome> {
+    match decode_fetched(c, status, body, etag) {
+        // Deleting what is already gone is done.
+        Outcome::Conflict { deleted: true, .. } if op.kind == OpKind::Delete => {
+            Some(Outcome::Accepted { version: None, data: None, checksum: None })
+        }
+        Outcome::Conflict { server_version: Some(v), .. } if is_fingerprint(v) && op.base_version == Some(v) => None,
+        other => Some(other),
     }
 }
 
@@ -300,14 +395,124 @@ mod tests {
         assert_eq!((r.method, r.body.as_deref()), ("PATCH", Some(r#"{"done":true}"#)));
         let r =
             request_for(&op(OpKind::Delete, None, Some(4)), &CollectionWire { version: VersionSource::None, ..wire() });
-        assert_eq!((r.method, r.body, r.headers.len()), ("DELETE", None, 2));
+        assert_eq!((r.method, r.body, r.headers.len()), ("DELETE", None, 3));
+        assert!(!r.headers.iter().any(|(k, _)| *k == "If-Match"));
+    }
+
+    #[test]
+    fn headers_and_bodies_of_the_reference_progress_api() {
+        // Keyed by `cardId`, updates are upserts by POST, X-Client-Version is the base version.
+        let progress = CollectionWire { key: "cardId".into(), update: UpdateMethod::Post, ..wire() };
+        let create = request_for(&op(OpKind::Create, Some(json!({"grade": 2})), None), &progress);
+        assert_eq!((create.method, create.path.as_str()), ("POST", "/api/todos"));
+        assert_eq!(
+            crate::core::json::parse(create.body.as_deref().unwrap()).unwrap(),
+            json!({"grade": 2, "cardId": "a b"})
+        );
+        assert!(create.headers.contains(&("X-Client-Version", "0".into())));
+        let update = request_for(&op(OpKind::Update, Some(json!({"grade": 3})), Some(7)), &progress);
+        assert_eq!((update.method, update.path.as_str()), ("POST", "/api/todos"));
+        assert!(update.headers.contains(&("X-Client-Version", "7".into())));
+        assert!(update.headers.contains(&("If-Match", "\"7\"".into())));
+        // A backend that reads the version from the body gets the base version there.
+        let body_version = CollectionWire { version: VersionSource::Field("version".into()), ..wire() };
+        let r = request_for(&op(OpKind::Update, Some(json!({"t": 1, "version": 2})), Some(7)), &body_version);
+        assert_eq!(
+            crate::core::json::parse(r.body.as_deref().unwrap()).unwrap(),
+            json!({"t": 1, "version": 7, "id": "a b"})
+        );
+        // A fingerprint is never sent as a version.
+        let fp = fingerprint(json!({"t": 1}).as_object().unwrap());
+        let r = request_for(&op(OpKind::Update, Some(json!({"t": 2})), Some(fp)), &body_version);
+        assert!(!r.headers.iter().any(|(k, _)| *k == "If-Match" || *k == "X-Client-Version"));
+        assert_eq!(crate::core::json::parse(r.body.as_deref().unwrap()).unwrap(), json!({"t": 2, "id": "a b"}));
+    }
+
+    #[test]
+    fn envelopes_carry_the_version_and_the_record() {
+        let upd = op(OpKind::Update, Some(json!({"grade": 3})), Some(3));
+        let progress = CollectionWire { key: "cardId".into(), ..wire() };
+        let answer = r#"{"success":true,"data":{"cardId":"a b","grade":3,"version":4,"syncedAt":"2024-01-15T10:30:00Z"},"serverTime":"2024-01-15T10:30:00Z"}"#;
+        match decode(&upd, &progress, 200, answer, None, None, 0).unwrap() {
+            Outcome::Accepted { version: Some(4), data: Some(d), .. } => {
+                assert_eq!(d["syncedAt"], json!("2024-01-15T10:30:00Z"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let pathed = CollectionWire { version: VersionSource::Field("data.version".into()), ..progress.clone() };
+        assert!(matches!(
+            decode(&upd, &pathed, 200, answer, None, None, 0),
+            Ok(Outcome::Accepted { version: Some(4), .. })
+        ));
+        // A version field that is not a number is a protocol error that names it.
+        let bad = r#"{"success":true,"data":{"cardId":"a b","version":"four"}}"#;
+        match decode(&upd, &pathed, 200, bad, None, None, 0) {
+            Ok(Outcome::Failed(f)) => assert!(f.error.to_string().contains("`data.version`"), "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+        // The reference error body.
+        let e = r#"{"success":false,"error":{"code":"VALIDATION_ERROR","message":"grade must be 0-3"}}"#;
+        match decode(&upd, &progress, 400, e, None, None, 0) {
+            Ok(Outcome::Failed(f)) => assert_eq!(
+                f.error,
+                SyncError::Http { status: 400, message: "VALIDATION_ERROR: grade must be 0-3".into() }
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_blind_writes_without_a_known_version() {
+        let none = CollectionWire { version: VersionSource::None, ..wire() };
+        let server = r#"{"id":"a b","t":1}"#;
+        let fp = fingerprint(crate::core::json::parse(server).unwrap().as_object().unwrap());
+        assert!(is_fingerprint(fp) && fp < 1 << 53);
+        // A create's answer without a version gives the record's fingerprint.
+        let create = op(OpKind::Create, Some(json!({"t": 1})), None);
+        assert!(
+            matches!(decode(&create, &none, 201, server, None, None, 0), Ok(Outcome::Accepted { version: Some(v), .. }) if v == fp)
+        );
+        // The next update reads the record first; the same record: send it.
+        let upd = op(OpKind::Update, Some(json!({"t": 2})), Some(fp));
+        assert!(needs_check(&upd) && !needs_check(&op(OpKind::Update, None, Some(3))));
+        assert_eq!(decode_check(&upd, &none, 200, server, None), None);
+        // Another device changed it meanwhile: a conflict against its record, never a blind write.
+        match decode_check(&upd, &none, 200, r#"{"id":"a b","t":9}"#, None) {
+            Some(Outcome::Conflict { server_version: Some(v), server_data: Some(d), .. }) => {
+                assert!(is_fingerprint(v) && v != fp);
+                assert_eq!(d, json!({"id": "a b", "t": 9}));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A backend with versions gives the real one: a conflict against it (the merge decides, and
+        // the write goes out again with If-Match).
+        let unknown = op(OpKind::Update, Some(json!({"t": 2})), None);
+        assert!(matches!(
+            decode_check(&unknown, &wire(), 200, r#"{"success":true,"data":{"id":"a b","version":5}}"#, None),
+            Some(Outcome::Conflict { server_version: Some(5), .. })
+        ));
+        // Gone: an update is a delete conflict, a delete is done; a failed read is retried.
+        assert!(matches!(
+            decode_check(&unknown, &wire(), 404, "", None),
+            Some(Outcome::Conflict { deleted: true, .. })
+        ));
+        let del = op(OpKind::Delete, None, None);
+        assert!(matches!(decode_check(&del, &wire(), 404, "", None), Some(Outcome::Accepted { .. })));
+        assert!(matches!(decode_check(&unknown, &wire(), 503, "", None), Some(Outcome::Failed(_))));
     }
 
     #[test]
     fn answers_map_to_outcomes() {
         let upd = op(OpKind::Update, Some(json!({"t": 2})), Some(3));
         let ok = decode(&upd, &wire(), 200, r#"{"id":"a b","t":2,"version":4}"#, Some("W/\"4\""), None, 0).unwrap();
-        assert_eq!(ok, Outcome::Accepted { version: Some(4), data: None, checksum: None });
+        assert_eq!(
+            ok,
+            Outcome::Accepted {
+                version: Some(4),
+                data: Some(json!({"id": "a b", "t": 2, "version": 4})),
+                checksum: None
+            }
+        );
         let field = CollectionWire { version: VersionSource::Field("rev".into()), ..wire() };
         assert!(matches!(
             decode(&upd, &field, 200, r#"{"rev":"9"}"#, None, None, 0),
