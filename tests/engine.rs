@@ -1288,3 +1288,105 @@ fn numbers_survive_json_text_exactly() {
         assert_eq!(back.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
     }
 }
+
+#[test]
+fn a_write_the_server_may_have_applied_stalls_visibly_and_settles_itself() {
+    let e = env_with(|c| c.retry.max_attempts = 1);
+    e.synced("stats", "s", json!({"xp": 10}));
+    e.put("stats", "s", json!({"xp": 15}));
+    e.net.then(|_| Err(Failure::new(SyncError::Timeout)));
+    e.engine.take_events();
+    e.flush();
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert!(dead[0].maybe_applied);
+    let settle_at = e.clock.now_ms() + 30_000;
+    // An event says so, and status() names the record, the op, why and when it settles.
+    let stalled: Vec<Event> =
+        e.engine.take_events().into_iter().filter(|ev| matches!(ev, Event::Stalled { .. })).collect();
+    assert_eq!(
+        stalled,
+        vec![Event::Stalled {
+            op_id: dead[0].op.id.clone(),
+            collection: "stats".into(),
+            id: "s".into(),
+            message: format!("stats/s: writes wait: the server may have applied {} (request timed out)", dead[0].op.id),
+            retry_at: Some(settle_at),
+        }]
+    );
+    e.put("stats", "s", json!({"xp": 17}));
+    let status = block_on(e.engine.status()).unwrap();
+    assert_eq!((status.pending, status.dead_letters, status.blocked.len()), (1, 1, 1), "{status:?}");
+    let b = &status.blocked[0];
+    assert_eq!(
+        (b.reason, b.op_id.as_deref(), b.retry_at),
+        ("maybeApplied", Some(dead[0].op.id.as_str()), Some(settle_at))
+    );
+    // Before its time nothing of that record is sent.
+    let before = e.net.sent().len();
+    e.flush();
+    assert_eq!(e.net.sent().len(), before);
+    // Then the flush resends it under the same id (the server's ledger answers), and the later write follows.
+    e.clock.advance(30_000);
+    let r = e.flush();
+    assert_eq!((r.accepted, r.remaining), (2, 0), "{r:?}");
+    let sent: Vec<String> = e.net.sent()[before..].iter().flatten().map(|o| o.id.clone()).collect();
+    assert_eq!(sent[0], dead[0].op.id);
+    let status = block_on(e.engine.status()).unwrap();
+    assert_eq!((status.pending, status.dead_letters, status.blocked.len()), (0, 0, 0), "{status:?}");
+    assert_eq!(e.record("stats", "s").base, Some(json!({"xp": 17})));
+}
+
+#[test]
+fn a_stalled_write_past_its_age_waits_for_the_app_and_says_so() {
+    let e = env_with(|c| {
+        c.retry.max_attempts = 1;
+        c.retry.max_age_ms = 20_000;
+    });
+    e.put("notes", "n", json!({"t": 1}));
+    e.net.then(|_| Err(Failure::new(SyncError::Timeout)));
+    e.flush();
+    let status = block_on(e.engine.status()).unwrap();
+    assert_eq!(status.blocked[0].retry_at, None, "older than maxAgeMs by then: only the app settles it");
+    e.clock.advance(120_000);
+    let before = e.net.sent().len();
+    e.flush();
+    assert_eq!(e.net.sent().len(), before, "not resent on its own");
+    assert_eq!(block_on(e.engine.status()).unwrap().blocked.len(), 1);
+}
+
+#[test]
+fn the_default_lww_takes_the_later_record_whole() {
+    let iso = |ms: u64| tidesync::net::batch::iso_time(ms);
+    let t = 1_705_314_600_000u64;
+    for local_later in [true, false] {
+        let e = env();
+        let card =
+            |grade: u64, interval: u64, at: u64| json!({"grade": grade, "interval": interval, "lastModified": iso(at)});
+        e.synced("cards", "c", card(1, 1, t));
+        let version = e.record("cards", "c").version.unwrap();
+        // This device changed the grade; another changed the interval.
+        let (l, s) = if local_later { (t + 60_000, t + 30_000) } else { (t + 30_000, t + 60_000) };
+        let (local, server) = (card(3, 1, l), card(1, 4, s));
+        e.put("cards", "c", local.clone());
+        e.net.then(versioned_answer(version + 1, server.clone()));
+        e.flush();
+        // Never {grade: 3, interval: 4}: a record no device wrote.
+        let want = if local_later { local } else { server };
+        assert_eq!(e.record("cards", "c").data, Some(want), "local later: {local_later}");
+    }
+}
+
+#[test]
+fn a_version_refresh_against_an_unchanged_server_record_is_no_conflict() {
+    // A REST write whose version was unknown reads the record first; the server still holds what we
+    // last saw: our write goes out on its version, with no conflict counted or logged.
+    let e = env();
+    e.synced("cards", "c", json!({"grade": 1}));
+    e.put("cards", "c", json!({"grade": 2}));
+    e.net.then(conflict_answer(7, json!({"grade": 1})));
+    let r = e.flush();
+    assert_eq!((r.conflicts, r.accepted, r.remaining), (0, 1, 0), "{r:?}");
+    assert!(e.engine.audit_log().is_empty());
+    let last = e.net.sent().last().unwrap()[0].clone();
+    assert_eq!((last.payload, last.base_version), (Some(json!({"grade": 2})), Some(7)));
+}

@@ -112,6 +112,29 @@ pub enum Event {
     Resolved { entry: AuditEntry },
     #[serde(rename_all = "camelCase")]
     DeadLetter { op_id: String, collection: String, id: String, code: String, message: String },
+    /// A record's writes stopped: its last write ran out of attempts and the server may have
+    /// applied it. tidesync resends it under the same id at `retry_at` (the server's idempotency
+    /// answers); `retryDeadLetter(opId)` does it now, `discardDeadLetter(opId)` gives it up.
+    #[serde(rename_all = "camelCase")]
+    Stalled { op_id: String, collection: String, id: String, message: String, retry_at: Option<u64> },
+}
+
+/// A record whose writes wait (`status().blocked`), and what it waits for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocked {
+    pub collection: String,
+    pub id: String,
+    /// `conflict`: a conflict waits for `resolveConflict(conflictId)`. `maybeApplied`: a write whose
+    /// answer never came (`opId`); tidesync resends it at `retryAt` under the same id.
+    pub reason: &'static str,
+    pub conflict_id: Option<String>,
+    pub op_id: Option<String>,
+    pub message: String,
+    pub since: u64,
+    /// When tidesync settles it itself (`None`: only the app can, the write is older than
+    /// `retry.maxAgeMs`).
+    pub retry_at: Option<u64>,
 }
 
 /// The app's choice in `resolve_conflict`.
@@ -136,6 +159,8 @@ pub struct Status {
     pub next_attempt_at: Option<u64>,
     pub breaker: BreakerState,
     pub network: NetDecision,
+    /// Records whose writes wait, and why: nothing stops silently.
+    pub blocked: Vec<Blocked>,
 }
 
 pub(super) struct State {
@@ -458,7 +483,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             return Ok(self.state.borrow().last_report.clone());
         }
         let started = self.clock.now_ms();
-        let result = self.flush_passes().await;
+        let result = match self.settle(started).await {
+            Ok(()) => self.flush_passes().await,
+            Err(e) => Err(e),
+        };
         let mut st = self.state.borrow_mut();
         st.flushing = false;
         st.metrics.last_sync_duration_ms = Some(self.clock.now_ms().saturating_sub(started));
@@ -816,7 +844,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         reason: Option<ConflictReason>,
         out: &mut Applied,
     ) -> Result<()> {
-        out.conflicts += 1;
         let key = op.key();
         let entity = tx.entity(&key).cloned();
         // The rejected op and any later ones in the lane are folded into `local` already.
@@ -829,6 +856,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             e => (e.and_then(|e| e.data.clone()), false),
         };
         let base = entity.as_ref().and_then(|e| e.base.clone());
+        // The server still holds what we last saw of it (the record read before a write whose
+        // version was unknown): no conflict, our state goes out again on the server's version.
+        let refresh = server.is_some() && server == base && !corrupt;
+        if !refresh {
+            out.conflicts += 1;
+        }
         let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
         let skew = self.state.borrow().skew_ms;
         let local_modified = entity.as_ref().map_or(now, |e| e.last_modified);
@@ -862,7 +895,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         });
         e.base = server.clone();
         e.version = server_version.or(e.version);
-        let custom = match corrupt {
+        let custom = match corrupt || refresh {
             true => None,
             false => {
                 self.resolvers.borrow().get(&op.collection).map(|f| f(base.as_ref(), local.as_ref(), server.as_ref()))
@@ -884,6 +917,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 out.events.push(Event::Error { code: err.code().into(), message: err.to_string(), status: None });
                 Resolution::Merged(server.clone())
             }
+            None if refresh => Resolution::Merged(local.clone()),
             None => merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps),
             Some(Ok(Some(v))) => Resolution::Merged(Some(v)),
             Some(Ok(None)) => Resolution::Manual,
@@ -925,6 +959,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 out.events.push(change_event(&key, Some(&e)));
                 tx.write(Write::PutConflict(conflict));
                 tx.write(Write::PutEntity(e));
+            }
+            Resolution::Merged(result) if refresh => {
+                self.requeue(tx, &key, e, result, true, priority, now, out);
             }
             Resolution::Merged(result) => {
                 out.audit.push(AuditEntry {
@@ -1054,6 +1091,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             code: code.clone(),
             message: message.clone(),
         });
+        if retryable {
+            out.events.push(Event::Stalled {
+                op_id: o.id.clone(),
+                collection: key.collection.clone(),
+                id: key.id.clone(),
+                message: format!(
+                    "{}/{}: writes wait: the server may have applied {} ({message})",
+                    key.collection, key.id, o.id
+                ),
+                retry_at: self.settle_at(now, o.created_at),
+            });
+        }
         tx.write(Write::PutDeadLetter(DeadLetter {
             op: o,
             error: message,
@@ -1109,13 +1158,40 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     pub async fn status(&self) -> Result<Status> {
         self.check_open()?;
         let QueueSummary { ops, conflicts, dead_letters } = self.store.queue_summary().await?;
-        let paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        let mut paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        let mut blocked: Vec<Blocked> = conflicts
+            .iter()
+            .map(|c| Blocked {
+                collection: c.collection.clone(),
+                id: c.entity_id.clone(),
+                reason: "conflict",
+                conflict_id: Some(c.id.clone()),
+                op_id: None,
+                message: format!("a {:?} conflict waits for resolveConflict()", c.reason).to_lowercase(),
+                since: c.detected_at,
+                retry_at: None,
+            })
+            .collect();
+        for d in dead_letters.iter().filter(|d| d.maybe_applied) {
+            paused.insert(EntityKey::new(d.collection.clone(), d.entity_id.clone()));
+            blocked.push(Blocked {
+                collection: d.collection.clone(),
+                id: d.entity_id.clone(),
+                reason: "maybeApplied",
+                conflict_id: None,
+                op_id: Some(d.op_id.clone()),
+                message: d.error.clone(),
+                since: d.at,
+                retry_at: self.settle_at(d.at, d.created_at),
+            });
+        }
         let network = self.network();
         let st = self.state.borrow();
         Ok(Status {
             pending: ops.len(),
             conflicts: conflicts.len(),
-            dead_letters,
+            dead_letters: dead_letters.len(),
+            blocked,
             online: st.net.online,
             flushing: st.flushing,
             last_sync_at: st.metrics.last_successful_sync,
@@ -1129,7 +1205,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     pub async fn metrics(&self) -> Result<MetricsSnapshot> {
         self.check_open()?;
         let q = self.store.queue_summary().await?;
-        Ok(self.state.borrow().metrics.snapshot(q.ops.len(), q.conflicts.len(), q.dead_letters))
+        Ok(self.state.borrow().metrics.snapshot(q.ops.len(), q.conflicts.len(), q.dead_letters.len()))
     }
 
     /// Pending ops in send order (priority, then sequence).
@@ -1149,12 +1225,41 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         self.store.dead_letters().await
     }
 
+    /// When a write the server may have applied (dead-lettered at `at`, made at `created_at`) is
+    /// resent by the flush: one backoff cap after it stopped, while it is younger than `maxAgeMs`.
+    fn settle_at(&self, at: u64, created_at: u64) -> Option<u64> {
+        let r = &self.config.retry;
+        let when = at.saturating_add(r.cap_ms.max(r.base_ms));
+        (when.saturating_sub(created_at) < r.max_age_ms).then_some(when)
+    }
+
+    /// Resends the writes the server may have applied whose time has come (`settle_at`): the op
+    /// goes back to the head of its lane under the same id, so the server's idempotency answers it
+    /// (REST writes read the record first when their version is unknown). Its age is kept: after
+    /// `maxAgeMs` only the app can settle it.
+    async fn settle(&self, now: u64) -> Result<()> {
+        if self.network().paused {
+            return Ok(());
+        }
+        for d in self.store.dead_letters().await? {
+            if d.maybe_applied && self.settle_at(d.at, d.op.created_at).is_some_and(|t| t <= now) {
+                self.put_back(d, false).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Puts a dead-lettered op back in its lane with a fresh attempt count. If the server may have
     /// applied it, it keeps its id (the server's ledger deduplicates it) and its place at the head
     /// of the lane; if the server refused it, it gets a new id (so the ledger does not replay the
     /// refusal) and goes after the record's later writes.
     pub async fn retry_dead_letter(&self, op_id: &str) -> Result<()> {
         let dl = self.find_dead_letter(op_id).await?;
+        self.put_back(dl, true).await
+    }
+
+    /// `retry_dead_letter`; `renew`: its age starts again (the app asked), else it is kept.
+    async fn put_back(&self, dl: DeadLetter, renew: bool) -> Result<()> {
         let key = dl.op.key();
         let now = self.clock.now_ms();
         let fresh_id = uuid(&self.clock);
@@ -1174,7 +1279,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 }
                 op.attempts = 0;
                 op.next_attempt_at = now;
-                op.created_at = now;
+                if renew {
+                    op.created_at = now;
+                }
                 op.last_error = None;
                 op.last_status = None;
                 // A fresh op is made against the record's current version. An op that keeps its

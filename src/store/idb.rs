@@ -18,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
-use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
+use crate::core::op::{Conflict, DeadLetter, DeadSummary, Entity, EntityKey, OpSummary, Operation};
 use crate::core::traits::{QueueSummary, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
@@ -42,7 +42,6 @@ extern "C" {
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
     fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>, fields: Option<&str>) -> Promise;
-    fn count(tx: &JsValue, store: &str) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
     #[wasm_bindgen(js_name = dropLease)]
@@ -245,7 +244,7 @@ impl IdbStore {
 
 impl IdbStore {
     /// Every pending op (only `fields` of each, when given) and every conflict, in one readonly
-    /// transaction, with the number of dead letters when `count_dead` (0 otherwise). The ops come
+    /// transaction, with the dead letters (without payloads) when `count_dead` (none otherwise). The ops come
     /// `QUEUE_PAGE` per request, each page parsed in a task of its own.
     async fn queue<T>(
         &self,
@@ -253,12 +252,12 @@ impl IdbStore {
         read: fn(Value) -> json::Read<T>,
         id: fn(&T) -> &str,
         count_dead: bool,
-    ) -> Result<(Vec<T>, Vec<Conflict>, usize)> {
+    ) -> Result<(Vec<T>, Vec<Conflict>, Vec<DeadSummary>)> {
         let stores = if count_dead { "ops,conflicts,deadLetters" } else { "ops,conflicts" };
         let tx = readonly(&self.db, stores).map_err(js_error)?;
         // Futures at once: their rejections are handled even if reading the ops fails first.
         let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
-        let dead = count_dead.then(|| JsFuture::from(count(&tx, "deadLetters")));
+        let dead = count_dead.then(|| JsFuture::from(page(&tx, "deadLetters", "", None, Some(DeadSummary::FIELDS))));
         let (mut ops, mut after) = (Vec::new(), String::new());
         loop {
             let chunk = records(read_json(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?, read)?;
@@ -274,8 +273,8 @@ impl IdbStore {
         }
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
         let dead = match dead {
-            Some(n) => n.await.map_err(js_error)?.as_f64().unwrap_or(0.0) as usize,
-            None => 0,
+            Some(d) => records(parsed(d.await.map_err(js_error)?.as_string())?, DeadSummary::from_json)?,
+            None => Vec::new(),
         };
         Ok((ops, records(conflicts, Conflict::from_json)?, dead))
     }
@@ -308,7 +307,7 @@ impl Store for IdbStore {
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        // The flush reads this: no dead-letter count.
+        // The flush reads this: no dead letters.
         let (ops, conflicts, _) = self.queue(None, Operation::from_json, |o| &o.id, false).await?;
         Ok((ops, conflicts))
     }
