@@ -61,9 +61,11 @@ export interface WriteOptions {
 // Options of SyncEngine.open()
 
 /**
- * Per-field conflict strategies:
- * - `lww`: last write wins (the record's `lastModified` field if it has one, else the local write
- *   time; clock skew corrected; device id breaks ties)
+ * Conflict strategies, for the record (`default`) or a field:
+ * - `lww`: last write wins, whole: the fields no other strategy names (and each group) come whole
+ *   from the side that changed them since the last sync, or from the later write when both did
+ *   (the record's `lastModified` field if it has one, else the local write time; clock skew
+ *   corrected; equal times pick the same write on every device). Never a mix of two writes.
  * - `server` / `client`: that side wins
  * - `max` / `min`: numbers
  * - `sum`: counters (the local change since the last sync is added to the server's value)
@@ -77,6 +79,8 @@ export interface MergeOptions<T = SyncData> {
   /** For fields not listed in `fields`. Default `'lww'`. */
   default?: MergeStrategy;
   fields?: { [K in Extract<keyof T, string>]?: MergeStrategy };
+  /** Fields that merge as one unit (`[['grade', 'interval', 'nextReview']]`): taken whole from one side. */
+  groups?: Extract<keyof T, string>[][];
   /** The server deleted a record we changed: `'recreate'` it with our change (default) or `'accept'` the delete. */
   onDeleted?: 'recreate' | 'accept';
 }
@@ -86,9 +90,17 @@ export type TransportKind = 'batch' | 'rest';
 
 /** REST mode settings of a collection (`transport: 'rest'`). */
 export interface RestOptions {
-  /** Send updates as `PUT` of the whole record (default) or `PATCH` of the changed fields. */
-  update?: 'put' | 'patch';
-  /** Where the server says a record's version: `'etag'` (default: the ETag header, else a `version` field), `'none'`, or a field name. */
+  /**
+   * Send updates as `PUT {endpoint}/{id}` of the whole record (default), `PATCH` of the changed
+   * fields, or `POST {endpoint}` of the whole record (APIs that upsert by key).
+   */
+  update?: 'put' | 'patch' | 'post';
+  /**
+   * Where the server says a record's version: `'etag'` (default: the ETag header, else a `version`
+   * field of the record, inside an envelope or not), a field name or dotted path (`'data.version'`;
+   * a field name is also where updates send their base version), or `'none'` (no versions: each
+   * update first reads the record and is sent only if it is unchanged since our last sync).
+   */
   version?: string;
   /** The query parameter that carries the pull cursor. Default `'since'`. */
   pullParam?: string;
@@ -97,6 +109,8 @@ export interface RestOptions {
 export interface CollectionOptions<T = SyncData> {
   /** The collection's REST endpoint: a path under `baseUrl` (`'/api/notes'`) or a URL. */
   endpoint: string;
+  /** The field of the backend's records that holds the record id. Default `'id'` (`'cardId'`, `'_id'`, ...). */
+  key?: string;
   /** How conflicts are merged. Default: `{ default: 'lww' }`. */
   merge?: MergeOptions<T>;
   /**
@@ -258,6 +272,28 @@ export interface SyncStatus {
   breaker: BreakerState;
   network: NetworkDecision;
   storage: StorageInfo;
+  /** Records whose writes wait, and why: nothing stops silently. */
+  blocked: BlockedRecord[];
+}
+
+/** A record whose writes wait (`status().blocked`). */
+export interface BlockedRecord {
+  collection: string;
+  id: string;
+  /**
+   * `'conflict'`: a conflict waits for `resolveConflict(conflictId)`. `'maybeApplied'`: a write ran
+   * out of attempts and the server may have applied it (`opId`); tidesync resends it under the same
+   * id at `retryAt` (the server's idempotency answers), or call `retryDeadLetter(opId)` now or
+   * `discardDeadLetter(opId)`.
+   */
+  reason: 'conflict' | 'maybeApplied';
+  conflictId: string | null;
+  opId: string | null;
+  message: string;
+  /** ms since the epoch */
+  since: number;
+  /** When tidesync settles it itself; `null`: only the app can (older than `retry.maxAgeMs`). */
+  retryAt: number | null;
 }
 
 /** `metrics()`: the reference design's `SyncMetrics`, plus counters. */
@@ -426,6 +462,15 @@ export interface DeadLetterEvent extends Remote {
   code: SyncErrorCode;
   message: string;
 }
+/** A record's writes stopped behind a write the server may have applied (see `BlockedRecord`). */
+export interface StalledEvent extends Remote {
+  type: 'stalled';
+  opId: string;
+  collection: string;
+  id: string;
+  message: string;
+  retryAt: number | null;
+}
 /** `discardDeadLetter()` dropped a dead letter (heard in this tab only). */
 export interface DeadLetterDiscardedEvent {
   type: 'deadLetterDiscarded';
@@ -454,6 +499,7 @@ export type SyncEvent =
   | ConflictEvent
   | ResolvedEvent
   | DeadLetterEvent
+  | StalledEvent
   | DeadLetterDiscardedEvent
   | QueueClearedEvent
   | ClosedEvent

@@ -1390,3 +1390,22 @@ fn a_version_refresh_against_an_unchanged_server_record_is_no_conflict() {
     let last = e.net.sent().last().unwrap()[0].clone();
     assert_eq!((last.payload, last.base_version), (Some(json!({"grade": 2})), Some(7)));
 }
+
+#[test]
+fn the_audit_trail_survives_a_reload_and_stays_bounded() {
+    let e = env_with(|c| c.audit_log_size = 2);
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        e.synced("cards", id, json!({"grade": 1}));
+        e.put("cards", id, json!({"grade": 2}));
+        e.net.then(conflict_answer(5 + i as u64, json!({"grade": 3})));
+        e.flush();
+    }
+    let kept: Vec<String> = e.engine.audit_log().iter().map(|a| a.id.clone()).collect();
+    assert_eq!(kept, ["b", "c"]);
+    // Another session over the same database reads the trail back, the newest last.
+    let reopened =
+        block_on(Engine::open(e.store.clone(), e.net.clone(), e.clock.clone(), config(|c| c.audit_log_size = 2)))
+            .unwrap();
+    assert_eq!(reopened.audit_log(), e.engine.audit_log());
+    assert_eq!(reopened.audit_log()[1].server, Some(json!({"grade": 3})));
+}

@@ -188,6 +188,10 @@ pub(super) struct State {
 /// The meta record holding this device's id.
 pub const DEVICE_META: &str = "deviceId";
 
+/// The meta record holding the audit trail: the last `audit_log_size` resolutions, kept across
+/// reloads (the reference design's conflict history).
+pub const AUDIT_META: &str = "auditLog";
+
 /// An app's own merge for a collection: `(base, local, server)` to the merged record (`Ok(None)`:
 /// leave the conflict to the app's queue; `Err`: the resolver failed, and so does the same).
 pub type Resolver =
@@ -217,6 +221,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 id
             }
         };
+        // The trail as earlier sessions left it; an entry this build cannot read is left out.
+        let audit: VecDeque<AuditEntry> = match store.get_meta(AUDIT_META).await? {
+            Some(Value::Array(entries)) => entries.into_iter().filter_map(|v| AuditEntry::from_json(v).ok()).collect(),
+            _ => VecDeque::new(),
+        };
         let state = State {
             breaker: CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown_ms),
             metrics: Metrics::default(),
@@ -228,7 +237,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             queue_epoch: 0,
             last_report: FlushReport::default(),
             events: Vec::new(),
-            audit: VecDeque::new(),
+            audit,
             closed: false,
             corrupt: VecSet::new(),
         };
@@ -738,6 +747,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         for e in &outcome.errors {
             st.metrics.record_error(e.clone());
         }
+        let audit = outcome.audit.clone();
         for entry in outcome.audit {
             if st.audit.len() == self.config.audit_log_size.max(1) {
                 st.audit.pop_front();
@@ -746,6 +756,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             st.events.push(Event::Resolved { entry });
         }
         st.events.extend(outcome.events);
+        drop(st);
+        self.keep_audit(&audit).await;
         // Stop the flush only when something waits for a retry (sending on would spin); a dead
         // letter removed its op, so the next pass makes progress.
         Ok((outcome.retried > 0 || (response.is_err() && outcome.dead == 0), outcome.lanes))
@@ -1127,6 +1139,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
     }
 
+    /// Adds resolutions to the audit trail in the store (bounded by `audit_log_size`). A failure
+    /// loses no write: it is reported (an `error` event), and the resolutions stay in memory.
+    pub(super) async fn keep_audit(&self, entries: &[AuditEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let values = entries.iter().filter_map(|e| super::json::to_value(e).ok()).collect();
+        if let Err(e) = self.store.append_meta(AUDIT_META, values, self.config.audit_log_size.max(1)).await {
+            self.report(&e);
+        }
+    }
+
     /// Records the resolutions and events of work done outside a flush (a pull's rebases).
     pub(super) fn absorb(&self, out: Applied) {
         let mut st = self.state.borrow_mut();
@@ -1416,6 +1440,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             server: c.server,
             result,
         };
+        self.keep_audit(std::slice::from_ref(&entry)).await;
         let mut st = self.state.borrow_mut();
         st.metrics.conflicts_resolved += 1;
         if st.audit.len() == self.config.audit_log_size.max(1) {

@@ -95,7 +95,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     Ok(out)
                 })
                 .await?;
+            let audit = out.audit.clone();
             self.absorb(out);
+            self.keep_audit(&audit).await;
             if !page.has_more || page.cursor.is_none() || page.cursor == cursor {
                 return Ok(());
             }

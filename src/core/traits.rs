@@ -127,6 +127,17 @@ pub trait Store {
     async fn conflicts(&self) -> Result<Vec<Conflict>>;
     async fn get_meta(&self, name: &str) -> Result<Option<Value>>;
     async fn put_meta(&self, name: &str, value: Value) -> Result<()>;
+    /// Appends `entries` to the array in the meta record `name`, keeping the last `max`, in one
+    /// transaction (tabs appending at once lose nothing).
+    async fn append_meta(&self, name: &str, entries: Vec<Value>, max: usize) -> Result<()> {
+        let mut all = match self.get_meta(name).await? {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        all.extend(entries);
+        let skip = all.len().saturating_sub(max);
+        self.put_meta(name, Value::Array(all.split_off(skip))).await
+    }
 }
 
 /// How the server answered one op.

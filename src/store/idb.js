@@ -108,6 +108,17 @@ export function abort(tx) {
 // A readwrite transaction of its own for `writes` (as in `commit`) on the stores named in `names`.
 export const write = async (db, names, writes) => commit(db.transaction(names.split(','), 'readwrite'), writes);
 
+// Appends `entries` (JSON text of an array) to the array in the meta record `name`, keeping the
+// last `max`, in one readwrite transaction: two tabs appending at once both keep theirs.
+export async function append(db, name, entries, max) {
+  const tx = db.transaction('meta', 'readwrite');
+  const store = tx.objectStore('meta');
+  const done = commit(tx, '[]');
+  const old = await req(store.get(name));
+  store.put((Array.isArray(old) ? old : []).concat(JSON.parse(entries)).slice(-max), name);
+  return done;
+}
+
 // One readonly read as JSON text: `get` of `key` (JSON text) in `name`, undefined when absent.
 export async function get(db, name, key) {
   const v = await req(db.transaction(name).objectStore(name).get(JSON.parse(key)));

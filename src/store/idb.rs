@@ -41,6 +41,7 @@ extern "C" {
     fn get_all(db: &JsValue, store: &str, collection: Option<&str>) -> Promise;
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
+    fn append(db: &JsValue, name: &str, entries: &str, max: u32) -> Promise;
     fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>, fields: Option<&str>) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
@@ -335,6 +336,11 @@ impl Store for IdbStore {
     async fn put_meta(&self, name: &str, value: Value) -> Result<()> {
         let text = writes_text(&[Write::PutMeta(name.into(), value)])?;
         wait(write(&self.db, "meta", &text)).await.map(drop)
+    }
+
+    async fn append_meta(&self, name: &str, entries: Vec<Value>, max: usize) -> Result<()> {
+        let text = json::text(&Value::Array(entries));
+        wait(append(&self.db, name, &text, max.min(u32::MAX as usize) as u32)).await.map(drop)
     }
 }
 

@@ -214,6 +214,23 @@ impl DeadLetter {
     }
 }
 
+impl crate::core::engine::AuditEntry {
+    pub fn from_json(v: Value) -> Read<crate::core::engine::AuditEntry> {
+        let mut f = Fields::new(v, "audit entry")?;
+        Ok(crate::core::engine::AuditEntry {
+            at: f.uint("at", u64::MAX)?,
+            collection: f.str("collection")?,
+            id: f.str("id")?,
+            how: f.str("how")?,
+            reason: f.name("reason", "version, deleted or integrity", conflict_reason)?,
+            base: f.value("base"),
+            local: f.value("local"),
+            server: f.value("server"),
+            result: f.value("result"),
+        })
+    }
+}
+
 impl DeadSummary {
     /// Reads the projection `DeadSummary::FIELDS`.
     pub fn from_json(v: Value) -> Read<DeadSummary> {
