@@ -721,43 +721,35 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             })
             .await?;
 
-        let mut st = self.state.borrow_mut();
-        report.accepted += outcome.accepted;
-        report.conflicts += outcome.conflicts;
-        report.retried += outcome.retried;
-        report.dead_lettered += outcome.dead;
-        st.metrics.ops_failed += (outcome.retried + outcome.dead) as u64;
-        st.metrics.dead_lettered += outcome.dead as u64;
-        st.metrics.conflicts_resolved += outcome.audit.len() as u64;
-        if outcome.accepted > 0 {
-            st.metrics.last_successful_sync = Some(now);
-        }
-        for a in &outcome.attempts_accepted {
-            st.metrics.record_accepted(*a);
-        }
-        if let Err(f) = &response {
-            let e = ErrorEntry {
-                at: now,
-                code: f.error.code().into(),
-                message: f.error.to_string(),
-                status: f.error.status(),
-            };
-            st.metrics.record_error(e);
-        }
-        for e in &outcome.errors {
-            st.metrics.record_error(e.clone());
-        }
-        let audit = outcome.audit.clone();
-        for entry in outcome.audit {
-            if st.audit.len() == self.config.audit_log_size.max(1) {
-                st.audit.pop_front();
+        {
+            let mut st = self.state.borrow_mut();
+            report.accepted += outcome.accepted;
+            report.conflicts += outcome.conflicts;
+            report.retried += outcome.retried;
+            report.dead_lettered += outcome.dead;
+            st.metrics.ops_failed += (outcome.retried + outcome.dead) as u64;
+            st.metrics.dead_lettered += outcome.dead as u64;
+            if outcome.accepted > 0 {
+                st.metrics.last_successful_sync = Some(now);
             }
-            st.audit.push_back(entry.clone());
-            st.events.push(Event::Resolved { entry });
+            for a in &outcome.attempts_accepted {
+                st.metrics.record_accepted(*a);
+            }
+            if let Err(f) = &response {
+                let e = ErrorEntry {
+                    at: now,
+                    code: f.error.code().into(),
+                    message: f.error.to_string(),
+                    status: f.error.status(),
+                };
+                st.metrics.record_error(e);
+            }
+            for e in &outcome.errors {
+                st.metrics.record_error(e.clone());
+            }
         }
-        st.events.extend(outcome.events);
-        drop(st);
-        self.keep_audit(&audit).await;
+        self.keep_audit(outcome.audit).await;
+        self.state.borrow_mut().events.extend(outcome.events);
         // Stop the flush only when something waits for a retry (sending on would spin); a dead
         // letter removed its op, so the next pass makes progress.
         Ok((outcome.retried > 0 || (response.is_err() && outcome.dead == 0), outcome.lanes))
@@ -1139,30 +1131,33 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
     }
 
-    /// Adds resolutions to the audit trail in the store (bounded by `audit_log_size`). A failure
-    /// loses no write: it is reported (an `error` event), and the resolutions stay in memory.
-    pub(super) async fn keep_audit(&self, entries: &[AuditEntry]) {
+    /// Adds resolutions to the audit trail, each with a `resolved` event: in memory and in the
+    /// store (bounded by `audit_log_size`). A failure to store them loses no write: it is reported
+    /// (an `error` event), and the resolutions stay in memory.
+    pub(super) async fn keep_audit(&self, entries: Vec<AuditEntry>) {
         if entries.is_empty() {
             return;
         }
+        let size = self.config.audit_log_size.max(1);
         let values = entries.iter().filter_map(|e| super::json::to_value(e).ok()).collect();
-        if let Err(e) = self.store.append_meta(AUDIT_META, values, self.config.audit_log_size.max(1)).await {
+        if let Err(e) = self.store.append_meta(AUDIT_META, values, size).await {
             self.report(&e);
         }
-    }
-
-    /// Records the resolutions and events of work done outside a flush (a pull's rebases).
-    pub(super) fn absorb(&self, out: Applied) {
         let mut st = self.state.borrow_mut();
-        st.metrics.conflicts_resolved += out.audit.len() as u64;
-        for entry in out.audit {
-            if st.audit.len() == self.config.audit_log_size.max(1) {
+        st.metrics.conflicts_resolved += entries.len() as u64;
+        for entry in entries {
+            if st.audit.len() == size {
                 st.audit.pop_front();
             }
             st.audit.push_back(entry.clone());
             st.events.push(Event::Resolved { entry });
         }
-        st.events.extend(out.events);
+    }
+
+    /// Records the resolutions and events of work done outside a flush (a pull's rebases).
+    pub(super) async fn absorb(&self, out: Applied) {
+        self.keep_audit(out.audit).await;
+        self.state.borrow_mut().events.extend(out.events);
     }
 
     // ---- network ----
@@ -1353,7 +1348,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok(revert_unsent(tx, std::slice::from_ref(&key), &held))
             })
             .await?;
-        self.absorb(Applied { events, ..Applied::default() });
+        self.absorb(Applied { events, ..Applied::default() }).await;
         Ok(())
     }
 
@@ -1440,15 +1435,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             server: c.server,
             result,
         };
-        self.keep_audit(std::slice::from_ref(&entry)).await;
-        let mut st = self.state.borrow_mut();
-        st.metrics.conflicts_resolved += 1;
-        if st.audit.len() == self.config.audit_log_size.max(1) {
-            st.audit.pop_front();
-        }
-        st.audit.push_back(entry.clone());
-        st.events.extend(events);
-        st.events.push(Event::Resolved { entry });
+        self.state.borrow_mut().events.extend(events);
+        self.keep_audit(vec![entry]).await;
         Ok(entity)
     }
 
@@ -1470,7 +1458,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok((ops.len(), revert_unsent(tx, &keys, &held)))
             })
             .await?;
-        self.absorb(Applied { events, ..Applied::default() });
+        self.absorb(Applied { events, ..Applied::default() }).await;
         Ok(n)
     }
 }

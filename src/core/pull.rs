@@ -95,9 +95,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     Ok(out)
                 })
                 .await?;
-            let audit = out.audit.clone();
-            self.absorb(out);
-            self.keep_audit(&audit).await;
+            self.absorb(out).await;
             if !page.has_more || page.cursor.is_none() || page.cursor == cursor {
                 return Ok(());
             }
@@ -261,7 +259,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let (mut need_server, events, wait) =
                 self.store.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
             waiting.extend(wait);
-            self.absorb(Applied { events, ..Applied::default() });
+            self.absorb(Applied { events, ..Applied::default() }).await;
             while let Some(first) = need_server.first() {
                 let collection = first.collection.clone();
                 let (keys, rest): (Vec<EntityKey>, Vec<EntityKey>) =
