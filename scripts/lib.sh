@@ -5,6 +5,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 TOOLCHAIN_ENV=$TARGET_DIR/.tidesync-toolchain.env
 WASM_TARGET=wasm32-unknown-unknown
+# The FastAPI backend of the conformance suite (tests/backends/fastapi) runs in this virtualenv.
+FASTAPI_VENV=$TARGET_DIR/fastapi-venv
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export CHROMIUM CHROMEDRIVER
