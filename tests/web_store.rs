@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
+use tidesync::core::merge::{MergeSpec, Strategy};
 use tidesync::core::op::{OpSummary, Priority, SyncStatus};
 use tidesync::core::traits::Store;
 use tidesync::core::value::Value;
@@ -81,7 +82,12 @@ fn config() -> EngineConfig {
     let mut c = EngineConfig::default();
     c.collections.insert(
         "notes".into(),
-        CollectionConfig { endpoint: "/api/notes".into(), merge: Default::default(), priority: Priority::Medium },
+        // Field by field: the scenarios below check that both devices' fields survive a merge.
+        CollectionConfig {
+            endpoint: "/api/notes".into(),
+            merge: MergeSpec { default: Strategy::Merge3, ..MergeSpec::default() },
+            priority: Priority::Medium,
+        },
     );
     c.retry.base_ms = 10;
     c.retry.jitter_ms = 5;

@@ -128,6 +128,7 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("x-operation-id"),
             HeaderName::from_static("x-device-id"),
             HeaderName::from_static("x-client-version"),
+            HeaderName::from_static("x-tidesync-version"),
             header::IF_MATCH,
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])

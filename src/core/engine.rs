@@ -179,6 +179,8 @@ pub(super) struct State {
     last_report: FlushReport,
     events: Vec<Event>,
     audit: VecDeque<AuditEntry>,
+    /// Resolutions not in the store yet (`save_audit`).
+    unsaved_audit: Vec<AuditEntry>,
     closed: bool,
     /// Records whose stored copy failed its checksum and could not be repaired yet (the server was
     /// unreachable, or pending writes must be answered first). The next pull tries again.
@@ -238,6 +240,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             last_report: FlushReport::default(),
             events: Vec::new(),
             audit,
+            unsaved_audit: Vec::new(),
             closed: false,
             corrupt: VecSet::new(),
         };
@@ -496,6 +499,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Ok(()) => self.flush_passes().await,
             Err(e) => Err(e),
         };
+        self.save_audit().await;
         let mut st = self.state.borrow_mut();
         st.flushing = false;
         st.metrics.last_sync_duration_ms = Some(self.clock.now_ms().saturating_sub(started));
@@ -748,7 +752,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 st.metrics.record_error(e.clone());
             }
         }
-        self.keep_audit(outcome.audit).await;
+        self.remember(outcome.audit);
         self.state.borrow_mut().events.extend(outcome.events);
         // Stop the flush only when something waits for a retry (sending on would spin); a dead
         // letter removed its op, so the next pass makes progress.
@@ -1131,18 +1135,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
     }
 
-    /// Adds resolutions to the audit trail, each with a `resolved` event: in memory and in the
-    /// store (bounded by `audit_log_size`). A failure to store them loses no write: it is reported
-    /// (an `error` event), and the resolutions stay in memory.
-    pub(super) async fn keep_audit(&self, entries: Vec<AuditEntry>) {
-        if entries.is_empty() {
-            return;
-        }
+    /// Adds resolutions to the audit trail in memory, each with a `resolved` event; `save_audit`
+    /// stores them.
+    pub(super) fn remember(&self, entries: Vec<AuditEntry>) {
         let size = self.config.audit_log_size.max(1);
-        let values = entries.iter().filter_map(|e| super::json::to_value(e).ok()).collect();
-        if let Err(e) = self.store.append_meta(AUDIT_META, values, size).await {
-            self.report(&e);
-        }
         let mut st = self.state.borrow_mut();
         st.metrics.conflicts_resolved += entries.len() as u64;
         for entry in entries {
@@ -1150,13 +1146,27 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 st.audit.pop_front();
             }
             st.audit.push_back(entry.clone());
+            st.unsaved_audit.push(entry.clone());
             st.events.push(Event::Resolved { entry });
         }
     }
 
+    /// Stores the resolutions `remember` took since the last call (bounded by `audit_log_size`).
+    /// A failure loses no write: it is reported (an `error` event), and they stay in memory.
+    pub(super) async fn save_audit(&self) {
+        let entries = std::mem::take(&mut self.state.borrow_mut().unsaved_audit);
+        if entries.is_empty() {
+            return;
+        }
+        let values = entries.iter().filter_map(|e| super::json::to_value(e).ok()).collect();
+        if let Err(e) = self.store.append_meta(AUDIT_META, values, self.config.audit_log_size.max(1)).await {
+            self.report(&e);
+        }
+    }
+
     /// Records the resolutions and events of work done outside a flush (a pull's rebases).
-    pub(super) async fn absorb(&self, out: Applied) {
-        self.keep_audit(out.audit).await;
+    pub(super) fn absorb(&self, out: Applied) {
+        self.remember(out.audit);
         self.state.borrow_mut().events.extend(out.events);
     }
 
@@ -1186,7 +1196,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 reason: "conflict",
                 conflict_id: Some(c.id.clone()),
                 op_id: None,
-                message: format!("a {:?} conflict waits for resolveConflict()", c.reason).to_lowercase(),
+                message: format!("a {} conflict waits for resolveConflict()", c.reason.as_str()),
                 since: c.detected_at,
                 retry_at: None,
             })
@@ -1348,7 +1358,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok(revert_unsent(tx, std::slice::from_ref(&key), &held))
             })
             .await?;
-        self.absorb(Applied { events, ..Applied::default() }).await;
+        self.absorb(Applied { events, ..Applied::default() });
         Ok(())
     }
 
@@ -1436,7 +1446,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             result,
         };
         self.state.borrow_mut().events.extend(events);
-        self.keep_audit(vec![entry]).await;
+        self.remember(vec![entry]);
+        self.save_audit().await;
         Ok(entity)
     }
 
@@ -1458,7 +1469,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok((ops.len(), revert_unsent(tx, &keys, &held)))
             })
             .await?;
-        self.absorb(Applied { events, ..Applied::default() }).await;
+        self.absorb(Applied { events, ..Applied::default() });
         Ok(n)
     }
 }

@@ -217,6 +217,16 @@ pub enum ConflictReason {
     Integrity,
 }
 
+impl ConflictReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictReason::Version => "version",
+            ConflictReason::Deleted => "deleted",
+            ConflictReason::Integrity => "integrity",
+        }
+    }
+}
+
 /// A conflict waiting for the app (the `manual` strategy).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

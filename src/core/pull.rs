@@ -54,10 +54,16 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         if !damaged.is_empty() {
             self.repair(damaged.into_iter().collect()).await;
         }
+        let mut result = Ok(());
         for name in names {
-            self.pull_collection(&name, &mut report).await?;
+            result = self.pull_collection(&name, &mut report).await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(report)
+        // The rebases' resolutions are stored even when a later page failed.
+        self.save_audit().await;
+        result.map(|()| report)
     }
 
     async fn pull_collection(&self, collection: &str, report: &mut PullReport) -> Result<()> {
@@ -95,7 +101,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     Ok(out)
                 })
                 .await?;
-            self.absorb(out).await;
+            self.absorb(out);
             if !page.has_more || page.cursor.is_none() || page.cursor == cursor {
                 return Ok(());
             }
@@ -259,7 +265,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let (mut need_server, events, wait) =
                 self.store.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
             waiting.extend(wait);
-            self.absorb(Applied { events, ..Applied::default() }).await;
+            self.absorb(Applied { events, ..Applied::default() });
             while let Some(first) = need_server.first() {
                 let collection = first.collection.clone();
                 let (keys, rest): (Vec<EntityKey>, Vec<EntityKey>) =

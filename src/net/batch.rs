@@ -128,27 +128,21 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
 /// error that says the operation itself is wrong is permanent (400, 403, 404, 413, 422); anything
 /// else (an unknown code, a bare "failed") is retried (503): a write is never dropped on a guess.
 fn status_from_error(error: Option<&Value>, message: &str) -> u16 {
-    let code = error.and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or(message).to_ascii_lowercase();
-    let says = |words: &[&str]| words.iter().any(|w| code.contains(w));
-    if says(&["conflict", "version"]) {
-        409
-    } else if says(&["rate", "too many", "throttl"]) {
-        429
-    } else if says(&["unavailable", "timeout", "timed out", "internal", "temporar", "retry", "busy"]) {
-        503
-    } else if says(&["unauthori", "unauthenti", "token"]) {
-        401
-    } else if says(&["forbidden", "permission", "not allowed"]) {
-        403
-    } else if says(&["not found", "not_found", "notfound", "no such"]) {
-        404
-    } else if says(&["too large", "too_large", "payload"]) {
-        413
-    } else if says(&["valid", "required", "invalid", "malformed", "bad request", "bad_request", "must be", "schema"]) {
-        422
-    } else {
-        503
-    }
+    let said = error.and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or(message).to_ascii_lowercase();
+    // Word stems, matched by prefix (no substring search: it costs the wasm a searcher).
+    let words: Vec<&str> = said.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let says = |stems: &[&str]| words.iter().any(|w| stems.iter().any(|s| w.starts_with(s)));
+    const STATUS: [(u16, &[&str]); 8] = [
+        (409, &["conflict", "version", "stale", "precondition"]),
+        (429, &["rate", "throttl", "many"]),
+        (503, &["unavailable", "timeout", "timed", "internal", "temporar", "retry", "busy", "overload"]),
+        (401, &["unauthori", "unauthenti", "token", "expired"]),
+        (403, &["forbidden", "permission", "denied"]),
+        (404, &["notfound", "found", "missing"]),
+        (413, &["large", "payload"]),
+        (422, &["valid", "invalid", "required", "malformed", "bad", "must", "schema"]),
+    ];
+    STATUS.iter().find(|(_, stems)| says(stems)).map_or(503, |(status, _)| *status)
 }
 
 /// Reads the reference design's conflict object:

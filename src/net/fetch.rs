@@ -310,8 +310,13 @@ const MAX_LISTING_PAGES: usize = 1_000;
 fn with_param(url: &str, name: &str, value: &str) -> String {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let encoded = |s: &str| String::from(js_sys::encode_uri_component(s));
-    let mut parts: Vec<String> =
-        query.split('&').filter(|p| !p.is_empty() && p.split('=').next() != Some(name)).map(str::to_string).collect();
-    parts.push(format!("{}={}", encoded(name), encoded(value)));
-    format!("{path}?{}", parts.join("&"))
+    let mut out = format!("{path}?");
+    for p in query.split('&').filter(|p| !p.is_empty() && p.split('=').next() != Some(name)) {
+        out.push_str(p);
+        out.push('&');
+    }
+    out.push_str(&encoded(name));
+    out.push('=');
+    out.push_str(&encoded(value));
+    out
 }

@@ -135,7 +135,9 @@ pub fn is_fingerprint(v: u64) -> bool {
 /// The fingerprint of a record as the server answered it.
 pub fn fingerprint(r: &Map) -> u64 {
     let sum = checksum(&Value::Object(r.clone()));
-    FINGERPRINT | u64::from_str_radix(&sum[..13], 16).unwrap_or(0)
+    // The first 13 hex digits (52 bits) of the record's checksum.
+    let bits = sum.bytes().take(13).fold(0, |a, b| a << 4 | u64::from(char::from(b).to_digit(16).unwrap_or(0)));
+    FINGERPRINT | bits
 }
 
 /// The version the server gave the op's base, if it is a real one.

@@ -41,7 +41,7 @@ pub fn as_version(v: &Value) -> Option<u64> {
 /// holds, then the path's last name in the record (a path written for answers also finds the field
 /// in listed records). `Err` names what was there instead of a version.
 pub fn version_at(body: &Value, record: Option<&Map>, path: &str) -> Result<Option<u64>, String> {
-    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = path.split('.').fold(path, |_, name| name);
     let found = at_path(body, path)
         .or_else(|| record.and_then(|r| r.get(path)).filter(|v| !v.is_null()))
         .or_else(|| record.and_then(|r| r.get(last)).filter(|v| !v.is_null()));
