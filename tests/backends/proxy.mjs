@@ -18,8 +18,8 @@
 //     seed       the random draws are reproducible from it.
 // - `GET /__proxy/log`: every write request (not GET/HEAD) that reached the proxy, in order: method,
 //   path, backend path, Idempotency-Key, X-Operation-ID, X-Client-Version, If-Match, request body,
-//   the backend's status (null when the fault answered instead), the fault, start and end times.
-//   `DELETE /__proxy/log` clears it.
+//   the backend's status (null when the fault answered instead), the fault, start and end times; and
+//   `reads`: the GET/HEAD requests, with the same times, status and fault. `DELETE /__proxy/log` clears both.
 //
 //   node tests/backends/proxy.mjs --port 0 --mount /pkg/=pkg --route /api/notes=http://127.0.0.1:3000/notes
 //
@@ -96,6 +96,7 @@ export async function startProxy({ routes = {}, mounts = {}, port = 0, host = '1
   let random = rng(faults.seed);
   let failures = 0;
   const log = [];
+  const reads = [];
   const counts = { forwarded: 0, failed5xx: 0, dropped: 0, reads: 0 };
 
   function setFaults(f = {}) {
@@ -206,7 +207,11 @@ export async function startProxy({ routes = {}, mounts = {}, port = 0, host = '1
         end: null,
       };
       log.push(entry);
-    } else counts.reads += 1;
+    } else {
+      counts.reads += 1;
+      entry = { seq: reads.length + 1, method: req.method, path: url.pathname + url.search, status: null, fault: null, start: Date.now(), end: null };
+      reads.push(entry);
+    }
     if (faults.latencyMs) await new Promise((r) => setTimeout(r, faults.latencyMs));
     // Draws in a fixed order per request, so one seed gives one sequence of faults.
     const failDraw = random();
@@ -267,9 +272,10 @@ export async function startProxy({ routes = {}, mounts = {}, port = 0, host = '1
         return json(res, 405, { error: 'GET or POST' });
       }
       if (url.pathname === '/__proxy/log') {
-        if (req.method === 'GET') return json(res, 200, { entries: log, counts });
+        if (req.method === 'GET') return json(res, 200, { entries: log, reads, counts });
         if (req.method === 'DELETE') {
           log.length = 0;
+          reads.length = 0;
           return json(res, 200, { ok: true });
         }
         return json(res, 405, { error: 'GET or DELETE' });
@@ -294,6 +300,7 @@ export async function startProxy({ routes = {}, mounts = {}, port = 0, host = '1
     port: actual,
     server,
     log,
+    reads,
     counts,
     setFaults,
     faults: () => faults,

@@ -701,16 +701,20 @@ async function runScenario(t, backend) {
         e.body?.operations
           ? e.body.operations.filter((o) => o.entityId === id).map((o) => `${o.type}:${o.payload?.writer ?? '-'}@${o.baseVersion}`).join(',')
           : `${e.body?.writer ?? '-'}${e.body?.version !== undefined ? ` body.version=${e.body.version}` : ''}`;
-      const wire = proxy.log.filter(about).map((e) =>
-        `#${e.seq} ${e.method} ${e.path} key=${(e.idempotencyKey ?? e.operationId ?? '').slice(0, 8)} X-Client-Version=${e.clientVersion ?? ''} ` +
-        `If-Match=${e.ifMatch ?? ''} ${what(e)} -> ${e.status ?? ''}${e.fault ? ` (${e.fault})` : ''}`);
-      return `${id}: writes ${writesTo.join(' ')}\n  wire (last 40):\n    ${wire.slice(-40).join('\n    ')}`;
+      const reads = proxy.reads.filter((e) => e.path.split('?')[0].endsWith(`/${encodeURIComponent(id)}`));
+      const wire = [...proxy.log.filter(about), ...reads].sort((x, y) => x.start - y.start).map((e) =>
+        e.method === 'GET'
+          ? `GET ${e.path} -> ${e.status ?? ''}${e.fault ? ` (${e.fault})` : ''}`
+          : `#${e.seq} ${e.method} ${e.path} key=${(e.idempotencyKey ?? e.operationId ?? '').slice(0, 8)} ` +
+            `X-Client-Version=${e.clientVersion ?? ''} If-Match=${e.ifMatch ?? ''} ${what(e)} -> ${e.status ?? ''}${e.fault ? ` (${e.fault})` : ''}`);
+      const shown = wire.length > 40 ? [...wire.slice(0, 15), `... ${wire.length - 40} more ...`, ...wire.slice(-25)] : wire;
+      return `${id}: writes ${writesTo.join(' ')}\n  wire (${wire.length} requests):\n    ${shown.join('\n    ')}`;
     };
     if (process.env.TIDESYNC_CONFORMANCE_DUMP) {
       const file = path.join(process.env.TIDESYNC_CONFORMANCE_DUMP, `conformance-${backend.key}-${SEED}.json`);
       const plainMap = (m) => Object.fromEntries(m);
       await writeFile(file, JSON.stringify({
-        seed: SEED, numbers, evidence, writes, deleted: [...deleted], proxyLog: proxy.log, events,
+        seed: SEED, numbers, evidence, writes, deleted: [...deleted], proxyLog: proxy.log, proxyReads: proxy.reads, events,
         server: plainMap(serverRecords), devices: Object.fromEntries(deviceRecords.map((d) => [d.name, plainMap(d.records)])),
       }, null, 1));
       t.diagnostic(`dumped to ${file}`);
