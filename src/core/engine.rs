@@ -1202,16 +1202,16 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             })
             .collect();
         for d in dead_letters.iter().filter(|d| d.maybe_applied) {
-            paused.insert(EntityKey::new(d.collection.clone(), d.entity_id.clone()));
+            paused.insert(d.op.key());
             blocked.push(Blocked {
-                collection: d.collection.clone(),
-                id: d.entity_id.clone(),
+                collection: d.op.collection.clone(),
+                id: d.op.entity_id.clone(),
                 reason: "maybeApplied",
                 conflict_id: None,
-                op_id: Some(d.op_id.clone()),
+                op_id: Some(d.op.id.clone()),
                 message: d.error.clone(),
                 since: d.at,
-                retry_at: self.settle_at(d.at, d.created_at),
+                retry_at: self.settle_at(d.at, d.op.created_at),
             });
         }
         let network = self.network();

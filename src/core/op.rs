@@ -163,38 +163,6 @@ impl Entity {
 }
 
 /// An op the server refused for good (or that ran out of attempts), kept for the app to inspect.
-/// A dead letter as `status()` reads it (`Store::queue_summary`): whose write, and whether the
-/// server may have applied it; no payload.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadSummary {
-    pub op_id: String,
-    pub collection: String,
-    pub entity_id: String,
-    pub created_at: u64,
-    pub maybe_applied: bool,
-    pub error: String,
-    pub at: u64,
-}
-
-impl DeadSummary {
-    /// The fields `status()` reads of each dead letter (dotted: inside its op).
-    pub const FIELDS: &'static str = "op.id,op.collection,op.entityId,op.createdAt,maybeApplied,error,at";
-}
-
-impl From<&DeadLetter> for DeadSummary {
-    fn from(d: &DeadLetter) -> DeadSummary {
-        DeadSummary {
-            op_id: d.op.id.clone(),
-            collection: d.op.collection.clone(),
-            entity_id: d.op.entity_id.clone(),
-            created_at: d.op.created_at,
-            maybe_applied: d.maybe_applied,
-            error: d.error.clone(),
-            at: d.at,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {

@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use super::error::{Result, SyncError};
-use super::op::{Conflict, DeadLetter, DeadSummary, Entity, EntityKey, OpSummary, Operation};
+use super::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
 use super::sorted::VecMap;
 use super::value::Value;
 
@@ -101,7 +101,7 @@ pub const SEQ_META: &str = "nextSeq";
 pub struct QueueSummary {
     pub ops: Vec<OpSummary>,
     pub conflicts: Vec<Conflict>,
-    pub dead_letters: Vec<DeadSummary>,
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// Where entities, ops, conflicts, dead letters and meta records live. Every method is one atomic
@@ -116,11 +116,11 @@ pub trait Store {
     /// All pending ops and the keys of entities whose lane is paused by a manual conflict,
     /// in one read.
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)>;
-    /// `load_queue` and the dead letters, without payloads: what `status()` counts and reports
-    /// and what finding the next due op needs, from one snapshot.
+    /// `load_queue` without the ops' payloads, and the dead letters: what `status()` counts and
+    /// reports and what finding the next due op needs, from one snapshot.
     async fn queue_summary(&self) -> Result<QueueSummary> {
         let (ops, conflicts) = self.load_queue().await?;
-        let dead_letters = self.dead_letters().await?.iter().map(DeadSummary::from).collect();
+        let dead_letters = self.dead_letters().await?;
         Ok(QueueSummary { ops: ops.iter().map(OpSummary::from).collect(), conflicts, dead_letters })
     }
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>>;

@@ -137,15 +137,14 @@ export async function getAll(db, name, collection) {
 export const readonly = (db, names) => db.transaction(names.split(','));
 
 // At most `count` records of `name` (all when `count` is undefined), from just after the key
-// `after` (JSON text; '' from the first), as JSON text; with `fields` (comma-separated, dotted for a
-// field of a field: `op.id`), only those fields of each. Each page arrives in a task of its own, so a long queue is read without one long
+// `after` (JSON text; '' from the first), as JSON text; with `fields` (comma-separated), only those
+// fields of each. Each page arrives in a task of its own, so a long queue is read without one long
 // main-thread task; ask for the next page as soon as one arrives, or the transaction ends.
 export async function page(tx, name, after, count, fields) {
   const range = after ? IDBKeyRange.lowerBound(JSON.parse(after), true) : undefined;
   const all = await req(tx.objectStore(name).getAll(range, count));
   const keys = fields?.split(',');
-  const at = (r, k) => k.split('.').reduce((v, p) => v?.[p], r);
-  return text(keys ? all.map((r) => Object.fromEntries(keys.map((k) => [k, at(r, k)]))) : all);
+  return text(keys ? all.map((r) => Object.fromEntries(keys.map((k) => [k, r?.[k]]))) : all);
 }
 
 // The flush lease (see src/web/locks.rs): takes `flushLease` = {holder, expires} in `meta` if it is

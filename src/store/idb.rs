@@ -18,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
-use crate::core::op::{Conflict, DeadLetter, DeadSummary, Entity, EntityKey, OpSummary, Operation};
+use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
 use crate::core::traits::{QueueSummary, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
@@ -245,20 +245,20 @@ impl IdbStore {
 
 impl IdbStore {
     /// Every pending op (only `fields` of each, when given) and every conflict, in one readonly
-    /// transaction, with the dead letters (without payloads) when `count_dead` (none otherwise). The ops come
+    /// transaction, with the dead letters when `with_dead` (none otherwise). The ops come
     /// `QUEUE_PAGE` per request, each page parsed in a task of its own.
     async fn queue<T>(
         &self,
         fields: Option<&str>,
         read: fn(Value) -> json::Read<T>,
         id: fn(&T) -> &str,
-        count_dead: bool,
-    ) -> Result<(Vec<T>, Vec<Conflict>, Vec<DeadSummary>)> {
-        let stores = if count_dead { "ops,conflicts,deadLetters" } else { "ops,conflicts" };
+        with_dead: bool,
+    ) -> Result<(Vec<T>, Vec<Conflict>, Vec<DeadLetter>)> {
+        let stores = if with_dead { "ops,conflicts,deadLetters" } else { "ops,conflicts" };
         let tx = readonly(&self.db, stores).map_err(js_error)?;
         // Futures at once: their rejections are handled even if reading the ops fails first.
         let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
-        let dead = count_dead.then(|| JsFuture::from(page(&tx, "deadLetters", "", None, Some(DeadSummary::FIELDS))));
+        let dead = with_dead.then(|| JsFuture::from(page(&tx, "deadLetters", "", None, None)));
         let (mut ops, mut after) = (Vec::new(), String::new());
         loop {
             let chunk = records(read_json(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?, read)?;
@@ -274,7 +274,7 @@ impl IdbStore {
         }
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
         let dead = match dead {
-            Some(d) => records(parsed(d.await.map_err(js_error)?.as_string())?, DeadSummary::from_json)?,
+            Some(d) => records(parsed(d.await.map_err(js_error)?.as_string())?, DeadLetter::from_json)?,
             None => Vec::new(),
         };
         Ok((ops, records(conflicts, Conflict::from_json)?, dead))

@@ -14,9 +14,7 @@ use crate::core::value::{Map, Value};
 pub use parse::{parse, MAX_DEPTH};
 pub use write::{append, to_string, write_f64, write_pair, write_string, Error};
 
-use super::op::{
-    Conflict, ConflictReason, DeadLetter, DeadSummary, Entity, OpKind, OpSummary, Operation, Priority, SyncStatus,
-};
+use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, OpSummary, Operation, Priority, SyncStatus};
 
 /// `v` as compact JSON text (which cannot fail: a `Value`'s keys are strings).
 pub fn text(v: &Value) -> String {
@@ -227,22 +225,6 @@ impl crate::core::engine::AuditEntry {
             local: f.value("local"),
             server: f.value("server"),
             result: f.value("result"),
-        })
-    }
-}
-
-impl DeadSummary {
-    /// Reads the projection `DeadSummary::FIELDS`.
-    pub fn from_json(v: Value) -> Read<DeadSummary> {
-        let mut f = Fields::new(v, "dead letter")?;
-        Ok(DeadSummary {
-            op_id: f.str("op.id")?,
-            collection: f.str("op.collection")?,
-            entity_id: f.str("op.entityId")?,
-            created_at: f.uint("op.createdAt", u64::MAX)?,
-            maybe_applied: f.bool("maybeApplied")?,
-            error: f.str("error")?,
-            at: f.uint("at", u64::MAX)?,
         })
     }
 }
