@@ -360,6 +360,27 @@ async fn concurrent_edits_merge_on_conflict(b: Backend) {
     assert_eq!(dev_b.audit_log().len(), 1);
 }
 
+/// json-server keeps no versions and applies any PUT: tidesync reads the record before each update and
+/// sends it only if the server still holds what this device last saw of it.
+#[wasm_bindgen_test]
+async fn json_server_updates_are_never_blind() {
+    let b = json_server();
+    let a = fresh(&unique("js-a"), &b).await;
+    let dev_b = fresh(&unique("js-b"), &b).await;
+    let x = unique("x");
+    a.put("notes", &x, json!({"p": 0, "q": 0}), None).await.unwrap();
+    a.flush().await.unwrap();
+    dev_b.pull(Some("notes")).await.unwrap();
+    a.patch("notes", &x, json!({"p": 1}), None).await.unwrap();
+    let r = a.flush().await.unwrap();
+    assert_eq!((r.accepted, r.conflicts), (1, 0), "the server still held A's own write: {r:?}");
+    dev_b.patch("notes", &x, json!({"q": 1}), None).await.unwrap();
+    // B's write was made on the record before A's change: a conflict, merged, never a blind PUT of p: 0.
+    let r = dev_b.flush().await.unwrap();
+    assert_eq!((r.conflicts, r.remaining), (1, 0), "{r:?}");
+    assert_eq!(on_server(&b, &x).await, Some(json!({"p": 1, "q": 1})));
+}
+
 #[wasm_bindgen_test]
 async fn conflict_batch_mode() {
     concurrent_edits_merge_on_conflict(batch()).await;
