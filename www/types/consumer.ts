@@ -68,7 +68,14 @@ const options: SyncOptions<Schema> = {
   debug: true,
   autoSync: true,
   collections: {
-    progress: { endpoint: '/api/progress', merge: { default: 'lww' }, priority: 'high' },
+    progress: {
+      endpoint: '/api/progress-v2',
+      key: 'cardId',
+      transport: 'rest',
+      rest: { update: 'post', version: 'data.version' },
+      merge: { default: 'lww', groups: [['grade', 'lastModified']] },
+      priority: 'high',
+    },
     stats: {
       endpoint: '/api/stats',
       merge: { default: 'lww', fields: { totalStudyTime: 'max', totalCardsStudied: 'max', currentStreak: 'server' } },
@@ -81,8 +88,14 @@ const options: SyncOptions<Schema> = {
 const badMerge: SyncOptions<Schema>['collections']['stats'] = { endpoint: '/x', merge: { fields: { nope: 'max' } } };
 // @ts-expect-error: not a strategy
 const badStrategy: SyncOptions<Schema>['collections']['notes'] = { endpoint: '/x', merge: { default: 'newest' } };
+// @ts-expect-error: a group names a field the record type does not have
+const badGroup: SyncOptions<Schema>['collections']['progress'] = { endpoint: '/x', merge: { groups: [['nope']] } };
+// @ts-expect-error: not an update method
+const badUpdate: SyncOptions<Schema>['collections']['notes'] = { endpoint: '/x', rest: { update: 'upsert' } };
 void badMerge;
 void badStrategy;
+void badGroup;
+void badUpdate;
 
 export async function typed(): Promise<void> {
   await init();
@@ -139,6 +152,10 @@ export async function typed(): Promise<void> {
     void until;
   }
   const quota: number | null = status.storage.quota;
+  for (const b of status.blocked) {
+    const why: 'conflict' | 'maybeApplied' = b.reason;
+    void [why, b.collection, b.id, b.conflictId, b.opId, b.message, b.since, b.retryAt];
+  }
   const quality: 'good' | 'fair' | 'poor' = status.network.quality;
   void [lastSync, errorCode, quota, quality];
 
@@ -217,6 +234,11 @@ export async function typed(): Promise<void> {
       case 'deadLetter':
         void [event.opId, event.code, event.message];
         break;
+      case 'stalled': {
+        const retryAt: number | null = event.retryAt;
+        void [event.opId, event.collection, event.id, event.message, retryAt];
+        break;
+      }
       case 'deadLetterDiscarded':
         void event.opId;
         break;

@@ -304,6 +304,8 @@ function describe(e: SyncEvent): string {
       return `${e.entry.collection}/${e.entry.id} (${e.entry.how})`;
     case 'deadLetter':
       return `${e.collection}/${e.id}: ${e.message}`;
+    case 'stalled':
+      return e.retryAt ? `${e.message}; resent at ${new Date(e.retryAt).toLocaleTimeString()}` : e.message;
     case 'deadLetterDiscarded':
       return e.opId;
     case 'queueCleared':
