@@ -12,7 +12,9 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::batch::{decode_response, encode_request, MAX_RESPONSE_BYTES};
 use super::pull::decode_pull;
-use super::rest::{decode, decode_check, decode_fetched, item_path, needs_check, request_for, CollectionWire, Wire};
+use super::rest::{
+    decode, decode_check, decode_fetched, item_path, may_exist, needs_check, request_for, CollectionWire, Wire,
+};
 use super::shape::Next;
 use crate::core::error::SyncError;
 use crate::core::op::Operation;
@@ -213,6 +215,15 @@ impl FetchTransport {
         let a = self.send(req.method, &self.url(&req.path), req.body.as_deref(), &headers, device_id).await?;
         let now = js_sys::Date::now() as u64;
         match decode(op, wire, a.status, &a.body, a.etag.as_deref(), a.retry_after.as_deref(), now) {
+            Ok(Outcome::Failed(f)) if may_exist(op, &f) => {
+                // A refused create whose record may be there already (our own earlier attempt whose
+                // answer was lost, or another device's): json-server answers 500 to a duplicate id.
+                let g = self.send("GET", &item, None, &[], device_id).await?;
+                match g.status {
+                    200..=299 => Ok(decode_fetched(wire, g.status, &g.body, g.etag.as_deref())),
+                    _ => Ok(Outcome::Failed(f)),
+                }
+            }
             Ok(outcome) => Ok(outcome),
             Err(_needs_fetch) => {
                 let g = self.send("GET", &item, None, &[], device_id).await?;
