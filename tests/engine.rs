@@ -16,7 +16,9 @@ use tidesync::core::merge::{MergeSpec, Strategy};
 use tidesync::core::netpolicy::NetInfo;
 use tidesync::core::op::{EntityKey, OpKind, Operation, Priority, SyncStatus};
 use tidesync::core::retry::{BreakerState, RetryPolicy};
-use tidesync::core::traits::{Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Transport};
+use tidesync::core::traits::{
+    Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Store, Transport,
+};
 use tidesync::core::value::Value;
 use tidesync::json;
 use tidesync::store::memory::MemoryStore;
@@ -80,6 +82,8 @@ struct Scripted {
     /// Listings served, and whether they fail (the network is down).
     pulls: Rc<Cell<u32>>,
     pull_fails: Rc<Cell<bool>>,
+    /// When set, pulls answer as a change feed: the entries after the cursor (a sequence number).
+    feed: Rc<RefCell<Option<Vec<(u64, ServerRecord)>>>>,
 }
 
 impl Scripted {
@@ -140,6 +144,13 @@ impl Transport for Scripted {
         self.pulls.set(self.pulls.get() + 1);
         if self.pull_fails.get() {
             return Err(Failure::new(SyncError::Network("connection refused".into())));
+        }
+        if let Some(feed) = self.feed.borrow().as_ref() {
+            let after: u64 = _cursor.map_or(0, |c| c.parse().unwrap());
+            let items: Vec<&(u64, ServerRecord)> = feed.iter().filter(|(seq, _)| *seq > after).collect();
+            let cursor = items.last().map_or(after, |(seq, _)| *seq).to_string();
+            let items = items.into_iter().map(|(_, r)| r.clone()).collect();
+            return Ok(PullPage { items, cursor: Some(cursor), has_more: false });
         }
         let items = self
             .records
@@ -1408,4 +1419,29 @@ fn the_audit_trail_survives_a_reload_and_stays_bounded() {
             .unwrap();
     assert_eq!(reopened.audit_log(), e.engine.audit_log());
     assert_eq!(reopened.audit_log()[1].server, Some(json!({"grade": 3})));
+}
+
+#[test]
+fn a_change_pulled_while_our_write_is_in_flight_comes_again_after_the_answer() {
+    let e = env();
+    e.synced("notes", "a", json!({"t": 1}));
+    e.put("notes", "a", json!({"t": 2}));
+    e.net.fail(503, None);
+    e.flush();
+    assert!(e.queue()[0].sent, "in flight: it may have reached the server");
+    // Another device's change arrives on the feed meanwhile: held back, and the cursor stays.
+    let theirs = ServerRecord { id: "a".into(), version: Some(3), data: Some(json!({"t": 9})), modified_ms: None };
+    *e.net.feed.borrow_mut() = Some(vec![(1, theirs)]);
+    let r = block_on(e.engine.pull(Some("notes"))).unwrap();
+    assert_eq!((r.received, r.skipped), (1, 1), "{r:?}");
+    assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), None);
+    // Our write is answered (at version 2: before their change), then the next pull brings theirs.
+    e.clock.advance(60_000);
+    e.flush();
+    assert_eq!(e.record("notes", "a").version, Some(2));
+    let r = block_on(e.engine.pull(Some("notes"))).unwrap();
+    assert_eq!((r.received, r.applied), (1, 1), "{r:?}");
+    let rec = e.record("notes", "a");
+    assert_eq!((rec.data, rec.version), (Some(json!({"t": 9})), Some(3)));
+    assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), Some(json!("1")));
 }

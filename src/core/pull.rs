@@ -88,21 +88,24 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
             let keys: Vec<EntityKey> = items.iter().map(|r| EntityKey::new(collection, r.id.clone())).collect();
             let now = self.clock.now_ms();
-            let out = self
+            let (out, held) = self
                 .store
                 .transact(&keys, |tx| {
                     let mut out = Applied::default();
+                    let mut held = false;
                     for (key, item) in keys.iter().zip(&items) {
-                        self.apply_remote(tx, key, item, now, report, &mut out)?;
+                        held |= self.apply_remote(tx, key, item, now, report, &mut out)?;
                     }
-                    if let Some(c) = &page.cursor {
+                    // A change held back for a write in flight must come again: the cursor stays
+                    // where it was until that write is answered (the answer may be older than it).
+                    if let (Some(c), false) = (&page.cursor, held) {
                         tx.write(Write::PutMeta(meta.clone(), Value::String(c.clone())));
                     }
-                    Ok(out)
+                    Ok((out, held))
                 })
                 .await?;
             self.absorb(out);
-            if !page.has_more || page.cursor.is_none() || page.cursor == cursor {
+            if held || !page.has_more || page.cursor.is_none() || page.cursor == cursor {
                 return Ok(());
             }
         }
@@ -114,6 +117,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(())
     }
 
+    /// Takes one pulled record. `Ok(true)`: it was held back because a write of ours to it is in
+    /// flight, and the pull must bring it again (see `pull_collection`).
     fn apply_remote(
         &self,
         tx: &mut Tx,
@@ -122,24 +127,29 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         now: u64,
         report: &mut PullReport,
         out: &mut Applied,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let entity = tx.entity(key).cloned();
         if let (Some(e), Some(v)) = (&entity, item.version) {
             if e.version.is_some_and(|ours| ours >= v) && e.sync_status != SyncStatus::Conflict {
-                return Ok(()); // we have this version (or a newer one) already
+                return Ok(false); // we have this version (or a newer one) already
             }
         }
         let lane = tx.lane(key).to_vec();
-        if entity.as_ref().is_some_and(|e| e.sync_status == SyncStatus::Conflict)
-            || lane.first().is_some_and(|o| o.sent)
-        {
-            // A conflict waits for the app, or our write is in flight: its answer settles this.
+        if entity.as_ref().is_some_and(|e| e.sync_status == SyncStatus::Conflict) {
+            // A conflict waits for the app: its resolution is sent against the server's version.
             report.skipped += 1;
-            return Ok(());
+            return Ok(false);
+        }
+        if lane.first().is_some_and(|o| o.sent) {
+            // Our write is in flight: its answer comes first, and this change after it.
+            report.skipped += 1;
+            return Ok(true);
         }
         if let Some(head) = lane.first() {
             report.rebased += 1;
-            return self.on_conflict(tx, head, item.version, item.data.clone(), item.modified_ms, now, None, out);
+            return self
+                .on_conflict(tx, head, item.version, item.data.clone(), item.modified_ms, now, None, out)
+                .map(|()| false);
         }
         match &item.data {
             None => {
@@ -154,7 +164,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     e.sync_status == SyncStatus::Synced && e.data.as_ref() == Some(data) && e.version == item.version
                 });
                 if unchanged {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let e = Entity {
                     collection: key.collection.clone(),
@@ -173,7 +183,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
