@@ -83,8 +83,11 @@ struct Scripted {
     pulls: Rc<Cell<u32>>,
     pull_fails: Rc<Cell<bool>>,
     /// When set, pulls answer as a change feed: the entries after the cursor (a sequence number).
-    feed: Rc<RefCell<Option<Vec<(u64, ServerRecord)>>>>,
+    feed: Rc<RefCell<Option<Feed>>>,
 }
+
+/// A change feed: (sequence number, record) in order.
+type Feed = Vec<(u64, ServerRecord)>;
 
 impl Scripted {
     fn then(&self, a: impl FnOnce(&[Operation]) -> Result<PushResponse, Failure> + 'static) -> &Self {
