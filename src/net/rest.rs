@@ -196,10 +196,11 @@ pub fn needs_check(op: &Operation) -> bool {
 }
 
 /// Whether a create the server refused with `f` should look for the record before it is retried
-/// or dead-lettered: the server answered (not a network failure), and not with a status that says
-/// nothing about the record (auth, rate, timeout, size).
+/// or dead-lettered: the answers a backend gives an id it already has (json-server: 500; others:
+/// 400 or 422). An unavailable server (502, 503, 504), auth, rate or size say nothing about the
+/// record, and a read would only add load.
 pub fn may_exist(op: &Operation, f: &Failure) -> bool {
-    op.kind == OpKind::Create && f.error.status().is_some_and(|s| !matches!(s, 401 | 403 | 408 | 413 | 425 | 429))
+    op.kind == OpKind::Create && matches!(f.error.status(), Some(400 | 422 | 500))
 }
 
 /// A version from an `ETag`: `"3"`, `W/"3"` or `3`.
@@ -519,6 +520,7 @@ mod tests {
         // json-server answers a duplicate id with 500; a validation error may hide one too.
         assert!(may_exist(&create, &refused(500)) && may_exist(&create, &refused(400)));
         assert!(!may_exist(&create, &refused(429)) && !may_exist(&create, &refused(401)));
+        assert!(!may_exist(&create, &refused(503)), "an unavailable server is not asked again at once");
         assert!(!may_exist(&create, &Failure::new(SyncError::Timeout)));
         assert!(!may_exist(&op(OpKind::Update, None, Some(1)), &refused(500)));
     }
