@@ -10,11 +10,16 @@ FASTAPI_VENV=$TARGET_DIR/fastapi-venv
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export CHROMIUM CHROMEDRIVER
+# Firefox ESR (Debian's) and geckodriver (built from crates.io by scripts/setup): the wasm-bindgen
+# suites run in Firefox too.
+FIREFOX=${FIREFOX:-/usr/lib/firefox-esr/firefox-esr}
+GECKODRIVER_VERSION=0.37.1
 
-# `cargo install` puts wasm-bindgen and wasm-bindgen-test-runner here.
+# `cargo install` puts wasm-bindgen, wasm-bindgen-test-runner and geckodriver here.
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 case ":$PATH:" in *":$CARGO_BIN:"*) ;; *) PATH=$CARGO_BIN:$PATH ;; esac
 export PATH
+GECKODRIVER_BIN=${GECKODRIVER_BIN:-$CARGO_BIN/geckodriver}
 
 say() { printf '%s: %s\n' "$(basename "$0")" "$*"; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
