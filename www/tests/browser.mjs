@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 // The same flags as webdriver.json (the wasm-bindgen-test browser runs).
 export const CHROMIUM_ARGS = [
@@ -46,11 +47,25 @@ export async function launch() {
     context,
     page,
     logs,
+    newPage: () => context.newPage(),
     async close() {
       await context.close();
       await rm(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Debian's Firefox ESR (scripts/setup installs it); FIREFOX names another. */
+export const FIREFOX = process.env.FIREFOX || '/usr/lib/firefox-esr/firefox-esr';
+
+/**
+ * Launches headless Firefox through puppeteer-core over WebDriver BiDi (Playwright cannot drive a stock
+ * Firefox), with a fresh profile. Returns { newPage, close }; its pages have the same `goto`,
+ * `evaluate`, `close` and `console` / `pageerror` events the specs use of Playwright's.
+ */
+export async function launchFirefox() {
+  const browser = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true });
+  return { newPage: () => browser.newPage(), close: () => browser.close() };
 }
 
 /** Saves a full-page screenshot to www/test-results/NAME.png. */

@@ -1,4 +1,5 @@
-// The READMEs are executable: every ```js block marked `<!-- test: run -->` runs in Chromium, in an
+// The READMEs are executable: every ```js block marked `<!-- test: run -->` runs in Chromium and in
+// Firefox (puppeteer-core over WebDriver BiDi), in an
 // empty page of the reference server's origin, importing the package as a plain ES module from
 // /pkg/ (what `import ... from 'tidesync'` resolves to); it must finish without throwing or logging an
 // error. Every ```ts and ```tsx block is type-checked (strict) as a module of a small project, named by
@@ -9,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { baseUrl, launch } from './browser.mjs';
+import { baseUrl, launch, launchFirefox } from './browser.mjs';
 import { api } from './app.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -40,52 +41,57 @@ export function blocks(markdown) {
   return out;
 }
 
+/** Runs one example in a new page of `browser` (`newPage()` of either driver); fails on a throw or a console error. */
+async function runExample(t, browser, readme, block) {
+  const origin = baseUrl();
+  const code = block.code
+    .replace(/from 'tidesync'/g, `from '${origin}/pkg/index.js'`)
+    .replace(/from 'tidesync\/sw'/g, `from '${origin}/pkg/sw.js'`);
+  assert.ok(!/from 'tidesync\/react'/.test(code), `${readme}:${block.line}: React examples cannot run without a bundler`);
+  const page = await browser.newPage();
+  const problems = [];
+  const logs = [];
+  page.on('console', (m) => {
+    logs.push(`[${m.type()}] ${m.text()}`);
+    if (m.type() === 'error') problems.push(`console.error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`uncaught: ${e.stack ?? e}`));
+  await page.goto(`${origin}/tests/pages/blank.html`);
+  try {
+    await page.evaluate(async (source) => {
+      const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+      try {
+        await import(url);
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+    }, code);
+  } catch (err) {
+    problems.push(`threw: ${err.message}`);
+  }
+  if (problems.length) t.diagnostic(`${readme}:${block.line} console:\n${logs.join('\n')}`);
+  assert.deepEqual(problems, [], `the example at ${readme}:${block.line} failed`);
+  await page.close();
+}
+
 for (const readme of READMES) {
   const markdown = await readFile(path.join(ROOT, readme), 'utf8');
   const all = blocks(markdown);
   const runnable = all.filter((b) => b.lang === 'js' && b.marker === 'run');
   const typed = all.filter((b) => (b.lang === 'ts' || b.lang === 'tsx') && b.marker !== 'skip');
 
-  test(`${readme}: the examples marked to run work in the browser`, async (t) => {
-    assert.ok(runnable.length > 0, `${readme} has no <!-- test: run --> block`);
-    await api('/admin/reset', { method: 'POST' });
-    const browser = await launch();
-    try {
-      for (const block of runnable) {
-        const origin = baseUrl();
-        const code = block.code
-          .replace(/from 'tidesync'/g, `from '${origin}/pkg/index.js'`)
-          .replace(/from 'tidesync\/sw'/g, `from '${origin}/pkg/sw.js'`);
-        assert.ok(!/from 'tidesync\/react'/.test(code), `${readme}:${block.line}: React examples cannot run without a bundler`);
-        const page = await browser.context.newPage();
-        const problems = [];
-        const logs = [];
-        page.on('console', (m) => {
-          logs.push(`[${m.type()}] ${m.text()}`);
-          if (m.type() === 'error') problems.push(`console.error: ${m.text()}`);
-        });
-        page.on('pageerror', (e) => problems.push(`uncaught: ${e.stack ?? e}`));
-        await page.goto(`${origin}/tests/pages/blank.html`);
-        try {
-          await page.evaluate(async (source) => {
-            const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
-            try {
-              await import(url);
-            } finally {
-              URL.revokeObjectURL(url);
-            }
-          }, code);
-        } catch (err) {
-          problems.push(`threw: ${err.message}`);
-        }
-        if (problems.length) t.diagnostic(`${readme}:${block.line} console:\n${logs.join('\n')}`);
-        assert.deepEqual(problems, [], `the example at ${readme}:${block.line} failed`);
-        await page.close();
+  for (const [engine, open] of [['Chromium', launch], ['Firefox', launchFirefox]]) {
+    test(`${readme}: the examples marked to run work in ${engine}`, async (t) => {
+      assert.ok(runnable.length > 0, `${readme} has no <!-- test: run --> block`);
+      await api('/admin/reset', { method: 'POST' });
+      const browser = await open();
+      try {
+        for (const block of runnable) await runExample(t, browser, readme, block);
+      } finally {
+        await browser.close();
       }
-    } finally {
-      await browser.close();
-    }
-  });
+    });
+  }
 
   test(`${readme}: the TypeScript examples type-check`, { skip: typed.length === 0 && 'no ts/tsx blocks' }, async () => {
     // Inside www/node_modules, so `tidesync` and `react` resolve as in an app that installed them.
