@@ -1,5 +1,5 @@
-// The READMEs are executable: every ```js block marked `<!-- test: run -->` runs in Chromium and in
-// Firefox (puppeteer-core over WebDriver BiDi), in an
+// The READMEs are executable: every ```js block marked `<!-- test: run -->` runs in Chromium, in
+// Firefox (puppeteer-core over WebDriver BiDi) and in WebKitGTK (selenium-webdriver), in an
 // empty page of the reference server's origin, importing the package as a plain ES module from
 // /pkg/ (what `import ... from 'tidesync'` resolves to); it must finish without throwing or logging an
 // error. Every ```ts and ```tsx block is type-checked (strict) as a module of a small project, named by
@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { baseUrl, launch, launchFirefox } from './browser.mjs';
+import { baseUrl, launch, launchFirefox, launchWebKit } from './browser.mjs';
 import { api } from './app.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -80,7 +80,7 @@ for (const readme of READMES) {
   const runnable = all.filter((b) => b.lang === 'js' && b.marker === 'run');
   const typed = all.filter((b) => (b.lang === 'ts' || b.lang === 'tsx') && b.marker !== 'skip');
 
-  for (const [engine, open] of [['Chromium', launch], ['Firefox', launchFirefox]]) {
+  for (const [engine, open] of [['Chromium', launch], ['Firefox', launchFirefox], ['WebKit', launchWebKit]]) {
     test(`${readme}: the examples marked to run work in ${engine}`, async (t) => {
       assert.ok(runnable.length > 0, `${readme} has no <!-- test: run --> block`);
       await api('/admin/reset', { method: 'POST' });
