@@ -1448,3 +1448,18 @@ fn a_change_pulled_while_our_write_is_in_flight_comes_again_after_the_answer() {
     assert_eq!((rec.data, rec.version), (Some(json!({"t": 9})), Some(3)));
     assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), Some(json!("1")));
 }
+
+#[test]
+fn a_flush_reads_the_dead_letters_for_settling_only_when_one_may_be_due() {
+    let e = env();
+    let flush_calls = |e: &Env| {
+        let before = e.store.calls();
+        e.flush();
+        e.store.calls() - before
+    };
+    // The first flush looks at what an earlier session may have left; later ones do not.
+    let first = flush_calls(&e);
+    let empty = flush_calls(&e);
+    assert_eq!((first, empty), (empty + 1, 2), "an empty flush: the queue and the paused lanes");
+    assert_eq!(flush_calls(&e), empty);
+}

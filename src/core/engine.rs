@@ -181,6 +181,9 @@ pub(super) struct State {
     audit: VecDeque<AuditEntry>,
     /// Resolutions not in the store yet (`save_audit`).
     unsaved_audit: Vec<AuditEntry>,
+    /// The earliest time a write the server may have applied is to be resent (`settle`); `Some(0)`
+    /// after opening: whatever an earlier session left is looked at on the first flush.
+    settle_due: Option<u64>,
     closed: bool,
     /// Records whose stored copy failed its checksum and could not be repaired yet (the server was
     /// unreachable, or pending writes must be answered first). The next pull tries again.
@@ -241,6 +244,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             events: Vec::new(),
             audit,
             unsaved_audit: Vec::new(),
+            settle_due: Some(0),
             closed: false,
             corrupt: VecSet::new(),
         };
@@ -753,7 +757,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
         }
         self.remember(outcome.audit);
-        self.state.borrow_mut().events.extend(outcome.events);
+        let mut st = self.state.borrow_mut();
+        for e in &outcome.events {
+            if let Event::Stalled { retry_at: Some(t), .. } = e {
+                st.settle_due = Some(st.settle_due.map_or(*t, |d| d.min(*t)));
+            }
+        }
+        st.events.extend(outcome.events);
+        drop(st);
         // Stop the flush only when something waits for a retry (sending on would spin); a dead
         // letter removed its op, so the next pass makes progress.
         Ok((outcome.retried > 0 || (response.is_err() && outcome.dead == 0), outcome.lanes))
@@ -1266,15 +1277,22 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// goes back to the head of its lane under the same id, so the server's idempotency answers it
     /// (REST writes read the record first when their version is unknown). Its age is kept: after
     /// `maxAgeMs` only the app can settle it.
+    ///
+    /// The dead letters are read only when one may be due (`State::settle_due`): a flush costs no
+    /// extra store transaction otherwise.
     async fn settle(&self, now: u64) -> Result<()> {
-        if self.network().paused {
+        if self.network().paused || self.state.borrow().settle_due.is_none_or(|t| t > now) {
             return Ok(());
         }
+        let mut next = None;
         for d in self.store.dead_letters().await? {
-            if d.maybe_applied && self.settle_at(d.at, d.op.created_at).is_some_and(|t| t <= now) {
-                self.put_back(d, false).await?;
+            match self.settle_at(d.at, d.op.created_at).filter(|_| d.maybe_applied) {
+                Some(t) if t <= now => self.put_back(d, false).await?,
+                Some(t) => next = Some(next.map_or(t, |n: u64| n.min(t))),
+                None => {}
             }
         }
+        self.state.borrow_mut().settle_due = next;
         Ok(())
     }
 
