@@ -52,8 +52,8 @@ function isLoopbackAddress(addr) {
   return addr === '::1' || addr?.startsWith('127.') || addr?.startsWith('::ffff:127.');
 }
 
-/** mulberry32: a small seeded PRNG, enough to make fault draws reproducible. */
-function rng(seed) {
+/** mulberry32: a small seeded PRNG, enough to make fault draws (and the suite's workload) reproducible. */
+export function rng(seed) {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

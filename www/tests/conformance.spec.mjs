@@ -40,7 +40,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { launch } from './browser.mjs';
-import { startProxy } from '../../tests/backends/proxy.mjs';
+import { rng, startProxy } from '../../tests/backends/proxy.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TARGET_DIR = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
@@ -58,18 +58,6 @@ const FAULTS = { fail5xx: 0.2, drop: 0.1, latencyMs: 20 };
 console.log(`conformance seed ${SEED} (TIDESYNC_CONFORMANCE_SEED=${SEED} to replay), ${STEPS} steps`);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** mulberry32 */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function getJson(url, init) {
   const res = await fetch(url, init);
