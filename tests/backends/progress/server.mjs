@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A backend that follows the reference design's "Enhanced Progress API" to the letter
-// (/work/shared/reference/sync-architecture.md, "API Specifications"): an upsert by `cardId` at
+// (the reference design sync-architecture.md, "API Specifications"): an upsert by `cardId` at
 // POST /api/progress-v2 with X-Device-ID / X-Operation-ID / X-Client-Version headers, 409 with the
 // reference conflict body, `{success, data, serverTime}` envelopes. Written for the conformance suite
 // (www/tests/conformance.spec.mjs) as a backend tidesync did not shape. Node 20, no dependencies,
