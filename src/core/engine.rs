@@ -875,29 +875,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             e => (e.and_then(|e| e.data.clone()), false),
         };
         let base = entity.as_ref().and_then(|e| e.base.clone());
-        // The server still holds what we last saw of it (the record read before a write whose
-        // version was unknown): no conflict, our state goes out again on the server's version.
-        let refresh = server.is_some() && server == base && !corrupt;
-        if !refresh {
-            out.conflicts += 1;
-        }
-        let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
-        let skew = self.state.borrow().skew_ms;
         let local_modified = entity.as_ref().map_or(now, |e| e.last_modified);
-        // Compare times on one clock: two device stamps (the records' own `lastModified`, or our
-        // tombstone's write time) as they are; ours against the server's clock skew-corrected.
-        let local_raw = record_time(local.as_ref()).unwrap_or(local_modified);
-        let (local_ms, server_ms) = match record_time(server.as_ref()) {
-            Some(server_ms) => (local_raw, server_ms),
-            None => ((local_raw as i64 + skew).max(0) as u64, server_modified_ms.unwrap_or(0)),
-        };
-        let stamps = Stamps { local_ms, server_ms };
-        let reason = match reason {
-            _ if corrupt => ConflictReason::Integrity,
-            Some(r) => r,
-            None if server.is_none() => ConflictReason::Deleted,
-            None => ConflictReason::Version,
-        };
         for o in &lane {
             tx.write(Write::DeleteOp(o.id.clone()));
         }
@@ -914,7 +892,30 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         });
         e.base = server.clone();
         e.version = server_version.or(e.version);
-        let custom = match corrupt || refresh {
+        if server.is_some() && server == base && !corrupt {
+            // The server still holds what we last saw of it (the record read before a write whose
+            // version was unknown): no conflict, our state goes out again on the server's version.
+            self.requeue(tx, &key, e, local, true, priority, now, out);
+            return Ok(());
+        }
+        out.conflicts += 1;
+        let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
+        let skew = self.state.borrow().skew_ms;
+        // Compare times on one clock: two device stamps (the records' own `lastModified`, or our
+        // tombstone's write time) as they are; ours against the server's clock skew-corrected.
+        let local_raw = record_time(local.as_ref()).unwrap_or(local_modified);
+        let (local_ms, server_ms) = match record_time(server.as_ref()) {
+            Some(server_ms) => (local_raw, server_ms),
+            None => ((local_raw as i64 + skew).max(0) as u64, server_modified_ms.unwrap_or(0)),
+        };
+        let stamps = Stamps { local_ms, server_ms };
+        let reason = match reason {
+            _ if corrupt => ConflictReason::Integrity,
+            Some(r) => r,
+            None if server.is_none() => ConflictReason::Deleted,
+            None => ConflictReason::Version,
+        };
+        let custom = match corrupt {
             true => None,
             false => {
                 self.resolvers.borrow().get(&op.collection).map(|f| f(base.as_ref(), local.as_ref(), server.as_ref()))
@@ -936,7 +937,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 out.events.push(Event::Error { code: err.code().into(), message: err.to_string(), status: None });
                 Resolution::Merged(server.clone())
             }
-            None if refresh => Resolution::Merged(local.clone()),
             None => merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps),
             Some(Ok(Some(v))) => Resolution::Merged(Some(v)),
             Some(Ok(None)) => Resolution::Manual,
@@ -978,9 +978,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 out.events.push(change_event(&key, Some(&e)));
                 tx.write(Write::PutConflict(conflict));
                 tx.write(Write::PutEntity(e));
-            }
-            Resolution::Merged(result) if refresh => {
-                self.requeue(tx, &key, e, result, true, priority, now, out);
             }
             Resolution::Merged(result) => {
                 out.audit.push(AuditEntry {

@@ -175,8 +175,9 @@ fn merge_fields(
         }
     }
     for unit in units.into_iter().filter(|u| !u.is_empty()) {
-        let part =
-            |m: &Map| -> Map { unit.iter().filter_map(|k| Some(((*k).clone(), m.get(k.as_str())?.clone()))).collect() };
+        let part = |m: &Map| -> Value {
+            Value::Object(unit.iter().filter_map(|k| Some(((*k).clone(), m.get(k.as_str())?.clone()))).collect())
+        };
         let (b, l, s) = (part(bm), part(lm), part(sm));
         let local = if l == s || s == b {
             true
@@ -187,11 +188,13 @@ fn merge_fields(
                 Strategy::Manual => return Err(Manual),
                 Strategy::Server => false,
                 Strategy::Client => true,
-                _ => local_wins(st, &Value::Object(l.clone()), &Value::Object(s.clone())),
+                _ => local_wins(st, &l, &s),
             }
         };
-        for (k, v) in if local { l } else { s } {
-            out.insert(k, v);
+        if let Value::Object(taken) = if local { l } else { s } {
+            for (k, v) in taken {
+                out.insert(k, v);
+            }
         }
     }
     Ok(Value::Object(out))

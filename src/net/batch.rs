@@ -104,15 +104,10 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
     } else if let Some(c) = r.get("conflict").and_then(Value::as_object) {
         decode_conflict(c).map_err(|m| protocol(format!("result {op_id}: {m}")))?
     } else {
-        let message = match r.get("error") {
-            Some(Value::String(m)) => m.clone(),
-            Some(e) => super::shape::error_message(&crate::core::json::text(&Value::Object(r.clone())))
-                .unwrap_or_else(|| crate::core::json::text(e)),
-            None => "the server refused the operation".into(),
-        };
+        let message = super::shape::message_of(r).unwrap_or_else(|| "the server refused the operation".into());
         let status =
             r.get("status").or_else(|| r.get("statusCode")).and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
-        match status.unwrap_or_else(|| status_from_error(r.get("error"), &message)) {
+        match status.unwrap_or_else(|| status_from_error(super::shape::error_code(r).unwrap_or(&message))) {
             // A conflict without the server's state: retry, and the server will say more.
             409 | 412 => Outcome::Failed(Failure::new(SyncError::Http {
                 status: 503,
@@ -127,8 +122,8 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
 /// The status a failed result without one stands for, from its error code or message. Only an
 /// error that says the operation itself is wrong is permanent (400, 403, 404, 413, 422); anything
 /// else (an unknown code, a bare "failed") is retried (503): a write is never dropped on a guess.
-fn status_from_error(error: Option<&Value>, message: &str) -> u16 {
-    let said = error.and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or(message).to_ascii_lowercase();
+fn status_from_error(said: &str) -> u16 {
+    let said = said.to_ascii_lowercase();
     // Word stems, matched by prefix (no substring search: it costs the wasm a searcher).
     let words: Vec<&str> = said.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
     let says = |stems: &[&str]| words.iter().any(|w| stems.iter().any(|s| w.starts_with(s)));

@@ -45,7 +45,7 @@ fn decode_item(c: &CollectionWire, v: &Value) -> Result<ServerRecord, String> {
         }
         return Ok(ServerRecord {
             id: id_string(id).ok_or_else(|| format!("`entityId` {} is not a string or number", text(id)))?,
-            version: version(c, o, "version")?,
+            version: version(c, o)?,
             data,
             modified_ms: o.get("updatedAt").and_then(parse_time_ms),
         });
@@ -62,16 +62,17 @@ fn decode_item(c: &CollectionWire, v: &Value) -> Result<ServerRecord, String> {
     let deleted = is_deleted(o);
     Ok(ServerRecord {
         id,
-        version: version(c, o, "version")?,
+        version: version(c, o)?,
         data: (!deleted).then(|| v.clone()),
         modified_ms: ["updatedAt", "lastModified", "updated_at"].iter().find_map(|k| o.get(*k).and_then(parse_time_ms)),
     })
 }
 
-fn version(c: &CollectionWire, o: &Map, default: &str) -> Result<Option<u64>, String> {
+/// A listed record's version: `rest.version`'s field, else its `version` field.
+fn version(c: &CollectionWire, o: &Map) -> Result<Option<u64>, String> {
     let path = match &c.version {
         VersionSource::None => return Ok(None),
-        VersionSource::Etag => default,
+        VersionSource::Etag => "version",
         VersionSource::Field(f) => f,
     };
     version_at(&Value::Null, Some(o), path)

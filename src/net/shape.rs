@@ -127,7 +127,11 @@ pub fn listing(v: &Value) -> Result<Listing<'_>, String> {
 
 /// The message of an error body: `error` (a string, or `{code, message}`), `message` or `detail`.
 pub fn error_message(body: &str) -> Option<String> {
-    let v = crate::core::json::parse(body).ok()?;
+    message_of(crate::core::json::parse(body).ok()?.as_object()?)
+}
+
+/// `error_message` of an error object already parsed (a batch result).
+pub fn message_of(o: &Map) -> Option<String> {
     let said = |v: &Value| -> Option<String> {
         match v {
             Value::String(s) => Some(s.clone()),
@@ -144,12 +148,12 @@ pub fn error_message(body: &str) -> Option<String> {
             _ => None,
         }
     };
-    ["error", "message", "detail"].iter().find_map(|k| v.get(k).and_then(said)).map(|s| s.chars().take(500).collect())
+    ["error", "message", "detail"].iter().find_map(|k| o.get(*k).and_then(said)).map(|s| s.chars().take(500).collect())
 }
 
-/// The error code of an error body (`{error: {code}}`, `{code}`), for results that carry no status.
-pub fn error_code(v: &Value) -> Option<&str> {
-    v.get("error").and_then(|e| e.get("code")).or_else(|| v.get("code")).and_then(Value::as_str)
+/// The error code of an error object (`{error: {code}}`, `{code}`), for results that carry no status.
+pub fn error_code(o: &Map) -> Option<&str> {
+    o.get("error").and_then(|e| e.get("code")).or_else(|| o.get("code")).and_then(Value::as_str)
 }
 
 #[cfg(test)]
@@ -203,6 +207,7 @@ mod tests {
         let fastapi = r#"{"detail": [{"loc": ["body"], "msg": "field required", "type": "missing"}]}"#;
         assert_eq!(error_message(fastapi).as_deref(), Some("field required"));
         assert_eq!(error_message("<html>"), None);
-        assert_eq!(error_code(&json!({"error": {"code": "RATE_LIMITED"}})), Some("RATE_LIMITED"));
+        let rate = json!({"error": {"code": "RATE_LIMITED"}});
+        assert_eq!(error_code(rate.as_object().unwrap()), Some("RATE_LIMITED"));
     }
 }
