@@ -9,7 +9,7 @@ pub mod merge;
 pub mod metrics;
 pub mod netpolicy;
 pub mod op;
-pub mod pull;
+
 pub mod queue;
 pub mod retry;
 pub mod sha256;
@@ -17,4 +17,5 @@ pub mod sorted;
 pub mod traits;
 pub mod value;
 
+pub use engine::pull;
 pub use error::{Result, SyncError};

@@ -8,12 +8,12 @@
 
 use serde::Serialize;
 
-use super::checksum::checksum;
-use super::engine::{change_event, intact, newest_copy, Applied, Engine, Event};
-use super::error::{Result, SyncError};
-use super::op::{Entity, EntityKey, OpKind, Operation, SyncStatus};
-use super::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
-use super::value::Value;
+use super::{change_event, intact, newest_copy, Applied, Engine, Event};
+use crate::core::checksum::checksum;
+use crate::core::error::{Result, SyncError};
+use crate::core::op::{Entity, EntityKey, OpKind, Operation, SyncStatus};
+use crate::core::traits::{Clock, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
+use crate::core::value::Value;
 
 /// What one `pull()` did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -75,7 +75,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let mut items = page.items;
             if page.cursor.is_none() {
                 // A full listing: our synced records missing from it were deleted on the server.
-                let listed: super::sorted::VecSet<&str> = items.iter().map(|r| r.id.as_str()).collect();
+                let listed: crate::core::sorted::VecSet<&str> = items.iter().map(|r| r.id.as_str()).collect();
                 let gone: Vec<ServerRecord> = self
                     .store
                     .list_entities(collection)
@@ -169,7 +169,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 let e = Entity {
                     collection: key.collection.clone(),
                     id: key.id.clone(),
-                    checksum: Some(super::checksum::checksum(data)),
+                    checksum: Some(checksum(data)),
                     data: Some(data.clone()),
                     base: Some(data.clone()),
                     version: item.version,

@@ -1,0 +1,460 @@
+//! The flush: sending due ops batch by batch, and applying the server's answers (accepted, failed)
+//! in one store transaction per batch.
+
+use super::*;
+
+impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
+    /// Sends every due op, batch by batch, until none is due, the device is offline or the
+    /// circuit breaker opens. A flush already running in this engine is joined, not repeated.
+    pub async fn flush(&self) -> Result<FlushReport> {
+        self.check_open()?;
+        let joined = {
+            let mut st = self.state.borrow_mut();
+            st.flush_again |= st.flushing;
+            std::mem::replace(&mut st.flushing, true)
+        };
+        if joined {
+            while self.state.borrow().flushing {
+                self.clock.sleep(5).await;
+            }
+            return Ok(self.state.borrow().last_report.clone());
+        }
+        let started = self.clock.now_ms();
+        let result = match self.settle(started).await {
+            Ok(()) => self.flush_passes().await,
+            Err(e) => Err(e),
+        };
+        self.save_audit().await;
+        let mut st = self.state.borrow_mut();
+        st.flushing = false;
+        st.metrics.last_sync_duration_ms = Some(self.clock.now_ms().saturating_sub(started));
+        match result {
+            Ok(report) => {
+                st.last_report = report.clone();
+                st.events.push(Event::Sync { report: report.clone() });
+                Ok(report)
+            }
+            Err(e) => {
+                st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
+                Err(e)
+            }
+        }
+    }
+
+    async fn flush_passes(&self) -> Result<FlushReport> {
+        let mut report = FlushReport::default();
+        // Lowered when the server refuses a batch as too large (413).
+        let mut batch_cap = usize::MAX;
+        // The queue as of the last pass: read whole once, then only the lanes a pass touched are read
+        // again. `None` reads it whole (first pass, a surprise from another tab, or to make sure
+        // nothing arrived meanwhile before stopping). Safe to reuse: `mark_sent` sends each lane's
+        // head as it is in the store then, not as the snapshot remembers it.
+        let mut snapshot: Option<(Vec<Operation>, VecSet<EntityKey>)> = None;
+        let mut epoch = self.state.borrow().queue_epoch;
+        loop {
+            self.state.borrow_mut().flush_again = false;
+            let now = self.clock.now_ms();
+            let decision = self.network();
+            if std::mem::replace(&mut epoch, self.state.borrow().queue_epoch) != epoch {
+                snapshot = None;
+            }
+            let (mut ops, paused, whole) = match snapshot.take() {
+                Some((ops, paused)) => (ops, paused, false),
+                None => {
+                    let (ops, conflicts) = self.store.load_queue().await?;
+                    let paused = self.paused_lanes(&conflicts).await?;
+                    (ops, paused, true)
+                }
+            };
+            self.state.borrow_mut().metrics.record_queue_size(ops.len());
+            report.remaining = ops.len();
+            report.next_attempt_at = next_due(&ops, &paused);
+            // Stopping: the report's counts come from a whole read of the queue.
+            if (decision.paused || !self.state.borrow().breaker.would_allow(now)) && !whole {
+                continue;
+            }
+            if decision.paused {
+                report.offline = true;
+                return Ok(report);
+            }
+            if !self.state.borrow_mut().breaker.allow(now) {
+                report.breaker_open = true;
+                report.next_attempt_at =
+                    report.next_attempt_at.map(|t| t.max(self.state.borrow().breaker.reopens_at().unwrap_or(t)));
+                return Ok(report);
+            }
+            let limit = decision.batch_size.min(self.config.max_batch_size).min(batch_cap).max(1);
+            let heads: Vec<Operation> = ready_heads(&ops, &paused, now, limit).into_iter().cloned().collect();
+            if heads.is_empty() {
+                if whole {
+                    return Ok(report);
+                }
+                continue;
+            }
+            let batch = self.mark_sent(heads).await?;
+            if batch.is_empty() {
+                continue;
+            }
+            let t0 = self.clock.now_ms();
+            let response = self.transport.push(&batch, &self.device_id).await;
+            let t1 = self.clock.now_ms();
+            if batch.len() > 1 && response.as_ref().err().and_then(|f| f.error.status()) == Some(413) {
+                // Too large as a whole: no op is at fault yet. Send halves, until a single op that
+                // is too large on its own is refused (and dead-lettered) alone.
+                batch_cap = batch.len() / 2;
+                report.sent += batch.len();
+                continue;
+            }
+            let pausing = (report.conflicts, report.dead_lettered);
+            let (had_failure, lanes) = self.apply_response(&batch, response, t0, t1, &mut report).await?;
+            if had_failure && !self.state.borrow().flush_again {
+                let (ops, conflicts) = self.store.load_queue().await?;
+                let paused = self.paused_lanes(&conflicts).await?;
+                report.remaining = ops.len();
+                report.next_attempt_at = next_due(&ops, &paused);
+                report.breaker_open = matches!(self.state.borrow().breaker.state(), BreakerState::Open { .. });
+                return Ok(report);
+            }
+            // The batch's lanes as the answers left them; conflicts and dead letters may pause lanes.
+            // (Keyed by borrowed names: no allocation per queued op and pass.)
+            let touched: VecMap<(&str, &str), &Operation> =
+                batch.iter().map(|o| ((o.collection.as_str(), o.entity_id.as_str()), o)).collect();
+            ops.retain(|o| !touched.contains_key(&(o.collection.as_str(), o.entity_id.as_str())));
+            ops.extend(lanes.into_values().flatten());
+            // Only a conflict or a dead letter made by this pass can pause another lane.
+            let paused = if (report.conflicts, report.dead_lettered) == pausing {
+                paused
+            } else {
+                self.paused_lanes(&self.store.conflicts().await?).await?
+            };
+            snapshot = Some((ops, paused));
+        }
+    }
+
+    /// Lanes that must not send: a conflict waits for the app, or a dead-lettered op may have been
+    /// applied by the server (its answer never came). A later write sent on top of the latter would
+    /// be merged against a server state that may or may not hold it, counting a `sum` twice; so the
+    /// record waits until the app retries that op (same id: the server's ledger deduplicates it) or
+    /// discards it.
+    async fn paused_lanes(&self, conflicts: &[Conflict]) -> Result<VecSet<EntityKey>> {
+        let mut paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        paused.extend(self.store.dead_letters().await?.iter().filter(|d| d.maybe_applied).map(|d| d.op.key()));
+        Ok(paused)
+    }
+
+    /// Marks the batch's ops as sent, in one transaction, and returns them as they are now:
+    /// another tab may have coalesced a write into one of them since we read the queue.
+    async fn mark_sent(&self, heads: Vec<Operation>) -> Result<Vec<Operation>> {
+        let keys: Vec<EntityKey> = heads.iter().map(Operation::key).collect();
+        self.store
+            .transact(&keys, |tx| {
+                let mut batch = Vec::with_capacity(heads.len());
+                for expected in &heads {
+                    // Only the op that is still the lane's head goes out.
+                    let Some(head) = tx.lane(&expected.key()).first().cloned() else { continue };
+                    if head.id != expected.id {
+                        continue;
+                    }
+                    if !head.sent {
+                        let mut h = head.clone();
+                        h.sent = true;
+                        tx.write(Write::PutOp(h.clone()));
+                        batch.push(h);
+                    } else {
+                        batch.push(head);
+                    }
+                }
+                Ok(batch)
+            })
+            .await
+    }
+
+    /// Applies the server's answers to the batch in one transaction. Returns whether the flush
+    /// should stop here (an op waits for a retry), and the batch's lanes as they are now.
+    async fn apply_response(
+        &self,
+        batch: &[Operation],
+        response: std::result::Result<PushResponse, Failure>,
+        t0: u64,
+        t1: u64,
+        report: &mut FlushReport,
+    ) -> Result<(bool, VecMap<EntityKey, Vec<Operation>>)> {
+        let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
+        {
+            let mut st = self.state.borrow_mut();
+            st.metrics.ops_sent += batch.len() as u64;
+            report.sent += batch.len();
+            match &response {
+                Ok(r) => {
+                    st.breaker.on_success();
+                    st.rtt.record((t1 - t0) as f64);
+                    st.metrics.record_latency((t1 - t0) as f64);
+                    if let Some(server) = r.server_time_ms {
+                        st.skew_ms = server as i64 - ((t0 + t1) / 2) as i64;
+                    }
+                }
+                Err(f) if f.error == SyncError::Offline => {}
+                Err(_) => st.breaker.on_failure(t1),
+            }
+        }
+        let now = t1;
+        let fetched = match &response {
+            Ok(r) => self.fetch_mismatched(batch, r).await,
+            Err(_) => Vec::new(),
+        };
+        let outcome = self
+            .store
+            .transact(&keys, |tx| {
+                let mut out = Applied::default();
+                let results: VecMap<&str, &Outcome> = match &response {
+                    Ok(r) => r.results.iter().map(|r| (r.op_id.as_str(), &r.outcome)).collect(),
+                    Err(_) => VecMap::default(),
+                };
+                for op in batch {
+                    // Only act on the op if it is still queued (another flusher may have finished it).
+                    if !tx.lane(&op.key()).iter().any(|o| o.id == op.id) {
+                        continue;
+                    }
+                    match (&response, results.get(op.id.as_str())) {
+                        (Err(f), _) => self.on_failure(tx, op, f, now, &mut out),
+                        (Ok(_), None) => {
+                            let f = Failure::new(SyncError::Protocol(format!(
+                                "the server's response has no result for op {}",
+                                op.id
+                            )));
+                            self.on_failure(tx, op, &f, now, &mut out)
+                        }
+                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => {
+                            match fetched.iter().find(|(id, _)| *id == op.id).map(|(_, r)| r) {
+                                None => self.on_accepted(tx, op, *version, data.clone(), None, now, &mut out)?,
+                                Some(Ok(server)) => {
+                                    self.on_accepted(tx, op, *version, None, Some(server), now, &mut out)?
+                                }
+                                // Applied, but what the server holds is unknown: the op stays (same id, so
+                                // the server's ledger answers its retry) until the record can be fetched.
+                                Some(Err(f)) => self.on_failure(tx, op, f, now, &mut out),
+                            }
+                        }
+                        (
+                            Ok(_),
+                            Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms }),
+                        ) => {
+                            let data = if *deleted { None } else { server_data.clone() };
+                            self.on_conflict(tx, op, *server_version, data, *server_modified_ms, now, None, &mut out)?
+                        }
+                        (Ok(_), Some(Outcome::Failed(f))) => self.on_failure(tx, op, f, now, &mut out),
+                    }
+                }
+                out.lanes = std::mem::take(&mut tx.lanes);
+                Ok(out)
+            })
+            .await?;
+
+        {
+            let mut st = self.state.borrow_mut();
+            report.accepted += outcome.accepted;
+            report.conflicts += outcome.conflicts;
+            report.retried += outcome.retried;
+            report.dead_lettered += outcome.dead;
+            st.metrics.ops_failed += (outcome.retried + outcome.dead) as u64;
+            st.metrics.dead_lettered += outcome.dead as u64;
+            if outcome.accepted > 0 {
+                st.metrics.last_successful_sync = Some(now);
+            }
+            for a in &outcome.attempts_accepted {
+                st.metrics.record_accepted(*a);
+            }
+            if let Err(f) = &response {
+                let e = ErrorEntry {
+                    at: now,
+                    code: f.error.code().into(),
+                    message: f.error.to_string(),
+                    status: f.error.status(),
+                };
+                st.metrics.record_error(e);
+            }
+            for e in &outcome.errors {
+                st.metrics.record_error(e.clone());
+            }
+        }
+        self.remember(outcome.audit);
+        let mut st = self.state.borrow_mut();
+        for e in &outcome.events {
+            if let Event::Stalled { retry_at: Some(t), .. } = e {
+                st.settle_due = Some(st.settle_due.map_or(*t, |d| d.min(*t)));
+            }
+        }
+        st.events.extend(outcome.events);
+        drop(st);
+        // Stop the flush only when something waits for a retry (sending on would spin); a dead
+        // letter removed its op, so the next pass makes progress.
+        Ok((outcome.retried > 0 || (response.is_err() && outcome.dead == 0), outcome.lanes))
+    }
+
+    /// `fetched`: the server echoed a checksum that did not match, and this is its record as
+    /// fetched afterwards (`None` inside: it holds none). It is taken instead of the echo.
+    #[allow(clippy::too_many_arguments)]
+    fn on_accepted(
+        &self,
+        tx: &mut Tx,
+        op: &Operation,
+        version: Option<u64>,
+        data: Option<Value>,
+        fetched: Option<&Option<ServerRecord>>,
+        now: u64,
+        out: &mut Applied,
+    ) -> Result<()> {
+        let key = op.key();
+        tx.write(Write::DeleteOp(op.id.clone()));
+        out.accepted += 1;
+        out.attempts_accepted.push(op.attempts);
+        let rest: Vec<Operation> = tx.lane(&key).to_vec();
+        let (version, server_state) = match fetched {
+            None => (version, if op.kind == OpKind::Delete { None } else { data.or_else(|| op.payload.clone()) }),
+            Some(r) => (r.as_ref().and_then(|r| r.version).or(version), r.as_ref().and_then(|r| r.data.clone())),
+        };
+        let Some(mut e) = tx.entity(&key).cloned() else {
+            if server_state.is_some() && rest.is_empty() {
+                // The record was deleted here while this write's answer was lost (it waited in the
+                // dead letters): the server now holds a record we deleted. Delete it there too.
+                let tombstone = Entity {
+                    collection: key.collection.clone(),
+                    id: key.id.clone(),
+                    data: None,
+                    base: server_state,
+                    version,
+                    last_modified: self.clock.now_ms(),
+                    sync_status: SyncStatus::Pending,
+                    checksum: None,
+                };
+                self.requeue(tx, &key, tombstone, None, true, op.priority, self.clock.now_ms(), out);
+            }
+            return Ok(());
+        };
+        if let (Some(server), Some(next)) = (fetched, rest.first().filter(|n| !n.sent)) {
+            // Later writes were made on top of what we sent, and the server holds something else:
+            // rebase them onto its record as a pull does (a 3-way merge whose base is what we sent,
+            // which the server acknowledged).
+            e.base = op.payload.clone();
+            e.version = version.or(e.version);
+            tx.write(Write::PutEntity(e));
+            let (next, modified) = (next.clone(), server.as_ref().and_then(|r| r.modified_ms));
+            let reason = Some(ConflictReason::Integrity);
+            return self.on_conflict(tx, &next, version, server_state, modified, now, reason, out);
+        }
+        e.base = server_state.clone();
+        e.version = version.or(e.version);
+        let gone = match fetched {
+            Some(_) => server_state.is_none(),
+            None => op.kind == OpKind::Delete && e.data.is_none(),
+        };
+        if rest.is_empty() && gone {
+            tx.write(Write::DeleteEntity(key.clone()));
+            out.events.push(change_event(&key, None));
+            return Ok(());
+        }
+        if let Some(next) = rest.first() {
+            // The next write in the lane was made on top of this one: it now expects the new version.
+            let mut next = next.clone();
+            next.base_version = e.version;
+            tx.write(Write::PutOp(next));
+            e.sync_status = SyncStatus::Pending;
+        } else {
+            // Nothing newer is pending: the server's state (it may have added fields) is ours.
+            if server_state.is_some() {
+                e.data = server_state;
+                e.checksum = e.data.as_ref().map(checksum);
+            }
+            e.sync_status = SyncStatus::Synced;
+        }
+        out.events.push(change_event(&key, Some(&e)));
+        tx.write(Write::PutEntity(e));
+        Ok(())
+    }
+
+    fn on_failure(&self, tx: &mut Tx, op: &Operation, f: &Failure, now: u64, out: &mut Applied) {
+        let Some(mut o) = tx.lane(&op.key()).iter().find(|o| o.id == op.id).cloned() else { return };
+        let class = match &f.error {
+            SyncError::Http { status, .. } => classify_status(*status, op.kind == OpKind::Create),
+            // `Integrity`: the server applied the op but its record could not be fetched to check it.
+            SyncError::Network(_)
+            | SyncError::Timeout
+            | SyncError::Protocol(_)
+            | SyncError::Offline
+            | SyncError::Integrity(_) => Class::Retryable,
+            _ => Class::Permanent,
+        };
+        let status = f.error.status();
+        let code = match status {
+            Some(401) | Some(403) => "AUTH".to_string(),
+            _ => f.error.code().to_string(),
+        };
+        let message = f.error.to_string();
+        out.errors.push(ErrorEntry { at: now, code: code.clone(), message: message.clone(), status });
+        if f.error != SyncError::Offline {
+            o.attempts += 1;
+        }
+        o.last_error = Some(message.clone());
+        o.last_status = status;
+        // A conflict status without the server's state, or a 401 the transport could not cure
+        // with a fresh token: retry later rather than lose the write.
+        let retryable = matches!(class, Class::Retryable | Class::Reauth | Class::Conflict);
+        let exhausted = o.attempts >= self.config.retry.max_attempts
+            || now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
+        if retryable && !exhausted {
+            let (r1, r2) = (self.clock.random_u64(), self.clock.random_u64());
+            o.next_attempt_at =
+                now + self.config.retry.next_delay(o.attempts.saturating_sub(1), f.retry_after_ms, r1, r2);
+            tx.write(Write::PutOp(o));
+            out.retried += 1;
+            return;
+        }
+        let key = o.key();
+        tx.write(Write::DeleteOp(o.id.clone()));
+        if o.kind == OpKind::Create {
+            // The writes queued behind a create were made as updates of the record it would
+            // create. It will not: an update without a base version would overwrite whatever the
+            // server holds blindly, so the next write creates the record instead (a conflict
+            // then merges it with another device's record of the same id).
+            if let Some(next) =
+                tx.lane(&key).first().filter(|n| !n.sent && n.kind == OpKind::Update && n.base_version.is_none())
+            {
+                let next = Operation { kind: OpKind::Create, ..next.clone() };
+                tx.write(Write::PutOp(next));
+            }
+        }
+        out.dead += 1;
+        out.events.push(Event::DeadLetter {
+            op_id: o.id.clone(),
+            collection: key.collection.clone(),
+            id: key.id.clone(),
+            code: code.clone(),
+            message: message.clone(),
+        });
+        if retryable {
+            out.events.push(Event::Stalled {
+                op_id: o.id.clone(),
+                collection: key.collection.clone(),
+                id: key.id.clone(),
+                message: format!(
+                    "{}/{}: writes wait: the server may have applied {} ({message})",
+                    key.collection, key.id, o.id
+                ),
+                retry_at: self.settle_at(now, o.created_at),
+            });
+        }
+        tx.write(Write::PutDeadLetter(DeadLetter {
+            op: o,
+            error: message,
+            code,
+            status,
+            maybe_applied: retryable,
+            at: now,
+        }));
+        if let Some(mut e) = tx.entity(&key).cloned() {
+            e.sync_status = SyncStatus::Error;
+            out.events.push(change_event(&key, Some(&e)));
+            tx.write(Write::PutEntity(e));
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The sync state machine over the `Store`, `Transport` and `Clock` traits: its types and state
+//! here; local writes (`write`), the flush (`flush`), conflicts (`conflict`), dead letters
+//! (`dead`), and pulls and repairs (`pull`) in their modules.
+
+mod conflict;
+mod dead;
+mod flush;
+pub mod pull;
+mod write;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use super::checksum::checksum;
+use super::error::{Result, SyncError};
+use super::merge::{merge, parse_time_ms, MergeSpec, Resolution, Stamps};
+use super::metrics::{ErrorEntry, Metrics, MetricsSnapshot};
+use super::netpolicy::{NetDecision, NetInfo, NetPolicy, RttEstimator};
+use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind, Operation, Priority, SyncStatus};
+use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEffect};
+use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
+use super::sorted::{VecMap, VecSet};
+use super::traits::{Clock, Failure, Outcome, PushResponse, QueueSummary, ServerRecord, Store, Transport, Tx, Write};
+use super::value::Value;
+
+/// A collection the app syncs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionConfig {
+    /// Path (or URL) of the collection's REST endpoint, e.g. `/api/notes`.
+    pub endpoint: String,
+    pub merge: MergeSpec,
+    /// Priority of writes that do not name one.
+    pub priority: Priority,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub collections: VecMap<String, CollectionConfig>,
+    pub retry: RetryPolicy,
+    pub net_policy: NetPolicy,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown_ms: u64,
+    /// How many resolutions the audit log keeps.
+    pub audit_log_size: usize,
+    /// At most this many ops in one request, whatever the network policy says.
+    pub max_batch_size: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            collections: VecMap::new(),
+            retry: RetryPolicy::default(),
+            net_policy: NetPolicy::default(),
+            breaker_threshold: 5,
+            breaker_cooldown_ms: 30_000,
+            audit_log_size: 200,
+            max_batch_size: 1_000,
+        }
+    }
+}
+
+/// What one `flush()` did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushReport {
+    /// Ops sent (a retried op counts each time).
+    pub sent: usize,
+    pub accepted: usize,
+    /// Conflicts met (resolved automatically or queued for the app).
+    pub conflicts: usize,
+    /// Ops that failed and wait for a retry.
+    pub retried: usize,
+    pub dead_lettered: usize,
+    /// Ops still pending afterwards.
+    pub remaining: usize,
+    /// When the next pending op is due (ms since the epoch).
+    pub next_attempt_at: Option<u64>,
+    /// Nothing was sent because the device is offline.
+    pub offline: bool,
+    /// Nothing more was sent because the circuit breaker is open.
+    pub breaker_open: bool,
+}
+
+/// One resolved conflict, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub at: u64,
+    pub collection: String,
+    pub id: String,
+    /// `auto` (by the collection's policy) or `manual` (by the app).
+    pub how: String,
+    pub reason: ConflictReason,
+    pub base: Option<Value>,
+    pub local: Option<Value>,
+    pub server: Option<Value>,
+    pub result: Option<Value>,
+}
+
+/// What subscribers hear. Delivered after the call that caused it returns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Event {
+    /// A record changed (by this tab, or by a sync result).
+    #[serde(rename_all = "camelCase")]
+    Change { collection: String, id: String, sync_status: Option<SyncStatus>, deleted: bool },
+    /// A flush finished.
+    Sync { report: FlushReport },
+    #[serde(rename_all = "camelCase")]
+    Error { code: String, message: String, status: Option<u16> },
+    /// A conflict waits for the app.
+    #[serde(rename_all = "camelCase")]
+    Conflict { conflict_id: String, collection: String, id: String },
+    /// A conflict was resolved (automatically or by the app).
+    Resolved { entry: AuditEntry },
+    #[serde(rename_all = "camelCase")]
+    DeadLetter { op_id: String, collection: String, id: String, code: String, message: String },
+    /// A record's writes stopped: its last write ran out of attempts and the server may have
+    /// applied it. tidesync resends it under the same id at `retry_at` (the server's idempotency
+    /// answers); `retryDeadLetter(opId)` does it now, `discardDeadLetter(opId)` gives it up.
+    #[serde(rename_all = "camelCase")]
+    Stalled { op_id: String, collection: String, id: String, message: String, retry_at: Option<u64> },
+}
+
+/// A record whose writes wait (`status().blocked`), and what it waits for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocked {
+    pub collection: String,
+    pub id: String,
+    /// `conflict`: a conflict waits for `resolveConflict(conflictId)`. `maybeApplied`: a write whose
+    /// answer never came (`opId`); tidesync resends it at `retryAt` under the same id.
+    pub reason: &'static str,
+    pub conflict_id: Option<String>,
+    pub op_id: Option<String>,
+    pub message: String,
+    pub since: u64,
+    /// When tidesync settles it itself (`None`: only the app can, the write is older than
+    /// `retry.maxAgeMs`).
+    pub retry_at: Option<u64>,
+}
+
+/// The app's choice in `resolve_conflict`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Choice {
+    Local,
+    Server,
+    Merged(Value),
+}
+
+/// Sync status at a glance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub pending: usize,
+    pub conflicts: usize,
+    pub dead_letters: usize,
+    pub online: bool,
+    pub flushing: bool,
+    pub last_sync_at: Option<u64>,
+    pub last_error: Option<ErrorEntry>,
+    pub next_attempt_at: Option<u64>,
+    pub breaker: BreakerState,
+    pub network: NetDecision,
+    /// Records whose writes wait, and why: nothing stops silently.
+    pub blocked: Vec<Blocked>,
+}
+
+pub(super) struct State {
+    breaker: CircuitBreaker,
+    metrics: Metrics,
+    net: NetInfo,
+    rtt: RttEstimator,
+    /// Server clock minus ours, ms.
+    skew_ms: i64,
+    flushing: bool,
+    flush_again: bool,
+    /// Moves on every write to the queue outside a flush pass (a local write, a retried dead
+    /// letter, a resolved conflict, another tab's write): the flush's queue snapshot is then read
+    /// again, so a new write does not wait behind the whole drain.
+    queue_epoch: u64,
+    last_report: FlushReport,
+    events: Vec<Event>,
+    audit: VecDeque<AuditEntry>,
+    /// Resolutions not in the store yet (`save_audit`).
+    unsaved_audit: Vec<AuditEntry>,
+    /// The earliest time a write the server may have applied is to be resent (`settle`); `Some(0)`
+    /// after opening: whatever an earlier session left is looked at on the first flush.
+    settle_due: Option<u64>,
+    closed: bool,
+    /// Records whose stored copy failed its checksum and could not be repaired yet (the server was
+    /// unreachable, or pending writes must be answered first). The next pull tries again.
+    pub(super) corrupt: VecSet<EntityKey>,
+}
+
+/// The meta record holding this device's id.
+pub const DEVICE_META: &str = "deviceId";
+
+/// The meta record holding the audit trail: the last `audit_log_size` resolutions, kept across
+/// reloads (the reference design's conflict history).
+pub const AUDIT_META: &str = "auditLog";
+
+/// An app's own merge for a collection: `(base, local, server)` to the merged record (`Ok(None)`:
+/// leave the conflict to the app's queue; `Err`: the resolver failed, and so does the same).
+pub type Resolver =
+    Box<dyn Fn(Option<&Value>, Option<&Value>, Option<&Value>) -> std::result::Result<Option<Value>, String>>;
+
+pub struct Engine<S, T, C> {
+    pub(super) store: S,
+    pub(super) transport: T,
+    pub(super) clock: C,
+    pub(super) config: EngineConfig,
+    device_id: String,
+    pub(super) state: RefCell<State>,
+    resolvers: RefCell<VecMap<String, Resolver>>,
+}
+
+impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
+    /// Opens the engine over `store`, creating this device's id on first use.
+    pub async fn open(store: S, transport: T, clock: C, config: EngineConfig) -> Result<Self> {
+        if config.collections.is_empty() {
+            return Err(SyncError::Config("declare at least one collection".into()));
+        }
+        let device_id = match store.get_meta(DEVICE_META).await? {
+            Some(Value::String(id)) if !id.is_empty() => id,
+            _ => {
+                let id = uuid(&clock);
+                store.put_meta(DEVICE_META, Value::String(id.clone())).await?;
+                id
+            }
+        };
+        // The trail as earlier sessions left it; an entry this build cannot read is left out.
+        let audit: VecDeque<AuditEntry> = match store.get_meta(AUDIT_META).await? {
+            Some(Value::Array(entries)) => entries.into_iter().filter_map(|v| AuditEntry::from_json(v).ok()).collect(),
+            _ => VecDeque::new(),
+        };
+        let state = State {
+            breaker: CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown_ms),
+            metrics: Metrics::default(),
+            net: NetInfo::default(),
+            rtt: RttEstimator::default(),
+            skew_ms: 0,
+            flushing: false,
+            flush_again: false,
+            queue_epoch: 0,
+            last_report: FlushReport::default(),
+            events: Vec::new(),
+            audit,
+            unsaved_audit: Vec::new(),
+            settle_due: Some(0),
+            closed: false,
+            corrupt: VecSet::new(),
+        };
+        Ok(Engine {
+            store,
+            transport,
+            clock,
+            config,
+            device_id,
+            state: RefCell::new(state),
+            resolvers: RefCell::default(),
+        })
+    }
+
+    /// Resolves `collection`'s conflicts with the app's own function instead of its merge spec.
+    pub fn set_resolver(&self, collection: &str, resolver: Resolver) {
+        self.resolvers.borrow_mut().insert(collection.to_string(), resolver);
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.state.borrow_mut().events)
+    }
+
+    /// Marks the engine closed: every later call fails with `CLOSED`.
+    pub fn close(&self) {
+        self.state.borrow_mut().closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
+    pub(super) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(SyncError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Tells a running flush that the queue changed under it (see `State::queue_epoch`). The JS
+    /// layer calls it when another tab says it wrote.
+    pub fn queue_changed(&self) {
+        self.state.borrow_mut().queue_epoch += 1;
+    }
+
+    pub(super) fn emit(&self, e: Event) {
+        self.state.borrow_mut().events.push(e);
+    }
+
+    /// The configuration of a declared collection of an open engine.
+    fn collection(&self, collection: &str) -> Result<&CollectionConfig> {
+        self.check_open()?;
+        self.config.collections.get(collection).ok_or_else(|| {
+            SyncError::InvalidInput(format!("unknown collection '{collection}' (declare it in `collections`)"))
+        })
+    }
+
+    fn key(&self, collection: &str, id: &str) -> Result<EntityKey> {
+        self.collection(collection)?;
+        if id.is_empty() || id.len() > 512 {
+            return Err(SyncError::InvalidInput("a record id must be 1 to 512 characters".into()));
+        }
+        Ok(EntityKey::new(collection, id))
+    }
+
+    /// Reports an error that has no caller to reject (background work): an event and a metric.
+    pub fn report(&self, e: &SyncError) {
+        let mut st = self.state.borrow_mut();
+        let entry =
+            ErrorEntry { at: self.clock.now_ms(), code: e.code().into(), message: e.to_string(), status: e.status() };
+        st.metrics.record_error(entry);
+        st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
+    }
+
+    /// Adds resolutions to the audit trail in memory, each with a `resolved` event; `save_audit`
+    /// stores them.
+    pub(super) fn remember(&self, entries: Vec<AuditEntry>) {
+        let size = self.config.audit_log_size.max(1);
+        let mut st = self.state.borrow_mut();
+        st.metrics.conflicts_resolved += entries.len() as u64;
+        for entry in entries {
+            if st.audit.len() == size {
+                st.audit.pop_front();
+            }
+            st.audit.push_back(entry.clone());
+            st.unsaved_audit.push(entry.clone());
+            st.events.push(Event::Resolved { entry });
+        }
+    }
+
+    /// Stores the resolutions `remember` took since the last call (bounded by `audit_log_size`).
+    /// A failure loses no write: it is reported (an `error` event), and they stay in memory.
+    pub(super) async fn save_audit(&self) {
+        let entries = std::mem::take(&mut self.state.borrow_mut().unsaved_audit);
+        if entries.is_empty() {
+            return;
+        }
+        let values = entries.iter().filter_map(|e| super::json::to_value(e).ok()).collect();
+        if let Err(e) = self.store.append_meta(AUDIT_META, values, self.config.audit_log_size.max(1)).await {
+            self.report(&e);
+        }
+    }
+
+    /// Records the resolutions and events of work done outside a flush (a pull's rebases).
+    pub(super) fn absorb(&self, out: Applied) {
+        self.remember(out.audit);
+        self.state.borrow_mut().events.extend(out.events);
+    }
+
+    // ---- network ----
+
+    /// Tells the engine what the platform knows about the network.
+    pub fn set_network(&self, net: NetInfo) {
+        self.state.borrow_mut().net = net;
+    }
+
+    pub fn network(&self) -> NetDecision {
+        let st = self.state.borrow();
+        self.config.net_policy.decide(&st.net, st.rtt.average())
+    }
+
+    pub async fn status(&self) -> Result<Status> {
+        self.check_open()?;
+        let QueueSummary { ops, conflicts, dead_letters } = self.store.queue_summary().await?;
+        let mut paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        let mut blocked: Vec<Blocked> = conflicts
+            .iter()
+            .map(|c| Blocked {
+                collection: c.collection.clone(),
+                id: c.entity_id.clone(),
+                reason: "conflict",
+                conflict_id: Some(c.id.clone()),
+                op_id: None,
+                message: format!("a {} conflict waits for resolveConflict()", c.reason.as_str()),
+                since: c.detected_at,
+                retry_at: None,
+            })
+            .collect();
+        for d in dead_letters.iter().filter(|d| d.maybe_applied) {
+            paused.insert(d.op.key());
+            blocked.push(Blocked {
+                collection: d.op.collection.clone(),
+                id: d.op.entity_id.clone(),
+                reason: "maybeApplied",
+                conflict_id: None,
+                op_id: Some(d.op.id.clone()),
+                message: d.error.clone(),
+                since: d.at,
+                retry_at: self.settle_at(d.at, d.op.created_at),
+            });
+        }
+        let network = self.network();
+        let st = self.state.borrow();
+        Ok(Status {
+            pending: ops.len(),
+            conflicts: conflicts.len(),
+            dead_letters: dead_letters.len(),
+            blocked,
+            online: st.net.online,
+            flushing: st.flushing,
+            last_sync_at: st.metrics.last_successful_sync,
+            last_error: st.metrics.sync_errors.back().cloned(),
+            next_attempt_at: next_due(&ops, &paused),
+            breaker: st.breaker.state(),
+            network,
+        })
+    }
+
+    pub async fn metrics(&self) -> Result<MetricsSnapshot> {
+        self.check_open()?;
+        let q = self.store.queue_summary().await?;
+        Ok(self.state.borrow().metrics.snapshot(q.ops.len(), q.conflicts.len(), q.dead_letters.len()))
+    }
+
+    /// Pending ops in send order (priority, then sequence).
+    pub async fn queue(&self) -> Result<Vec<Operation>> {
+        self.check_open()?;
+        let (mut ops, _) = self.store.load_queue().await?;
+        ops.sort_by_key(|o| (o.priority, o.seq));
+        Ok(ops)
+    }
+
+    pub fn audit_log(&self) -> Vec<AuditEntry> {
+        self.state.borrow().audit.iter().cloned().collect()
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.check_open()?;
+        self.store.dead_letters().await
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Applied {
+    pub(super) accepted: usize,
+    pub(super) conflicts: usize,
+    pub(super) retried: usize,
+    pub(super) dead: usize,
+    pub(super) attempts_accepted: Vec<u32>,
+    pub(super) errors: Vec<ErrorEntry>,
+    pub(super) audit: Vec<AuditEntry>,
+    pub(super) events: Vec<Event>,
+    /// The touched lanes as the transaction left them (the flush's queue snapshot takes them).
+    pub(super) lanes: VecMap<EntityKey, Vec<Operation>>,
+}
+
+pub(super) fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {
+    Event::Change {
+        collection: key.collection.clone(),
+        id: key.id.clone(),
+        sync_status: e.map(|e| e.sync_status),
+        deleted: e.is_none_or(Entity::is_deleted),
+    }
+}
+
+/// The newest pending write's own copy of the record (`Some(None)`: a delete), if it matches the
+/// op's checksum.
+pub(super) fn newest_copy(lane: &[Operation]) -> Option<Option<Value>> {
+    let last = lane.last()?;
+    match &last.payload {
+        _ if last.kind == OpKind::Delete => Some(None),
+        Some(p) if checksum(p) == last.checksum => Some(Some(p.clone())),
+        _ => None,
+    }
+}
+
+/// Whether a stored record's data matches its checksum (a deleted record has nothing to check).
+pub fn intact(e: &Entity) -> bool {
+    e.data.as_ref().is_none_or(|d| e.checksum.as_deref() == Some(checksum(d).as_str()))
+}
+
+/// The record's own `lastModified` field, when it has one (the reference design's records do).
+fn record_time(v: Option<&Value>) -> Option<u64> {
+    parse_time_ms(v?.get("lastModified")?)
+}
+
+/// A random (version 4) UUID.
+pub fn uuid(clock: &impl Clock) -> String {
+    let (a, b) = (clock.random_u64(), clock.random_u64());
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
