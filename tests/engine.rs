@@ -1139,7 +1139,7 @@ fn an_apps_merge_function_resolves_or_leaves_the_conflict_to_the_app() {
     // Joins the two bodies; leaves the conflict to the app when the titles differ; fails on "boom".
     e.engine.set_resolver(
         "notes",
-        Box::new(|base, local, server| {
+        std::rc::Rc::new(|base, local, server| {
             let (l, s) = (local.unwrap(), server.unwrap());
             assert_eq!(base, Some(&json!({"title": "t", "body": "base"})));
             if s["body"] == json!("boom") {

@@ -26,8 +26,8 @@ pub enum SyncError {
     Http { status: u16, message: String },
     /// The server's response could not be understood.
     Protocol(String),
-    /// The server refused our credentials.
-    Auth(String),
+    /// The server refused our credentials (401) or our access (403), after a fresh token.
+    Auth { status: u16, message: String },
     /// A stored record no longer matches its checksum.
     Integrity(String),
     /// A manual conflict exists, or the op was rejected as conflicting.
@@ -49,7 +49,7 @@ impl SyncError {
             SyncError::Timeout => "TIMEOUT",
             SyncError::Http { .. } => "HTTP",
             SyncError::Protocol(_) => "PROTOCOL",
-            SyncError::Auth(_) => "AUTH",
+            SyncError::Auth { .. } => "AUTH",
             SyncError::Integrity(_) => "INTEGRITY",
             SyncError::Conflict(_) => "CONFLICT",
         }
@@ -58,7 +58,7 @@ impl SyncError {
     /// The HTTP status behind the error, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            SyncError::Http { status, .. } => Some(*status),
+            SyncError::Http { status, .. } | SyncError::Auth { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -78,9 +78,21 @@ impl fmt::Display for SyncError {
             SyncError::Timeout => write!(f, "request timed out"),
             SyncError::Http { status, message } => write!(f, "HTTP {status}: {message}"),
             SyncError::Protocol(m) => write!(f, "unexpected server response: {m}"),
-            SyncError::Auth(m) => write!(f, "authentication failed: {m}"),
+            SyncError::Auth { status, message } => write!(f, "HTTP {status}: access refused: {message}"),
             SyncError::Integrity(m) => write!(f, "integrity check failed: {m}"),
             SyncError::Conflict(m) => write!(f, "conflict: {m}"),
+        }
+    }
+}
+
+impl SyncError {
+    /// An HTTP 401 or 403 as what it means to the app: `AUTH`.
+    pub fn as_auth(&self) -> Option<SyncError> {
+        match self {
+            SyncError::Http { status: status @ (401 | 403), message } => {
+                Some(SyncError::Auth { status: *status, message: message.clone() })
+            }
+            _ => None,
         }
     }
 }

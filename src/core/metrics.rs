@@ -16,6 +16,12 @@ pub struct ErrorEntry {
     pub status: Option<u16>,
 }
 
+impl ErrorEntry {
+    pub fn of(at: u64, e: &crate::core::error::SyncError) -> Self {
+        ErrorEntry { at, code: e.code().into(), message: e.to_string(), status: e.status() }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     pub last_successful_sync: Option<u64>,

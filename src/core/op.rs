@@ -154,6 +154,21 @@ pub struct Entity {
 }
 
 impl Entity {
+    /// A record with no data, never on the server, pending: what a write starts from when the store
+    /// holds nothing for `key`.
+    pub fn empty(key: &EntityKey, now: u64) -> Self {
+        Entity {
+            collection: key.collection.clone(),
+            id: key.id.clone(),
+            data: None,
+            base: None,
+            version: None,
+            last_modified: now,
+            sync_status: SyncStatus::Pending,
+            checksum: None,
+        }
+    }
+
     pub fn key(&self) -> EntityKey {
         EntityKey::new(self.collection.clone(), self.id.clone())
     }

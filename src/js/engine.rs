@@ -162,7 +162,7 @@ impl From<Entity> for RecordView {
 /// Wraps the app's `resolve(base, local, server)`: an object is the merged record, `undefined`
 /// leaves the conflict to the app's queue, a throw (or anything else) fails the resolution.
 fn resolver(f: Function) -> crate::core::engine::Resolver {
-    Box::new(move |base, local, server| {
+    Rc::new(move |base, local, server| {
         let arg = |v: Option<&Value>| v.map_or(JsValue::NULL, to_js);
         let out = f.call3(&JsValue::NULL, &arg(base), &arg(local), &arg(server)).map_err(|e| {
             e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| "it threw".into())

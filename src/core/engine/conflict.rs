@@ -3,169 +3,162 @@
 
 use super::*;
 
+/// The server's side of a conflict: its version, its record (`None`: deleted, or never created),
+/// and when it last changed it (server clock).
+pub(super) struct ServerSide {
+    pub(super) version: Option<u64>,
+    pub(super) data: Option<Value>,
+    pub(super) modified_ms: Option<u64>,
+}
+
+/// Our side of a conflict, as the store holds it.
+struct OurSide {
+    /// The stored record, if any (it may fail its checksum).
+    entity: Option<Entity>,
+    /// Our state: the record, or the newest pending write's own copy when the stored one is damaged.
+    data: Option<Value>,
+    /// What we last knew of the server's state.
+    base: Option<Value>,
+    /// When we last changed it (device clock).
+    modified_ms: u64,
+    /// The stored copy fails its checksum and no pending write holds a good one.
+    corrupt: bool,
+}
+
+impl OurSide {
+    fn read(e: Option<&Entity>, lane: &[Operation], now: u64) -> Self {
+        // Our side must be what we wrote, never a stored copy that fails its checksum: the newest
+        // pending write holds its own copy (under its own checksum); with no good copy at all, the
+        // server's state is taken as authoritative and the loss reported.
+        let (data, corrupt) = match e {
+            Some(e) if !intact(e) => newest_copy(lane).map_or((None, true), |copy| (copy, false)),
+            e => (e.and_then(|e| e.data.clone()), false),
+        };
+        OurSide {
+            entity: e.cloned(),
+            data,
+            base: e.and_then(|e| e.base.clone()),
+            modified_ms: e.map_or(now, |e| e.last_modified),
+            corrupt,
+        }
+    }
+}
+
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
-    #[allow(clippy::too_many_arguments)]
+    /// The server refused `op` (and the writes queued after it, folded into our record) because it
+    /// holds `server`: the lane's ops are replaced by the merge of both sides, sent again on the
+    /// server's version, or by a conflict the app resolves.
     pub(super) fn on_conflict(
         &self,
         tx: &mut Tx,
         op: &Operation,
-        server_version: Option<u64>,
-        server: Option<Value>,
-        server_modified_ms: Option<u64>,
-        now: u64,
+        server: ServerSide,
         reason: Option<ConflictReason>,
         out: &mut Applied,
     ) -> Result<()> {
         let key = op.key();
-        let entity = tx.entity(&key).cloned();
-        // The rejected op and any later ones in the lane are folded into `local` already.
         let lane: Vec<Operation> = tx.lane(&key).to_vec();
-        // Our side must be what we wrote, never a stored copy that fails its checksum: the newest
-        // pending write holds its own copy (under its own checksum); with no good copy at all, the
-        // server's state is taken as authoritative and the loss reported.
-        let (local, corrupt) = match entity.as_ref() {
-            Some(e) if !intact(e) => newest_copy(&lane).map_or((None, true), |copy| (copy, false)),
-            e => (e.and_then(|e| e.data.clone()), false),
-        };
-        let base = entity.as_ref().and_then(|e| e.base.clone());
-        let local_modified = entity.as_ref().map_or(now, |e| e.last_modified);
+        let ours = OurSide::read(tx.entity(&key), &lane, out.now);
         for o in &lane {
             tx.write(Write::DeleteOp(o.id.clone()));
         }
         let priority = lane.iter().map(|o| o.priority).min().unwrap_or(op.priority);
-        let mut e = entity.unwrap_or_else(|| Entity {
-            collection: key.collection.clone(),
-            id: key.id.clone(),
-            data: None,
-            base: None,
-            version: None,
-            last_modified: now,
-            sync_status: SyncStatus::Pending,
-            checksum: None,
-        });
-        e.base = server.clone();
-        e.version = server_version.or(e.version);
-        if server.is_some() && server == base && !corrupt {
+        let mut e = ours.entity.clone().unwrap_or_else(|| Entity::empty(&key, out.now));
+        e.base = server.data.clone();
+        e.version = server.version.or(e.version);
+        if server.data.is_some() && server.data == ours.base && !ours.corrupt {
             // The server still holds what we last saw of it (the record read before a write whose
             // version was unknown): no conflict, our state goes out again on the server's version.
-            self.requeue(tx, &key, e, local, true, priority, now, out);
+            self.requeue(tx, e, ours.data, priority, out);
             return Ok(());
         }
         out.conflicts += 1;
-        let spec = &self.config.collections.get(&op.collection).map(|c| c.merge.clone()).unwrap_or_default();
-        let skew = self.state.borrow().skew_ms;
-        // Compare times on one clock: two device stamps (the records' own `lastModified`, or our
-        // tombstone's write time) as they are; ours against the server's clock skew-corrected.
-        let local_raw = record_time(local.as_ref()).unwrap_or(local_modified);
-        let (local_ms, server_ms) = match record_time(server.as_ref()) {
-            Some(server_ms) => (local_raw, server_ms),
-            None => ((local_raw as i64 + skew).max(0) as u64, server_modified_ms.unwrap_or(0)),
-        };
-        let stamps = Stamps { local_ms, server_ms };
         let reason = match reason {
-            _ if corrupt => ConflictReason::Integrity,
+            _ if ours.corrupt => ConflictReason::Integrity,
             Some(r) => r,
-            None if server.is_none() => ConflictReason::Deleted,
+            None if server.data.is_none() => ConflictReason::Deleted,
             None => ConflictReason::Version,
         };
-        let custom = match corrupt {
-            true => None,
-            false => {
-                self.resolvers.borrow().get(&op.collection).map(|f| f(base.as_ref(), local.as_ref(), server.as_ref()))
-            }
+        let conflict = Conflict {
+            id: format!("{}-{}", op.id, out.now),
+            collection: key.collection.clone(),
+            entity_id: key.id.clone(),
+            local: ours.data.clone(),
+            server: server.data.clone(),
+            base: ours.base.clone(),
+            server_version: server.version,
+            reason,
+            detected_at: out.now,
         };
-        let resolution = match custom {
-            None if corrupt => {
-                let err = SyncError::Integrity(format!(
-                    "{}/{} does not match its checksum and no pending write holds a good copy: the server's \
-                     state replaces it",
-                    key.collection, key.id
-                ));
-                out.errors.push(ErrorEntry {
-                    at: now,
-                    code: err.code().into(),
-                    message: err.to_string(),
-                    status: None,
-                });
-                out.events.push(Event::Error { code: err.code().into(), message: err.to_string(), status: None });
-                Resolution::Merged(server.clone())
-            }
-            None => merge(spec, base.as_ref(), local.as_ref(), server.as_ref(), &stamps),
-            Some(Ok(Some(v))) => Resolution::Merged(Some(v)),
-            Some(Ok(None)) => Resolution::Manual,
-            Some(Err(message)) => {
-                // A resolver that fails must not lose either side: the conflict waits for the app.
-                out.errors.push(ErrorEntry {
-                    at: now,
-                    code: "CONFLICT".into(),
-                    message: format!("resolver failed: {message}"),
-                    status: None,
-                });
-                out.events.push(Event::Error {
-                    code: "CONFLICT".into(),
-                    message: format!("the merge function for '{}' failed: {message}", op.collection),
-                    status: None,
-                });
-                Resolution::Manual
-            }
-        };
-        match resolution {
-            Resolution::Manual => {
-                let conflict = Conflict {
-                    id: format!("{}-{}", op.id, now),
-                    collection: key.collection.clone(),
-                    entity_id: key.id.clone(),
-                    local,
-                    server,
-                    base,
-                    server_version,
-                    reason,
-                    detected_at: now,
-                };
-                e.sync_status = SyncStatus::Conflict;
-                out.events.push(Event::Conflict {
-                    conflict_id: conflict.id.clone(),
-                    collection: key.collection.clone(),
-                    id: key.id.clone(),
-                });
-                out.events.push(change_event(&key, Some(&e)));
-                tx.write(Write::PutConflict(conflict));
-                tx.write(Write::PutEntity(e));
-            }
+        match self.resolution(&key, &ours, &server, out) {
+            Resolution::Manual => hold_for_app(tx, conflict, e, out),
             Resolution::Merged(result) => {
-                out.audit.push(AuditEntry {
-                    at: now,
-                    collection: key.collection.clone(),
-                    id: key.id.clone(),
-                    how: "auto".into(),
-                    reason,
-                    base,
-                    local,
-                    server: server.clone(),
-                    result: result.clone(),
-                });
-                self.requeue(tx, &key, e, result, server.is_some(), priority, now, out);
+                out.audit.push(AuditEntry::of(&conflict, "auto", out.now, result.clone()));
+                self.requeue(tx, e, result, priority, out);
             }
         }
         Ok(())
     }
 
-    /// Writes `result` as the entity's state on top of the server's (already in `e.base`), and
+    /// How a conflict resolves: the app's resolver for the collection if it has one, else the
+    /// collection's merge policy; a damaged record with no good copy of ours takes the server's state.
+    fn resolution(&self, key: &EntityKey, ours: &OurSide, server: &ServerSide, out: &mut Applied) -> Resolution {
+        if ours.corrupt {
+            out.error(&SyncError::Integrity(format!(
+                "{}/{} does not match its checksum and no pending write holds a good copy: the server's state \
+                 replaces it",
+                key.collection, key.id
+            )));
+            return Resolution::Merged(server.data.clone());
+        }
+        // Taken out of the map first: the app's function may set another resolver.
+        let custom = self.resolvers.borrow().get(&key.collection).cloned();
+        let Some(resolve) = custom else {
+            let spec = self.config.collections.get(&key.collection).map(|c| &c.merge);
+            let stamps = self.stamps(ours, server);
+            let spec = spec.cloned().unwrap_or_default();
+            return merge(&spec, ours.base.as_ref(), ours.data.as_ref(), server.data.as_ref(), &stamps);
+        };
+        match resolve(ours.base.as_ref(), ours.data.as_ref(), server.data.as_ref()) {
+            Ok(Some(v)) => Resolution::Merged(Some(v)),
+            Ok(None) => Resolution::Manual,
+            Err(message) => {
+                // A resolver that fails must not lose either side: the conflict waits for the app.
+                out.error(&SyncError::Conflict(format!(
+                    "the merge function for '{}' failed: {message}",
+                    key.collection
+                )));
+                Resolution::Manual
+            }
+        }
+    }
+
+    /// Both sides' change times on one clock: two device stamps (the records' own `lastModified`, or
+    /// our tombstone's write time) as they are; ours against the server's clock skew-corrected.
+    fn stamps(&self, ours: &OurSide, server: &ServerSide) -> Stamps {
+        let local_raw = record_time(ours.data.as_ref()).unwrap_or(ours.modified_ms);
+        match record_time(server.data.as_ref()) {
+            Some(server_ms) => Stamps { local_ms: local_raw, server_ms },
+            None => {
+                let skew = self.state.borrow().skew_ms;
+                Stamps { local_ms: (local_raw as i64 + skew).max(0) as u64, server_ms: server.modified_ms.unwrap_or(0) }
+            }
+        }
+    }
+
+    /// Writes `result` as the record's state on top of the server's (already in `e.base`), and
     /// queues what the server needs to reach it, under a fresh op id (the old id's conflict is in
     /// the server's idempotency ledger).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn requeue(
         &self,
         tx: &mut Tx,
-        key: &EntityKey,
         mut e: Entity,
         result: Option<Value>,
-        on_server: bool,
         priority: Priority,
-        now: u64,
         out: &mut Applied,
     ) {
-        let kind = match (&result, on_server) {
+        let key = e.key();
+        let kind = match (&result, e.base.is_some()) {
             _ if result == e.base => None,
             (None, _) => Some(OpKind::Delete),
             (Some(_), true) => Some(OpKind::Update),
@@ -176,7 +169,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         match kind {
             None if e.data.is_none() => {
                 tx.write(Write::DeleteEntity(key.clone()));
-                out.events.push(change_event(key, None));
+                out.events.push(change_event(&key, None));
                 return;
             }
             None => e.sync_status = SyncStatus::Synced,
@@ -186,18 +179,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 let op = new_op(
                     uuid(&self.clock),
                     seq,
-                    key,
+                    &key,
                     kind,
                     e.data.clone(),
                     e.base.as_ref(),
                     e.version,
                     priority,
-                    now,
+                    out.now,
                 );
                 tx.write(Write::PutOp(op));
             }
         }
-        out.events.push(change_event(key, Some(&e)));
+        out.events.push(change_event(&key, Some(&e)));
         tx.write(Write::PutEntity(e));
     }
 
@@ -227,53 +220,40 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let (entity, events) = self
             .store
             .transact(std::slice::from_ref(&key), |tx| {
-                let mut out = Applied::default();
+                let mut out = Applied::at(now);
                 tx.write(Write::DeleteConflict(c.id.clone()));
                 // Writes made while the conflict waited are superseded by the app's decision.
                 let lane: Vec<Operation> = tx.lane(&key).to_vec();
                 for o in &lane {
                     tx.write(Write::DeleteOp(o.id.clone()));
                 }
-                let e = tx.entity(&key).cloned().unwrap_or(Entity {
-                    collection: key.collection.clone(),
-                    id: key.id.clone(),
-                    data: None,
+                let e = tx.entity(&key).cloned().unwrap_or_else(|| Entity {
                     base: c.server.clone(),
                     version: c.server_version,
-                    last_modified: now,
-                    sync_status: SyncStatus::Pending,
-                    checksum: None,
+                    ..Entity::empty(&key, now)
                 });
-                let on_server = e.base.is_some();
                 let priority = lane.iter().map(|o| o.priority).min().unwrap_or(Priority::High);
-                self.requeue(
-                    tx,
-                    &key,
-                    Entity { last_modified: now, ..e },
-                    result.clone(),
-                    on_server,
-                    priority,
-                    now,
-                    &mut out,
-                );
+                self.requeue(tx, Entity { last_modified: now, ..e }, result.clone(), priority, &mut out);
                 Ok((tx.entity(&key).cloned(), out.events))
             })
             .await?;
         self.queue_changed();
-        let entry = AuditEntry {
-            at: now,
-            collection: c.collection,
-            id: c.entity_id,
-            how: "manual".into(),
-            reason: c.reason,
-            base: c.base,
-            local: c.local,
-            server: c.server,
-            result,
-        };
-        self.state.borrow_mut().events.extend(events);
-        self.remember(vec![entry]);
+        self.deliver(events);
+        self.remember(vec![AuditEntry::of(&c, "manual", now, result)]);
         self.save_audit().await;
         Ok(entity)
     }
+}
+
+/// Leaves the conflict to the app: stored with the record marked `conflict`, and announced.
+fn hold_for_app(tx: &mut Tx, conflict: Conflict, mut e: Entity, out: &mut Applied) {
+    e.sync_status = SyncStatus::Conflict;
+    out.events.push(Event::Conflict {
+        conflict_id: conflict.id.clone(),
+        collection: conflict.collection.clone(),
+        id: conflict.entity_id.clone(),
+    });
+    out.events.push(change_event(&e.key(), Some(&e)));
+    tx.write(Write::PutConflict(conflict));
+    tx.write(Write::PutEntity(e));
 }

@@ -115,7 +115,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok(revert_unsent(tx, std::slice::from_ref(&key), &held))
             })
             .await?;
-        self.absorb(Applied { events, ..Applied::default() });
+        self.deliver(events);
         Ok(())
     }
 
@@ -149,7 +149,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok((ops.len(), revert_unsent(tx, &keys, &held)))
             })
             .await?;
-        self.absorb(Applied { events, ..Applied::default() });
+        self.deliver(events);
         Ok(n)
     }
 }
@@ -159,8 +159,8 @@ fn not_a_dead_letter(op_id: &str) -> SyncError {
 }
 
 /// Records of `keys` left with no pending write, no other dead letter and no conflict waiting for
-/// the app (`held`) after their writes were discarded: each goes back to what the server last acknowledged (its `base`), or is
-
+/// the app (`held`) after their writes were discarded: each goes back to what the server last
+/// acknowledged (its `base`), or is removed if the server never had it. Returns the change events.
 fn revert_unsent(tx: &mut Tx, keys: &[EntityKey], held: &VecSet<EntityKey>) -> Vec<Event> {
     let mut events = Vec::new();
     for key in keys {

@@ -1,7 +1,35 @@
 //! The flush: sending due ops batch by batch, and applying the server's answers (accepted, failed)
 //! in one store transaction per batch.
 
+use super::conflict::ServerSide;
+use super::pull::Fetched;
 use super::*;
+
+/// The queue as a flush pass sees it.
+struct Snapshot {
+    ops: Vec<Operation>,
+    /// Lanes that must not send (`paused_lanes`).
+    paused: VecSet<EntityKey>,
+    /// Read whole from the store (not rebuilt from the last pass).
+    whole: bool,
+}
+
+/// What a pass does before sending.
+enum Gate {
+    Send,
+    /// Stop: the report says why.
+    Stop,
+    /// Read the whole queue first (a stop reports counts from a whole read).
+    ReadAll,
+}
+
+/// The server's answer to one op of a batch.
+struct Answer<'a> {
+    response: &'a std::result::Result<PushResponse, Failure>,
+    outcome: Option<&'a Outcome>,
+    /// Its record as fetched after a checksum mismatch (`fetch_mismatched`).
+    fetched: Option<&'a std::result::Result<Option<ServerRecord>, Failure>>,
+}
 
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Sends every due op, batch by batch, until none is due, the device is offline or the
@@ -28,17 +56,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let mut st = self.state.borrow_mut();
         st.flushing = false;
         st.metrics.last_sync_duration_ms = Some(self.clock.now_ms().saturating_sub(started));
-        match result {
+        match &result {
             Ok(report) => {
                 st.last_report = report.clone();
                 st.events.push(Event::Sync { report: report.clone() });
-                Ok(report)
             }
-            Err(e) => {
-                st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
-                Err(e)
-            }
+            Err(e) => st.events.push(Event::error(e)),
         }
+        result
     }
 
     async fn flush_passes(&self) -> Result<FlushReport> {
@@ -49,7 +74,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         // again. `None` reads it whole (first pass, a surprise from another tab, or to make sure
         // nothing arrived meanwhile before stopping). Safe to reuse: `mark_sent` sends each lane's
         // head as it is in the store then, not as the snapshot remembers it.
-        let mut snapshot: Option<(Vec<Operation>, VecSet<EntityKey>)> = None;
+        let mut snapshot: Option<Snapshot> = None;
         let mut epoch = self.state.borrow().queue_epoch;
         loop {
             self.state.borrow_mut().flush_again = false;
@@ -58,38 +83,25 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             if std::mem::replace(&mut epoch, self.state.borrow().queue_epoch) != epoch {
                 snapshot = None;
             }
-            let (mut ops, paused, whole) = match snapshot.take() {
-                Some((ops, paused)) => (ops, paused, false),
-                None => {
-                    let (ops, conflicts) = self.store.load_queue().await?;
-                    let paused = self.paused_lanes(&conflicts).await?;
-                    (ops, paused, true)
-                }
+            let snap = match snapshot.take() {
+                Some(snap) => snap,
+                None => self.read_queue().await?,
             };
-            self.state.borrow_mut().metrics.record_queue_size(ops.len());
-            report.remaining = ops.len();
-            report.next_attempt_at = next_due(&ops, &paused);
-            // Stopping: the report's counts come from a whole read of the queue.
-            if (decision.paused || !self.state.borrow().breaker.would_allow(now)) && !whole {
-                continue;
-            }
-            if decision.paused {
-                report.offline = true;
-                return Ok(report);
-            }
-            if !self.state.borrow_mut().breaker.allow(now) {
-                report.breaker_open = true;
-                report.next_attempt_at =
-                    report.next_attempt_at.map(|t| t.max(self.state.borrow().breaker.reopens_at().unwrap_or(t)));
-                return Ok(report);
+            self.state.borrow_mut().metrics.record_queue_size(snap.ops.len());
+            report.remaining = snap.ops.len();
+            report.next_attempt_at = next_due(&snap.ops, &snap.paused);
+            match self.gate(&decision, snap.whole, now, &mut report) {
+                Gate::Send => {}
+                Gate::Stop => return Ok(report),
+                Gate::ReadAll => continue,
             }
             let limit = decision.batch_size.min(self.config.max_batch_size).min(batch_cap).max(1);
-            let heads: Vec<Operation> = ready_heads(&ops, &paused, now, limit).into_iter().cloned().collect();
+            let heads: Vec<Operation> = ready_heads(&snap.ops, &snap.paused, now, limit).into_iter().cloned().collect();
             if heads.is_empty() {
-                if whole {
-                    return Ok(report);
+                match snap.whole {
+                    true => return Ok(report),
+                    false => continue,
                 }
-                continue;
             }
             let batch = self.mark_sent(heads).await?;
             if batch.is_empty() {
@@ -106,29 +118,71 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 continue;
             }
             let pausing = (report.conflicts, report.dead_lettered);
-            let (had_failure, lanes) = self.apply_response(&batch, response, t0, t1, &mut report).await?;
-            if had_failure && !self.state.borrow().flush_again {
-                let (ops, conflicts) = self.store.load_queue().await?;
-                let paused = self.paused_lanes(&conflicts).await?;
-                report.remaining = ops.len();
-                report.next_attempt_at = next_due(&ops, &paused);
-                report.breaker_open = matches!(self.state.borrow().breaker.state(), BreakerState::Open { .. });
-                return Ok(report);
+            let (waits, lanes) = self.apply_response(&batch, response, (t0, t1), &mut report).await?;
+            if waits && !self.state.borrow().flush_again {
+                return self.final_count(report).await;
             }
-            // The batch's lanes as the answers left them; conflicts and dead letters may pause lanes.
-            // (Keyed by borrowed names: no allocation per queued op and pass.)
-            let touched: VecMap<(&str, &str), &Operation> =
-                batch.iter().map(|o| ((o.collection.as_str(), o.entity_id.as_str()), o)).collect();
-            ops.retain(|o| !touched.contains_key(&(o.collection.as_str(), o.entity_id.as_str())));
-            ops.extend(lanes.into_values().flatten());
             // Only a conflict or a dead letter made by this pass can pause another lane.
-            let paused = if (report.conflicts, report.dead_lettered) == pausing {
-                paused
-            } else {
-                self.paused_lanes(&self.store.conflicts().await?).await?
-            };
-            snapshot = Some((ops, paused));
+            let paused_more = (report.conflicts, report.dead_lettered) != pausing;
+            snapshot = Some(self.next_snapshot(snap, &batch, lanes, paused_more).await?);
         }
+    }
+
+    /// The whole queue, read from the store.
+    async fn read_queue(&self) -> Result<Snapshot> {
+        let (ops, conflicts) = self.store.load_queue().await?;
+        let paused = self.paused_lanes(&conflicts).await?;
+        Ok(Snapshot { ops, paused, whole: true })
+    }
+
+    /// Whether a pass may send, as the network and the circuit breaker allow.
+    fn gate(&self, decision: &NetDecision, whole: bool, now: u64, report: &mut FlushReport) -> Gate {
+        if (decision.paused || !self.state.borrow().breaker.would_allow(now)) && !whole {
+            return Gate::ReadAll;
+        }
+        if decision.paused {
+            report.offline = true;
+            return Gate::Stop;
+        }
+        let mut st = self.state.borrow_mut();
+        if !st.breaker.allow(now) {
+            report.breaker_open = true;
+            let reopens = st.breaker.reopens_at();
+            report.next_attempt_at = report.next_attempt_at.map(|t| t.max(reopens.unwrap_or(t)));
+            return Gate::Stop;
+        }
+        Gate::Send
+    }
+
+    /// The report of a flush that stops because an op waits for a retry, counted from the store.
+    async fn final_count(&self, mut report: FlushReport) -> Result<FlushReport> {
+        let snap = self.read_queue().await?;
+        report.remaining = snap.ops.len();
+        report.next_attempt_at = next_due(&snap.ops, &snap.paused);
+        report.breaker_open = matches!(self.state.borrow().breaker.state(), BreakerState::Open { .. });
+        Ok(report)
+    }
+
+    /// The queue after a pass: the batch's lanes as the answers left them (`lanes`), the others as
+    /// they were; the paused lanes read again only when the pass made a conflict or a dead letter.
+    async fn next_snapshot(
+        &self,
+        snap: Snapshot,
+        batch: &[Operation],
+        lanes: VecMap<EntityKey, Vec<Operation>>,
+        paused_more: bool,
+    ) -> Result<Snapshot> {
+        let Snapshot { mut ops, paused, .. } = snap;
+        // Keyed by borrowed names: no allocation per queued op and pass.
+        let touched: VecMap<(&str, &str), &Operation> =
+            batch.iter().map(|o| ((o.collection.as_str(), o.entity_id.as_str()), o)).collect();
+        ops.retain(|o| !touched.contains_key(&(o.collection.as_str(), o.entity_id.as_str())));
+        ops.extend(lanes.into_values().flatten());
+        let paused = match paused_more {
+            true => self.paused_lanes(&self.store.conflicts().await?).await?,
+            false => paused,
+        };
+        Ok(Snapshot { ops, paused, whole: false })
     }
 
     /// Lanes that must not send: a conflict waits for the app, or a dead-lettered op may have been
@@ -175,125 +229,127 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         &self,
         batch: &[Operation],
         response: std::result::Result<PushResponse, Failure>,
-        t0: u64,
-        t1: u64,
+        (t0, t1): (u64, u64),
         report: &mut FlushReport,
     ) -> Result<(bool, VecMap<EntityKey, Vec<Operation>>)> {
-        let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
-        {
-            let mut st = self.state.borrow_mut();
-            st.metrics.ops_sent += batch.len() as u64;
-            report.sent += batch.len();
-            match &response {
-                Ok(r) => {
-                    st.breaker.on_success();
-                    st.rtt.record((t1 - t0) as f64);
-                    st.metrics.record_latency((t1 - t0) as f64);
-                    if let Some(server) = r.server_time_ms {
-                        st.skew_ms = server as i64 - ((t0 + t1) / 2) as i64;
-                    }
-                }
-                Err(f) if f.error == SyncError::Offline => {}
-                Err(_) => st.breaker.on_failure(t1),
-            }
-        }
-        let now = t1;
-        let fetched = match &response {
+        self.note_round_trip(&response, batch.len(), t0, t1);
+        report.sent += batch.len();
+        let fetched: Fetched = match &response {
             Ok(r) => self.fetch_mismatched(batch, r).await,
             Err(_) => Vec::new(),
         };
-        let outcome = self
+        let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
+        let results: VecMap<&str, &Outcome> = match &response {
+            Ok(r) => r.results.iter().map(|r| (r.op_id.as_str(), &r.outcome)).collect(),
+            Err(_) => VecMap::default(),
+        };
+        let mut out = self
             .store
             .transact(&keys, |tx| {
-                let mut out = Applied::default();
-                let results: VecMap<&str, &Outcome> = match &response {
-                    Ok(r) => r.results.iter().map(|r| (r.op_id.as_str(), &r.outcome)).collect(),
-                    Err(_) => VecMap::default(),
-                };
+                let mut out = Applied::at(t1);
                 for op in batch {
                     // Only act on the op if it is still queued (another flusher may have finished it).
                     if !tx.lane(&op.key()).iter().any(|o| o.id == op.id) {
                         continue;
                     }
-                    match (&response, results.get(op.id.as_str())) {
-                        (Err(f), _) => self.on_failure(tx, op, f, now, &mut out),
-                        (Ok(_), None) => {
-                            let f = Failure::new(SyncError::Protocol(format!(
-                                "the server's response has no result for op {}",
-                                op.id
-                            )));
-                            self.on_failure(tx, op, &f, now, &mut out)
-                        }
-                        (Ok(_), Some(Outcome::Accepted { version, data, .. })) => {
-                            match fetched.iter().find(|(id, _)| *id == op.id).map(|(_, r)| r) {
-                                None => self.on_accepted(tx, op, *version, data.clone(), None, now, &mut out)?,
-                                Some(Ok(server)) => {
-                                    self.on_accepted(tx, op, *version, None, Some(server), now, &mut out)?
-                                }
-                                // Applied, but what the server holds is unknown: the op stays (same id, so
-                                // the server's ledger answers its retry) until the record can be fetched.
-                                Some(Err(f)) => self.on_failure(tx, op, f, now, &mut out),
-                            }
-                        }
-                        (
-                            Ok(_),
-                            Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms }),
-                        ) => {
-                            let data = if *deleted { None } else { server_data.clone() };
-                            self.on_conflict(tx, op, *server_version, data, *server_modified_ms, now, None, &mut out)?
-                        }
-                        (Ok(_), Some(Outcome::Failed(f))) => self.on_failure(tx, op, f, now, &mut out),
-                    }
+                    let answer = Answer {
+                        response: &response,
+                        outcome: results.get(op.id.as_str()).copied(),
+                        fetched: fetched.iter().find(|(id, _)| *id == op.id).map(|(_, r)| r),
+                    };
+                    self.apply_answer(tx, op, answer, &mut out)?;
                 }
                 out.lanes = std::mem::take(&mut tx.lanes);
                 Ok(out)
             })
             .await?;
-
-        {
-            let mut st = self.state.borrow_mut();
-            report.accepted += outcome.accepted;
-            report.conflicts += outcome.conflicts;
-            report.retried += outcome.retried;
-            report.dead_lettered += outcome.dead;
-            st.metrics.ops_failed += (outcome.retried + outcome.dead) as u64;
-            st.metrics.dead_lettered += outcome.dead as u64;
-            if outcome.accepted > 0 {
-                st.metrics.last_successful_sync = Some(now);
-            }
-            for a in &outcome.attempts_accepted {
-                st.metrics.record_accepted(*a);
-            }
-            if let Err(f) = &response {
-                let e = ErrorEntry {
-                    at: now,
-                    code: f.error.code().into(),
-                    message: f.error.to_string(),
-                    status: f.error.status(),
-                };
-                st.metrics.record_error(e);
-            }
-            for e in &outcome.errors {
-                st.metrics.record_error(e.clone());
-            }
+        if let Err(f) = &response {
+            self.state.borrow_mut().metrics.record_error(ErrorEntry::of(t1, &f.error));
         }
-        self.remember(outcome.audit);
+        self.tally(&out, report);
+        // Stop the flush only when something waits for a retry (sending on would spin); a dead
+        // letter removed its op, so the next pass makes progress.
+        let waits = out.retried > 0 || (response.is_err() && out.dead == 0);
+        let lanes = std::mem::take(&mut out.lanes);
+        self.absorb(out);
+        Ok((waits, lanes))
+    }
+
+    /// The request's effect on the circuit breaker, the round-trip time and the server's clock skew.
+    fn note_round_trip(&self, response: &std::result::Result<PushResponse, Failure>, sent: usize, t0: u64, t1: u64) {
         let mut st = self.state.borrow_mut();
-        for e in &outcome.events {
+        st.metrics.ops_sent += sent as u64;
+        match response {
+            Ok(r) => {
+                st.breaker.on_success();
+                st.rtt.record((t1 - t0) as f64);
+                st.metrics.record_latency((t1 - t0) as f64);
+                if let Some(server) = r.server_time_ms {
+                    st.skew_ms = server as i64 - ((t0 + t1) / 2) as i64;
+                }
+            }
+            Err(f) if f.error == SyncError::Offline => {}
+            Err(_) => st.breaker.on_failure(t1),
+        }
+    }
+
+    /// One op's answer, inside the batch's transaction.
+    fn apply_answer(&self, tx: &mut Tx, op: &Operation, answer: Answer, out: &mut Applied) -> Result<()> {
+        match (answer.response, answer.outcome) {
+            (Err(f), _) => self.on_failure(tx, op, f, out),
+            (Ok(_), None) => {
+                let message = format!("the server's response has no result for op {}", op.id);
+                self.on_failure(tx, op, &Failure::new(SyncError::Protocol(message)), out)
+            }
+            (Ok(_), Some(Outcome::Accepted { version, data, .. })) => match answer.fetched {
+                None => self.on_accepted(tx, op, *version, data.clone(), None, out)?,
+                Some(Ok(server)) => self.on_accepted(tx, op, *version, None, Some(server), out)?,
+                // Applied, but what the server holds is unknown: the op stays (same id, so the
+                // server's ledger answers its retry) until the record can be fetched.
+                Some(Err(f)) => self.on_failure(tx, op, f, out),
+            },
+            (Ok(_), Some(Outcome::Conflict { server_version, server_data, deleted, server_modified_ms })) => {
+                let server = ServerSide {
+                    version: *server_version,
+                    data: if *deleted { None } else { server_data.clone() },
+                    modified_ms: *server_modified_ms,
+                };
+                self.on_conflict(tx, op, server, None, out)?
+            }
+            (Ok(_), Some(Outcome::Failed(f))) => self.on_failure(tx, op, f, out),
+        }
+        Ok(())
+    }
+
+    /// Adds a batch's results to the flush's report and the metrics; a write the server may have
+    /// applied brings the next settling forward.
+    fn tally(&self, out: &Applied, report: &mut FlushReport) {
+        report.accepted += out.accepted;
+        report.conflicts += out.conflicts;
+        report.retried += out.retried;
+        report.dead_lettered += out.dead;
+        let mut st = self.state.borrow_mut();
+        st.metrics.ops_failed += (out.retried + out.dead) as u64;
+        st.metrics.dead_lettered += out.dead as u64;
+        if out.accepted > 0 {
+            st.metrics.last_successful_sync = Some(out.now);
+        }
+        for a in &out.attempts_accepted {
+            st.metrics.record_accepted(*a);
+        }
+        for e in &out.errors {
+            st.metrics.record_error(e.clone());
+        }
+        for e in &out.events {
             if let Event::Stalled { retry_at: Some(t), .. } = e {
                 st.settle_due = Some(st.settle_due.map_or(*t, |d| d.min(*t)));
             }
         }
-        st.events.extend(outcome.events);
-        drop(st);
-        // Stop the flush only when something waits for a retry (sending on would spin); a dead
-        // letter removed its op, so the next pass makes progress.
-        Ok((outcome.retried > 0 || (response.is_err() && outcome.dead == 0), outcome.lanes))
     }
 
-    /// `fetched`: the server echoed a checksum that did not match, and this is its record as
-    /// fetched afterwards (`None` inside: it holds none). It is taken instead of the echo.
-    #[allow(clippy::too_many_arguments)]
+    /// The server applied `op` (at `version`, holding `data` when it echoed it). `fetched`: the
+    /// server echoed a checksum that did not match, and this is its record as fetched afterwards
+    /// (`None` inside: it holds none); it is taken instead of the echo.
     fn on_accepted(
         &self,
         tx: &mut Tx,
@@ -301,7 +357,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         version: Option<u64>,
         data: Option<Value>,
         fetched: Option<&Option<ServerRecord>>,
-        now: u64,
         out: &mut Applied,
     ) -> Result<()> {
         let key = op.key();
@@ -317,17 +372,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             if server_state.is_some() && rest.is_empty() {
                 // The record was deleted here while this write's answer was lost (it waited in the
                 // dead letters): the server now holds a record we deleted. Delete it there too.
-                let tombstone = Entity {
-                    collection: key.collection.clone(),
-                    id: key.id.clone(),
-                    data: None,
-                    base: server_state,
-                    version,
-                    last_modified: self.clock.now_ms(),
-                    sync_status: SyncStatus::Pending,
-                    checksum: None,
-                };
-                self.requeue(tx, &key, tombstone, None, true, op.priority, self.clock.now_ms(), out);
+                let tombstone = Entity { base: server_state, version, ..Entity::empty(&key, out.now) };
+                self.requeue(tx, tombstone, None, op.priority, out);
             }
             return Ok(());
         };
@@ -338,9 +384,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             e.base = op.payload.clone();
             e.version = version.or(e.version);
             tx.write(Write::PutEntity(e));
-            let (next, modified) = (next.clone(), server.as_ref().and_then(|r| r.modified_ms));
-            let reason = Some(ConflictReason::Integrity);
-            return self.on_conflict(tx, &next, version, server_state, modified, now, reason, out);
+            let server =
+                ServerSide { version, data: server_state, modified_ms: server.as_ref().and_then(|r| r.modified_ms) };
+            let next = next.clone();
+            return self.on_conflict(tx, &next, server, Some(ConflictReason::Integrity), out);
         }
         e.base = server_state.clone();
         e.version = version.or(e.version);
@@ -372,43 +419,36 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(())
     }
 
-    fn on_failure(&self, tx: &mut Tx, op: &Operation, f: &Failure, now: u64, out: &mut Applied) {
+    /// The op failed: it waits for a retry with backoff, or, out of attempts or refused for good,
+    /// becomes a dead letter.
+    fn on_failure(&self, tx: &mut Tx, op: &Operation, f: &Failure, out: &mut Applied) {
         let Some(mut o) = tx.lane(&op.key()).iter().find(|o| o.id == op.id).cloned() else { return };
-        let class = match &f.error {
-            SyncError::Http { status, .. } => classify_status(*status, op.kind == OpKind::Create),
-            // `Integrity`: the server applied the op but its record could not be fetched to check it.
-            SyncError::Network(_)
-            | SyncError::Timeout
-            | SyncError::Protocol(_)
-            | SyncError::Offline
-            | SyncError::Integrity(_) => Class::Retryable,
-            _ => Class::Permanent,
-        };
-        let status = f.error.status();
-        let code = match status {
-            Some(401) | Some(403) => "AUTH".to_string(),
-            _ => f.error.code().to_string(),
-        };
-        let message = f.error.to_string();
-        out.errors.push(ErrorEntry { at: now, code: code.clone(), message: message.clone(), status });
+        let error = f.error.as_auth().unwrap_or_else(|| f.error.clone());
+        out.errors.push(ErrorEntry::of(out.now, &error));
         if f.error != SyncError::Offline {
             o.attempts += 1;
         }
-        o.last_error = Some(message.clone());
-        o.last_status = status;
-        // A conflict status without the server's state, or a 401 the transport could not cure
-        // with a fresh token: retry later rather than lose the write.
-        let retryable = matches!(class, Class::Retryable | Class::Reauth | Class::Conflict);
+        o.last_error = Some(error.to_string());
+        o.last_status = error.status();
+        let retryable = retryable(&f.error, op.kind);
         let exhausted = o.attempts >= self.config.retry.max_attempts
-            || now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
+            || out.now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
         if retryable && !exhausted {
             let (r1, r2) = (self.clock.random_u64(), self.clock.random_u64());
-            o.next_attempt_at =
-                now + self.config.retry.next_delay(o.attempts.saturating_sub(1), f.retry_after_ms, r1, r2);
+            let delay = self.config.retry.next_delay(o.attempts.saturating_sub(1), f.retry_after_ms, r1, r2);
+            o.next_attempt_at = out.now + delay;
             tx.write(Write::PutOp(o));
             out.retried += 1;
             return;
         }
+        // Only an answer that never came (or a server error) leaves open whether the server
+        // applied the write; a 4xx says it did not.
+        let maybe_applied = retryable && !matches!(error.status(), Some(400..=499));
+        self.dead_letter(tx, o, &error, maybe_applied, out);
+    }
+
+    /// Moves `o` out of its lane into the dead letters, with its events.
+    fn dead_letter(&self, tx: &mut Tx, o: Operation, error: &SyncError, maybe_applied: bool, out: &mut Applied) {
         let key = o.key();
         tx.write(Write::DeleteOp(o.id.clone()));
         if o.kind == OpKind::Create {
@@ -424,6 +464,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
         }
         out.dead += 1;
+        let (code, message) = (error.code().to_string(), error.to_string());
         out.events.push(Event::DeadLetter {
             op_id: o.id.clone(),
             collection: key.collection.clone(),
@@ -431,7 +472,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             code: code.clone(),
             message: message.clone(),
         });
-        if retryable {
+        if maybe_applied {
             out.events.push(Event::Stalled {
                 op_id: o.id.clone(),
                 collection: key.collection.clone(),
@@ -440,21 +481,36 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     "{}/{}: writes wait: the server may have applied {} ({message})",
                     key.collection, key.id, o.id
                 ),
-                retry_at: self.settle_at(now, o.created_at),
+                retry_at: self.settle_at(out.now, o.created_at),
             });
         }
-        tx.write(Write::PutDeadLetter(DeadLetter {
-            op: o,
-            error: message,
-            code,
-            status,
-            maybe_applied: retryable,
-            at: now,
-        }));
+        let (status, at) = (error.status(), out.now);
+        tx.write(Write::PutDeadLetter(DeadLetter { op: o, error: message, code, status, maybe_applied, at }));
         if let Some(mut e) = tx.entity(&key).cloned() {
             e.sync_status = SyncStatus::Error;
             out.events.push(change_event(&key, Some(&e)));
             tx.write(Write::PutEntity(e));
         }
+    }
+}
+
+/// Whether a failed op is tried again: a network failure, a server error, a conflict answer
+/// without the server's state, or a 401 the transport could not cure with a fresh token (retry
+/// later rather than lose the write). `Integrity`: the server applied the op but its record could
+/// not be fetched to check it.
+fn retryable(error: &SyncError, kind: OpKind) -> bool {
+    match error {
+        SyncError::Http { status, .. } => {
+            matches!(
+                classify_status(*status, kind == OpKind::Create),
+                Class::Retryable | Class::Reauth | Class::Conflict
+            )
+        }
+        SyncError::Network(_)
+        | SyncError::Timeout
+        | SyncError::Protocol(_)
+        | SyncError::Offline
+        | SyncError::Integrity(_) => true,
+        _ => false,
     }
 }

@@ -126,6 +126,29 @@ pub enum Event {
     Stalled { op_id: String, collection: String, id: String, message: String, retry_at: Option<u64> },
 }
 
+impl Event {
+    pub(super) fn error(e: &SyncError) -> Self {
+        Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() }
+    }
+}
+
+impl AuditEntry {
+    /// The resolution of `c` (`how`: `auto` or `manual`) to `result`.
+    pub(super) fn of(c: &Conflict, how: &str, at: u64, result: Option<Value>) -> Self {
+        AuditEntry {
+            at,
+            collection: c.collection.clone(),
+            id: c.entity_id.clone(),
+            how: how.into(),
+            reason: c.reason,
+            base: c.base.clone(),
+            local: c.local.clone(),
+            server: c.server.clone(),
+            result,
+        }
+    }
+}
+
 /// A record whose writes wait (`status().blocked`), and what it waits for.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -207,7 +230,7 @@ pub const AUDIT_META: &str = "auditLog";
 /// An app's own merge for a collection: `(base, local, server)` to the merged record (`Ok(None)`:
 /// leave the conflict to the app's queue; `Err`: the resolver failed, and so does the same).
 pub type Resolver =
-    Box<dyn Fn(Option<&Value>, Option<&Value>, Option<&Value>) -> std::result::Result<Option<Value>, String>>;
+    std::rc::Rc<dyn Fn(Option<&Value>, Option<&Value>, Option<&Value>) -> std::result::Result<Option<Value>, String>>;
 
 pub struct Engine<S, T, C> {
     pub(super) store: S,
@@ -338,10 +361,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Reports an error that has no caller to reject (background work): an event and a metric.
     pub fn report(&self, e: &SyncError) {
         let mut st = self.state.borrow_mut();
-        let entry =
-            ErrorEntry { at: self.clock.now_ms(), code: e.code().into(), message: e.to_string(), status: e.status() };
-        st.metrics.record_error(entry);
-        st.events.push(Event::Error { code: e.code().into(), message: e.to_string(), status: e.status() });
+        st.metrics.record_error(ErrorEntry::of(self.clock.now_ms(), e));
+        st.events.push(Event::error(e));
     }
 
     /// Adds resolutions to the audit trail in memory, each with a `resolved` event; `save_audit`
@@ -376,7 +397,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Records the resolutions and events of work done outside a flush (a pull's rebases).
     pub(super) fn absorb(&self, out: Applied) {
         self.remember(out.audit);
-        self.state.borrow_mut().events.extend(out.events);
+        self.deliver(out.events);
+    }
+
+    /// Queues events for the subscribers (delivered after the current call returns).
+    pub(super) fn deliver(&self, events: Vec<Event>) {
+        self.state.borrow_mut().events.extend(events);
     }
 
     // ---- network ----
@@ -462,8 +488,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 }
 
-#[derive(Default)]
+/// What applying answers, pulled changes or resolutions did inside one store transaction: counts,
+/// errors, resolutions and events, delivered once the transaction is stored.
 pub(super) struct Applied {
+    /// The time the work is done at.
+    pub(super) now: u64,
     pub(super) accepted: usize,
     pub(super) conflicts: usize,
     pub(super) retried: usize,
@@ -474,6 +503,29 @@ pub(super) struct Applied {
     pub(super) events: Vec<Event>,
     /// The touched lanes as the transaction left them (the flush's queue snapshot takes them).
     pub(super) lanes: VecMap<EntityKey, Vec<Operation>>,
+}
+
+impl Applied {
+    pub(super) fn at(now: u64) -> Self {
+        Applied {
+            now,
+            accepted: 0,
+            conflicts: 0,
+            retried: 0,
+            dead: 0,
+            attempts_accepted: Vec::new(),
+            errors: Vec::new(),
+            audit: Vec::new(),
+            events: Vec::new(),
+            lanes: VecMap::new(),
+        }
+    }
+
+    /// An error with no caller to reject: a metric entry and an `error` event.
+    pub(super) fn error(&mut self, e: &SyncError) {
+        self.errors.push(ErrorEntry::of(self.now, e));
+        self.events.push(Event::error(e));
+    }
 }
 
 pub(super) fn change_event(key: &EntityKey, e: Option<&Entity>) -> Event {

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::conflict::ServerSide;
 use super::{change_event, intact, newest_copy, Applied, Engine, Event};
 use crate::core::checksum::checksum;
 use crate::core::error::{Result, SyncError};
@@ -91,7 +92,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let (out, held) = self
                 .store
                 .transact(&keys, |tx| {
-                    let mut out = Applied::default();
+                    let mut out = Applied::at(now);
                     let mut held = false;
                     for (key, item) in keys.iter().zip(&items) {
                         held |= self.apply_remote(tx, key, item, now, report, &mut out)?;
@@ -148,7 +149,13 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         if let Some(head) = lane.first() {
             report.rebased += 1;
             return self
-                .on_conflict(tx, head, item.version, item.data.clone(), item.modified_ms, now, None, out)
+                .on_conflict(
+                    tx,
+                    head,
+                    ServerSide { version: item.version, data: item.data.clone(), modified_ms: item.modified_ms },
+                    None,
+                    out,
+                )
                 .map(|()| false);
         }
         match &item.data {
@@ -275,7 +282,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let (mut need_server, events, wait) =
                 self.store.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
             waiting.extend(wait);
-            self.absorb(Applied { events, ..Applied::default() });
+            self.deliver(events);
             while let Some(first) = need_server.first() {
                 let collection = first.collection.clone();
                 let (keys, rest): (Vec<EntityKey>, Vec<EntityKey>) =
