@@ -328,6 +328,28 @@ fn a_400_is_dead_lettered_while_another_entitys_op_goes_through() {
 }
 
 #[test]
+fn a_write_refused_with_429_or_401_until_attempts_run_out_is_not_maybe_applied_and_later_writes_go() {
+    for status in [429, 401] {
+        let e = env_with(|c| c.retry.max_attempts = 2);
+        e.put("notes", "a", json!({"t": 1}));
+        e.net.then(move |_| Err(Failure::new(http(status)))).then(move |_| Err(Failure::new(http(status))));
+        e.flush();
+        e.clock.advance(60_000);
+        e.flush();
+        let dead = block_on(e.engine.dead_letters()).unwrap();
+        assert_eq!(dead.len(), 1, "{status}");
+        let want = if status == 401 { "AUTH" } else { "HTTP" };
+        // The server answered: it did not apply the write, so the record's lane does not wait.
+        assert_eq!((dead[0].code.as_str(), dead[0].status, dead[0].maybe_applied), (want, Some(status), false));
+        assert!(block_on(e.engine.status()).unwrap().blocked.is_empty(), "{status}");
+        e.put("notes", "a", json!({"t": 2}));
+        let r = e.flush();
+        assert_eq!((r.accepted, r.remaining), (1, 0), "{status}");
+        assert_eq!(e.record("notes", "a").sync_status, SyncStatus::Synced, "{status}");
+    }
+}
+
+#[test]
 fn dead_letter_retry_gets_a_fresh_id_when_refused_and_keeps_it_when_maybe_applied() {
     let e = env_with(|c| c.retry.max_attempts = 2);
     // Refused for good: a retry is a new request (the server's ledger would replay the 400).
