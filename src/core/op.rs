@@ -28,6 +28,16 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// The op that takes the server to a record that `exists` (or is deleted), given whether the
+    /// server holds it now.
+    pub fn taking(exists: bool, on_server: bool) -> Self {
+        match (exists, on_server) {
+            (false, _) => OpKind::Delete,
+            (true, true) => OpKind::Update,
+            (true, false) => OpKind::Create,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::Create => "create",

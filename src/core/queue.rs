@@ -41,111 +41,123 @@ pub fn local_write(
 ) -> Result<WriteEffect> {
     let existing = tx.entity(key).cloned();
     let live = existing.as_ref().filter(|e| !e.is_deleted());
-    let new_data = match m {
+    let unchanged = || Ok(WriteEffect { entity: existing.clone(), changed: false });
+    let Some(data) = mutated(key, live, m)? else { return unchanged() };
+    let lane: Vec<Operation> = tx.lane(key).to_vec();
+    if lane.is_empty() && data.is_some() && live.is_some_and(|e| e.sync_status == SyncStatus::Synced && e.data == data)
+    {
+        return unchanged();
+    }
+    // Whether the server holds the record once the lane's first `n` ops are applied.
+    let on_server = |n: usize| match n.checked_sub(1) {
+        Some(last) => lane[last].kind != OpKind::Delete,
+        None => existing.as_ref().is_some_and(|e| e.base.is_some()),
+    };
+    let change = Change {
+        kind: OpKind::taking(data.is_some(), on_server(lane.len())),
+        // A create queued after a delete (or after a dead-lettered delete) re-creates a record the
+        // server may still have.
+        on_server_before_last: on_server(lane.len().saturating_sub(1)),
+        data,
+        before: live.and_then(|e| e.data.clone()),
+        version: existing.as_ref().and_then(|e| e.version),
+        priority,
+        now,
+    };
+    let pending = queue_change(tx, key, &lane, &change, new_op_id);
+    // A record created and deleted locally, never seen by the server, leaves nothing behind.
+    if change.data.is_none() && !pending && existing.as_ref().is_none_or(|e| e.base.is_none()) {
+        tx.write(Write::DeleteEntity(key.clone()));
+        return Ok(WriteEffect { entity: None, changed: true });
+    }
+    let entity = Entity {
+        checksum: change.data.as_ref().map(checksum),
+        data: change.data,
+        base: existing.and_then(|e| e.base),
+        version: change.version,
+        sync_status: if pending { SyncStatus::Pending } else { SyncStatus::Synced },
+        ..Entity::empty(key, now)
+    };
+    tx.write(Write::PutEntity(entity.clone()));
+    Ok(WriteEffect { entity: Some(entity), changed: true })
+}
+
+/// A local write as the queue sees it.
+struct Change {
+    kind: OpKind,
+    /// The server holds the record before the lane's last op.
+    on_server_before_last: bool,
+    /// The record after the write (`None`: deleted).
+    data: Option<Value>,
+    /// The record before it.
+    before: Option<Value>,
+    version: Option<u64>,
+    priority: Priority,
+    now: u64,
+}
+
+/// The record's data after `m` (`None` inside: deleted), or `None` when `m` changes nothing (the
+/// delete of an absent record).
+fn mutated(key: &EntityKey, live: Option<&Entity>, m: Mutation) -> Result<Option<Option<Value>>> {
+    match m {
         Mutation::Put(v) => {
             require_object(&v)?;
-            Some(v)
+            Ok(Some(Some(v)))
         }
         Mutation::Patch(p) => {
             require_object(&p)?;
             let Some(current) = live.and_then(|e| e.data.clone()) else {
                 return Err(SyncError::NotFound(format!("{}/{}", key.collection, key.id)));
             };
-            Some(merge_patch(current, p))
+            Ok(Some(Some(merge_patch(current, p))))
         }
-        Mutation::Delete => {
-            if live.is_none() {
-                return Ok(WriteEffect { entity: existing, changed: false });
-            }
-            None
-        }
-    };
-
-    let lane: Vec<Operation> = tx.lane(key).to_vec();
-    if lane.is_empty() {
-        if let (Some(e), Some(d)) = (live, &new_data) {
-            if e.sync_status == SyncStatus::Synced && e.data.as_ref() == Some(d) {
-                return Ok(WriteEffect { entity: existing, changed: false });
-            }
-        }
+        Mutation::Delete => Ok(live.map(|_| None)),
     }
+}
 
-    // Does the server hold the record once the lane's ops are applied?
-    let on_server = match lane.last() {
-        Some(last) => last.kind != OpKind::Delete,
-        None => existing.as_ref().is_some_and(|e| e.base.is_some()),
+/// Queues `change` in `key`'s lane: the lane's last op, if never sent, takes the new state
+/// (keeping its id and place), else a new op is appended. Returns whether the lane still holds an
+/// op afterwards.
+fn queue_change(
+    tx: &mut Tx,
+    key: &EntityKey,
+    lane: &[Operation],
+    change: &Change,
+    new_op_id: &mut dyn FnMut() -> String,
+) -> bool {
+    let Some(mut prev) = lane.last().filter(|o| !o.sent).cloned() else {
+        let seq = tx.take_seq();
+        let (data, before) = (change.data.clone(), change.before.as_ref());
+        let op = new_op(new_op_id(), seq, key, change.kind, data, before, change.version, change.priority, change.now);
+        tx.write(Write::PutOp(op));
+        return true;
     };
-    let kind = match (&new_data, on_server) {
-        (None, _) => OpKind::Delete,
-        (Some(_), true) => OpKind::Update,
-        (Some(_), false) => OpKind::Create,
-    };
-
-    let version = existing.as_ref().and_then(|e| e.version);
-    let prev = lane.last().filter(|o| !o.sent).cloned();
-    // Does the server hold the record before `prev`? A create queued after a delete (or after a
-    // dead-lettered delete) re-creates a record the server may still have.
-    let on_server_before_prev = match lane.len() {
-        0 | 1 => existing.as_ref().is_some_and(|e| e.base.is_some()),
-        n => lane[n - 2].kind != OpKind::Delete,
-    };
-    // Coalesce: the previous unsent op takes the new state, keeping its id and place in the lane.
-    let coalesced_kind = prev.as_ref().map(|p| match (p.kind, kind) {
+    let kind = match (prev.kind, change.kind) {
         // Created and deleted before the server heard of it: nothing to send, unless the create
         // re-created a record the server still holds; then that record must go.
-        (OpKind::Create, OpKind::Delete) if on_server_before_prev => Some(OpKind::Delete),
-        (OpKind::Create, OpKind::Delete) => None,
-        (OpKind::Create, _) => Some(OpKind::Create),
-        (OpKind::Update, k) => Some(k),
+        (OpKind::Create, OpKind::Delete) if change.on_server_before_last => OpKind::Delete,
+        (OpKind::Create, OpKind::Delete) => {
+            tx.write(Write::DeleteOp(prev.id.clone()));
+            return lane.len() > 1;
+        }
+        (OpKind::Create, _) => OpKind::Create,
+        (OpKind::Update, k) => k,
         // A delete not yet sent followed by a re-create: the server still has the record.
-        (OpKind::Delete, _) => Some(OpKind::Update),
-    });
-    let mut lane_after = lane.clone();
-    match (prev, coalesced_kind) {
-        (Some(p), Some(None)) => {
-            tx.write(Write::DeleteOp(p.id.clone()));
-            lane_after.retain(|o| o.id != p.id);
-        }
-        (Some(mut p), Some(Some(k))) => {
-            p.patch = match (p.kind, k, &p.patch, live.and_then(|e| e.data.as_ref()), &new_data) {
-                (OpKind::Update, OpKind::Update, Some(earlier), Some(before), Some(after)) => {
-                    compose_patch(earlier, &diff_patch(before, after))
-                }
-                _ => None,
-            };
-            p.kind = k;
-            p.payload = new_data.clone();
-            p.checksum = checksum(p.payload.as_ref().unwrap_or(&Value::Null));
-            p.priority = p.priority.min(priority);
-            p.next_attempt_at = p.next_attempt_at.min(now);
-            tx.write(Write::PutOp(p));
-        }
-        _ => {
-            let seq = tx.take_seq();
-            let before = live.and_then(|e| e.data.as_ref());
-            let op = new_op(new_op_id(), seq, key, kind, new_data.clone(), before, version, priority, now);
-            lane_after.push(op.clone());
-            tx.write(Write::PutOp(op));
-        }
-    }
-
-    // A record created and deleted locally, never seen by the server, leaves nothing behind.
-    if new_data.is_none() && lane_after.is_empty() && existing.as_ref().is_none_or(|e| e.base.is_none()) {
-        tx.write(Write::DeleteEntity(key.clone()));
-        return Ok(WriteEffect { entity: None, changed: true });
-    }
-    let entity = Entity {
-        collection: key.collection.clone(),
-        id: key.id.clone(),
-        checksum: new_data.as_ref().map(checksum),
-        data: new_data,
-        base: existing.as_ref().and_then(|e| e.base.clone()),
-        version,
-        last_modified: now,
-        sync_status: if lane_after.is_empty() { SyncStatus::Synced } else { SyncStatus::Pending },
+        (OpKind::Delete, _) => OpKind::Update,
     };
-    tx.write(Write::PutEntity(entity.clone()));
-    Ok(WriteEffect { entity: Some(entity), changed: true })
+    prev.patch = match (prev.kind, kind, &prev.patch, &change.before, &change.data) {
+        (OpKind::Update, OpKind::Update, Some(earlier), Some(before), Some(after)) => {
+            compose_patch(earlier, &diff_patch(before, after))
+        }
+        _ => None,
+    };
+    prev.kind = kind;
+    prev.payload = change.data.clone();
+    prev.checksum = checksum(prev.payload.as_ref().unwrap_or(&Value::Null));
+    prev.priority = prev.priority.min(change.priority);
+    prev.next_attempt_at = prev.next_attempt_at.min(change.now);
+    tx.write(Write::PutOp(prev));
+    true
 }
 
 fn require_object(v: &Value) -> Result<()> {

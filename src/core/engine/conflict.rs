@@ -158,12 +158,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         out: &mut Applied,
     ) {
         let key = e.key();
-        let kind = match (&result, e.base.is_some()) {
-            _ if result == e.base => None,
-            (None, _) => Some(OpKind::Delete),
-            (Some(_), true) => Some(OpKind::Update),
-            (Some(_), false) => Some(OpKind::Create),
-        };
+        let kind = (result != e.base).then(|| OpKind::taking(result.is_some(), e.base.is_some()));
         e.data = result;
         e.checksum = e.data.as_ref().map(checksum);
         match kind {
