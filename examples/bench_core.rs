@@ -82,10 +82,9 @@ fn bench_local_write() -> f64 {
 
 fn bench_engine_put() -> f64 {
     let mut config = EngineConfig::default();
-    config.collections.insert(
-        "cards".into(),
-        CollectionConfig { endpoint: "/api/cards".into(), merge: Default::default(), priority: Priority::Medium },
-    );
+    config
+        .collections
+        .insert("cards".into(), CollectionConfig { merge: Default::default(), priority: Priority::Medium });
     let store = MemoryStore::new();
     let engine = block_on(Engine::open(store.clone(), NoNet, Counter(0.into()), config)).unwrap();
     let started = Instant::now();

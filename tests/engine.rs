@@ -197,7 +197,7 @@ struct Env {
 }
 
 fn config(tweak: impl FnOnce(&mut EngineConfig)) -> EngineConfig {
-    let col = |merge: MergeSpec| CollectionConfig { endpoint: "/api/x".into(), merge, priority: Priority::Medium };
+    let col = |merge: MergeSpec| CollectionConfig { merge, priority: Priority::Medium };
     let mut c = EngineConfig {
         collections: [
             // Field by field: the integrity tests below check that both sides' fields survive a rebase.
@@ -651,11 +651,7 @@ fn reference_progress_resolution_latest_last_modified_wins_with_version_past_bot
     let iso = |ms: u64| tidesync::net::batch::iso_time(ms);
     for local_later in [true, false] {
         let e = env_with(|c| {
-            let lww = CollectionConfig {
-                endpoint: "/api/progress".into(),
-                merge: MergeSpec::default(),
-                priority: Priority::High,
-            };
+            let lww = CollectionConfig { merge: MergeSpec::default(), priority: Priority::High };
             c.collections.insert("progress".into(), lww);
         });
         let card = |grade: u64, interval: u64, at: u64| json!({"cardId": "c1", "grade": grade, "interval": interval, "easeFactor": 2.5, "lastModified": iso(at)});
@@ -711,10 +707,7 @@ fn reference_stats_merge_through_a_conflict() {
                 fields: fields.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
                 ..MergeSpec::default()
             };
-            c.collections.insert(
-                "userStats".into(),
-                CollectionConfig { endpoint: "/api/stats".into(), merge, priority: Priority::High },
-            );
+            c.collections.insert("userStats".into(), CollectionConfig { merge, priority: Priority::High });
         });
         e.synced("userStats", "me", base.clone());
         let local = stats(14, 130, 5, local_date);

@@ -669,7 +669,7 @@ impl Client {
 
 fn sim_config(rng: &mut Rng) -> EngineConfig {
     let mut collections = tidesync::core::sorted::VecMap::new();
-    let col = |merge: MergeSpec| CollectionConfig { endpoint: "/api/x".into(), merge, priority: Priority::Medium };
+    let col = |merge: MergeSpec| CollectionConfig { merge, priority: Priority::Medium };
     collections.insert("notes".into(), col(MergeSpec::default()));
     collections.insert("shared".into(), col(MergeSpec::default()));
     let fields = [("n", Strategy::Sum), ("hi", Strategy::Max), ("tags", Strategy::Union)];

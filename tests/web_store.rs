@@ -84,7 +84,6 @@ fn config() -> EngineConfig {
         "notes".into(),
         // Field by field: the scenarios below check that both devices' fields survive a merge.
         CollectionConfig {
-            endpoint: "/api/notes".into(),
             merge: MergeSpec { default: Strategy::Merge3, ..MergeSpec::default() },
             priority: Priority::Medium,
         },

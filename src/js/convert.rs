@@ -15,9 +15,11 @@ use crate::core::sorted::VecMap;
 use crate::core::value::Value;
 use crate::net::rest::{CollectionWire, UpdateMethod, VersionSource, Wire};
 
-/// Rust value -> plain JS object (maps as objects, no BigInt).
-pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
-    crate::web::to_js(v).unwrap_or(JsValue::UNDEFINED)
+/// Rust value -> plain JS object (maps as objects, no BigInt), or `undefined` if it cannot be
+/// converted. Our own types always convert (no non-finite number reaches them); the event
+/// delivery relies on the `undefined` to drop one broken event without losing the others.
+pub fn to_js_or_undefined<T: Serialize + ?Sized>(v: &T) -> JsValue {
+    crate::web::json_to_js(v).unwrap_or(JsValue::UNDEFINED)
 }
 
 #[wasm_bindgen(inline_js = r#"
@@ -145,111 +147,22 @@ fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Functi
         return Err(SyncError::Config("`name` must not be empty".into()));
     }
     let default_wire = wire_of(raw.opt_str("transport").map_err(config)?.as_deref())?.unwrap_or_default();
-    let mut collections = VecMap::new();
+    let mut engine = EngineConfig::default();
     let mut wires = VecMap::new();
     let listed = raw.opt_object("collections", "collections").map_err(config)?;
     for (name, c) in listed.ok_or_else(|| config("options.collections: expected an object".into()))?.into_entries() {
-        let mut c = Fields::new(c, "collection").map_err(config)?;
-        let endpoint = c.str("endpoint").map_err(|_| config(format!("collection '{name}' needs an `endpoint`")))?;
-        if endpoint.is_empty() {
-            return Err(SyncError::Config(format!("collection '{name}' needs an `endpoint`")));
-        }
-        let mut rest = c.opt_object("rest", "rest").map_err(config)?;
-        let mut rest_str =
-            |k: &str| rest.as_mut().map(|r| r.opt_str(k)).transpose().map(Option::flatten).map_err(config);
-        let update = match rest_str("update")?.as_deref() {
-            None | Some("put") => UpdateMethod::Put,
-            Some("patch") => UpdateMethod::Patch,
-            Some("post") => UpdateMethod::Post,
-            Some(o) => return Err(SyncError::Config(format!("rest.update '{o}' (expected 'put', 'patch' or 'post')"))),
-        };
-        let version = rest_str("version")?.as_deref().map(VersionSource::parse).unwrap_or_default();
-        let pull_param = rest_str("pullParam")?.unwrap_or_else(|| "since".into());
-        let wire = wire_of(c.opt_str("transport").map_err(config)?.as_deref())?.unwrap_or(default_wire);
-        let key = c.opt_str("key").map_err(config)?.unwrap_or_else(|| "id".into());
-        if key.is_empty() {
-            return Err(SyncError::Config(format!("collections.{name}.key must name a field")));
-        }
-        wires.insert(
-            name.clone(),
-            CollectionWire { endpoint: endpoint.clone(), wire, update, version, pull_param, key },
-        );
-        let merge = match c.opt_object("merge", "merge").map_err(config)? {
-            None => MergeSpec::default(),
-            Some(mut m) => MergeSpec {
-                default: m
-                    .opt_str("default")
-                    .map_err(config)?
-                    .as_deref()
-                    .map(Strategy::parse)
-                    .transpose()?
-                    .unwrap_or_default(),
-                on_deleted: match m.opt_str("onDeleted").map_err(config)?.as_deref() {
-                    None | Some("recreate") => OnDeleted::Recreate,
-                    Some("accept") => OnDeleted::Accept,
-                    Some(o) => {
-                        return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')")))
-                    }
-                },
-                groups: groups(m.value("groups"), &name)?,
-                fields: match m.opt_object("fields", "merge.fields").map_err(config)? {
-                    None => VecMap::new(),
-                    Some(fields) => fields
-                        .into_entries()
-                        .map(|(k, s)| match s.as_str() {
-                            Some(s) => Ok((k, Strategy::parse(s)?)),
-                            None => Err(config(format!("merge.fields.{k}: expected a strategy name"))),
-                        })
-                        .collect::<Result<_>>()?,
-                },
-            },
-        };
-        let priority = match c.opt_str("priority").map_err(config)? {
-            None => Priority::Medium,
-            Some(p) => Priority::parse(&p)
-                .ok_or_else(|| SyncError::Config(format!("priority '{p}' (expected high, medium or low)")))?,
-        };
-        collections.insert(name, CollectionConfig { endpoint, merge, priority });
+        let (collection, wire) = read_collection(&name, c, default_wire)?;
+        wires.insert(name.clone(), wire);
+        engine.collections.insert(name, collection);
     }
-    let mut engine = EngineConfig { collections, ..EngineConfig::default() };
-    if let Some(mut r) = raw.opt_object("retry", "retry").map_err(config)? {
-        let p = &mut engine.retry;
-        let mut ms = |k: &str, into: &mut u64| r.opt_uint(k, u64::MAX).map(|v| *into = v.unwrap_or(*into));
-        ms("baseMs", &mut p.base_ms).map_err(config)?;
-        ms("capMs", &mut p.cap_ms).map_err(config)?;
-        ms("jitterMs", &mut p.jitter_ms).map_err(config)?;
-        ms("maxAgeMs", &mut p.max_age_ms).map_err(config)?;
-        let max_attempts = r.opt_uint("maxAttempts", u32::MAX as u64).map_err(config)?;
-        p.max_attempts = max_attempts.map_or(p.max_attempts, |n| n as u32);
-    }
-    if let Some(mut n) = raw.opt_object("network", "network").map_err(config)? {
-        let p = &mut engine.net_policy;
-        let tiers = [
-            ("good", "network.good", &mut p.good),
-            ("fair", "network.fair", &mut p.fair),
-            ("poor", "network.poor", &mut p.poor),
-        ];
-        for (k, what, tier) in tiers {
-            if let Some(mut t) = n.opt_object(k, what).map_err(config)? {
-                tier.interval_ms = t.opt_uint("intervalMs", u64::MAX).map_err(config)?.unwrap_or(tier.interval_ms);
-                let size = t.opt_uint("batchSize", u32::MAX as u64).map_err(config)?;
-                tier.batch_size = size.map_or(tier.batch_size, |s| s as usize);
-            }
-        }
-    }
-    if let Some(mut b) = raw.opt_object("breaker", "breaker").map_err(config)? {
-        let threshold = b.opt_uint("threshold", u32::MAX as u64).map_err(config)?;
-        engine.breaker_threshold = threshold.map_or(engine.breaker_threshold, |t| t as u32);
-        let cooldown = b.opt_uint("cooldownMs", u64::MAX).map_err(config)?;
-        engine.breaker_cooldown_ms = cooldown.unwrap_or(engine.breaker_cooldown_ms);
-    }
+    read_tuning(&mut raw, &mut engine).map_err(config)?;
     let base_url = match raw.opt_str("baseUrl").map_err(config)? {
         Some(u) => u,
         None => location_origin().ok_or_else(|| SyncError::Config("`baseUrl` is required here".into()))?,
     };
     let user = raw.opt_str("userId").map_err(config)?.unwrap_or_else(|| "anonymous".into());
     Ok(OpenOptions {
-        db_name: format!("tidesync:{name}:{user}"),
+        db_name: db_name(&name, &user),
         base_url,
         batch_endpoint: raw.opt_str("batchEndpoint").map_err(config)?.unwrap_or_else(|| "/api/sync/batch".into()),
         timeout_ms: raw.opt_uint("timeoutMs", u32::MAX as u64).map_err(config)?.map_or(30_000, |t| t as u32).max(1),
@@ -260,6 +173,106 @@ fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Functi
         wires,
         resolvers,
     })
+}
+
+/// The IndexedDB database of app `name` for `user`. Its flush lock, its Background Sync tag and
+/// its channel are named after it (`lock_name`, `sync_tag` and
+/// `channel_name` in `js::engine`), and
+/// `sw.js` reads the tag back: change all of them together.
+pub fn db_name(name: &str, user: &str) -> String {
+    format!("tidesync:{name}:{user}")
+}
+
+/// One entry of `collections`: its merge policy and priority, and how it talks to the server.
+fn read_collection(name: &str, c: Value, default_wire: Wire) -> Result<(CollectionConfig, CollectionWire)> {
+    let mut c = Fields::new(c, "collection").map_err(config)?;
+    let endpoint = c.str("endpoint").map_err(|_| config(format!("collection '{name}' needs an `endpoint`")))?;
+    if endpoint.is_empty() {
+        return Err(SyncError::Config(format!("collection '{name}' needs an `endpoint`")));
+    }
+    let mut rest = c.opt_object("rest", "rest").map_err(config)?;
+    let mut rest_str = |k: &str| rest.as_mut().map(|r| r.opt_str(k)).transpose().map(Option::flatten).map_err(config);
+    let update = match rest_str("update")?.as_deref() {
+        None | Some("put") => UpdateMethod::Put,
+        Some("patch") => UpdateMethod::Patch,
+        Some("post") => UpdateMethod::Post,
+        Some(o) => return Err(SyncError::Config(format!("rest.update '{o}' (expected 'put', 'patch' or 'post')"))),
+    };
+    let version = rest_str("version")?.as_deref().map(VersionSource::parse).unwrap_or_default();
+    let pull_param = rest_str("pullParam")?.unwrap_or_else(|| "since".into());
+    let wire = wire_of(c.opt_str("transport").map_err(config)?.as_deref())?.unwrap_or(default_wire);
+    let key = c.opt_str("key").map_err(config)?.unwrap_or_else(|| "id".into());
+    if key.is_empty() {
+        return Err(SyncError::Config(format!("collections.{name}.key must name a field")));
+    }
+    let merge = match c.opt_object("merge", "merge").map_err(config)? {
+        None => MergeSpec::default(),
+        Some(m) => read_merge(m, name)?,
+    };
+    let priority = match c.opt_str("priority").map_err(config)? {
+        None => Priority::Medium,
+        Some(p) => Priority::parse(&p)
+            .ok_or_else(|| SyncError::Config(format!("priority '{p}' (expected high, medium or low)")))?,
+    };
+    let wire = CollectionWire { endpoint, wire, update, version, pull_param, key };
+    Ok((CollectionConfig { merge, priority }, wire))
+}
+
+/// A collection's `merge` option.
+fn read_merge(mut m: Fields, collection: &str) -> Result<MergeSpec> {
+    let default = m.opt_str("default").map_err(config)?.as_deref().map(Strategy::parse).transpose()?;
+    let on_deleted = match m.opt_str("onDeleted").map_err(config)?.as_deref() {
+        None | Some("recreate") => OnDeleted::Recreate,
+        Some("accept") => OnDeleted::Accept,
+        Some(o) => return Err(SyncError::Config(format!("onDeleted '{o}' (expected 'recreate' or 'accept')"))),
+    };
+    let fields = match m.opt_object("fields", "merge.fields").map_err(config)? {
+        None => VecMap::new(),
+        Some(fields) => fields
+            .into_entries()
+            .map(|(k, s)| match s.as_str() {
+                Some(s) => Ok((k, Strategy::parse(s)?)),
+                None => Err(config(format!("merge.fields.{k}: expected a strategy name"))),
+            })
+            .collect::<Result<_>>()?,
+    };
+    let groups = groups(m.value("groups"), collection)?;
+    Ok(MergeSpec { default: default.unwrap_or_default(), on_deleted, groups, fields })
+}
+
+/// The `retry`, `network` and `breaker` options, over the engine's defaults.
+fn read_tuning(raw: &mut Fields, engine: &mut EngineConfig) -> std::result::Result<(), String> {
+    if let Some(mut r) = raw.opt_object("retry", "retry")? {
+        let p = &mut engine.retry;
+        let mut ms = |k: &str, into: &mut u64| r.opt_uint(k, u64::MAX).map(|v| *into = v.unwrap_or(*into));
+        ms("baseMs", &mut p.base_ms)?;
+        ms("capMs", &mut p.cap_ms)?;
+        ms("jitterMs", &mut p.jitter_ms)?;
+        ms("maxAgeMs", &mut p.max_age_ms)?;
+        let max_attempts = r.opt_uint("maxAttempts", u32::MAX as u64)?;
+        p.max_attempts = max_attempts.map_or(p.max_attempts, |n| n as u32);
+    }
+    if let Some(mut n) = raw.opt_object("network", "network")? {
+        let p = &mut engine.net_policy;
+        let tiers = [
+            ("good", "network.good", &mut p.good),
+            ("fair", "network.fair", &mut p.fair),
+            ("poor", "network.poor", &mut p.poor),
+        ];
+        for (k, what, tier) in tiers {
+            if let Some(mut t) = n.opt_object(k, what)? {
+                tier.interval_ms = t.opt_uint("intervalMs", u64::MAX)?.unwrap_or(tier.interval_ms);
+                let size = t.opt_uint("batchSize", u32::MAX as u64)?;
+                tier.batch_size = size.map_or(tier.batch_size, |s| s as usize);
+            }
+        }
+    }
+    if let Some(mut b) = raw.opt_object("breaker", "breaker")? {
+        let threshold = b.opt_uint("threshold", u32::MAX as u64)?;
+        engine.breaker_threshold = threshold.map_or(engine.breaker_threshold, |t| t as u32);
+        engine.breaker_cooldown_ms = b.opt_uint("cooldownMs", u64::MAX)?.unwrap_or(engine.breaker_cooldown_ms);
+    }
+    Ok(())
 }
 
 /// `merge.groups`: arrays of field names, each merged as one unit.

@@ -4,7 +4,7 @@
 use js_sys::{Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
-use super::convert::to_js;
+use super::convert::to_js_or_undefined;
 use super::engine::{promise, SyncEngine};
 use crate::core::error::SyncError;
 
@@ -69,7 +69,7 @@ impl SyncEngine {
             if let Some(l) = latency {
                 f.latency_ms = l;
             }
-            Ok(to_js(&*f))
+            Ok(to_js_or_undefined(&*f))
         })
     }
 

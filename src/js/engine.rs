@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
-use super::convert::{open_options, record, to_js, OpenOptions};
+use super::convert::{open_options, record, to_js_or_undefined, OpenOptions};
 use super::errors;
 use crate::core::engine::{Choice, Engine, Event};
 use crate::core::error::{Result, SyncError};
@@ -21,6 +21,11 @@ use crate::store::idb::IdbStore;
 use crate::web::env::{in_page, net_info, persist_storage, register_background_sync, storage_estimate};
 use crate::web::locks::with_lock;
 use crate::web::{clear_timeout, set_timeout, WebClock};
+
+/// The BroadcastChannel the tabs of one database tell each other what changed on.
+fn channel_name(db_name: &str) -> String {
+    format!("{db_name}#events")
+}
 
 pub(crate) type WebEngine = Engine<IdbStore, FetchTransport, WebClock>;
 
@@ -89,7 +94,7 @@ fn settle(inner: Rc<Inner>, work: Pin<Box<dyn Future<Output = Result<JsValue>>>>
             inner.engine.report(e);
         }
         inner.dispatch();
-        r.map_err(errors::to_js)
+        r.map_err(errors::js_error)
     })
 }
 
@@ -129,7 +134,7 @@ fn priority_of(options: &JsValue) -> Result<Option<Priority>> {
 
 fn entity_js(e: Option<Entity>) -> JsValue {
     match e {
-        Some(e) if !e.is_deleted() => to_js(&RecordView::from(e)),
+        Some(e) if !e.is_deleted() => to_js_or_undefined(&RecordView::from(e)),
         _ => JsValue::UNDEFINED,
     }
 }
@@ -163,7 +168,7 @@ impl From<Entity> for RecordView {
 /// leaves the conflict to the app's queue, a throw (or anything else) fails the resolution.
 fn resolver(f: Function) -> crate::core::engine::Resolver {
     Rc::new(move |base, local, server| {
-        let arg = |v: Option<&Value>| v.map_or(JsValue::NULL, to_js);
+        let arg = |v: Option<&Value>| v.map_or(JsValue::NULL, to_js_or_undefined);
         let out = f.call3(&JsValue::NULL, &arg(base), &arg(local), &arg(server)).map_err(|e| {
             e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| "it threw".into())
         })?;
@@ -223,7 +228,7 @@ impl SyncEngine {
             dom_listeners: RefCell::new(Vec::new()),
             // Not the database's own name, which older builds used with one event per message: a
             // message now carries an array of events, and a tab of an older build must not misread it.
-            channel: web_sys::BroadcastChannel::new(&format!("{}#events", options.db_name)).ok(),
+            channel: web_sys::BroadcastChannel::new(&channel_name(&options.db_name)).ok(),
             db_name: options.db_name,
             _channel_listener: RefCell::new(None),
             background_sync_registered: Cell::new(false),
@@ -249,8 +254,8 @@ impl SyncEngine {
     /// Rejects with a `SyncError` (`CONFIG`, `STORAGE`, ...) when it cannot.
     #[wasm_bindgen(js_name = "open")]
     pub async fn open_js(options: JsValue) -> std::result::Result<SyncEngine, JsValue> {
-        let options = open_options(options).map_err(errors::to_js)?;
-        SyncEngine::open_with(options).await.map_err(errors::to_js)
+        let options = open_options(options).map_err(errors::js_error)?;
+        SyncEngine::open_with(options).await.map_err(errors::js_error)
     }
 
     /// Stores `data` as the record `collection/id` (replacing it) and queues it for the server.
@@ -262,7 +267,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (data, priority) = args?;
             let e = inner.engine.put(&collection, &id, data, priority).await?;
-            inner.after_write(inner.priority(&collection, priority));
+            inner.after_write(inner.engine.flush_delay(&collection, priority));
             Ok(entity_js(e))
         })
     }
@@ -276,7 +281,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (data, priority) = args?;
             let e = inner.engine.put(&collection, &id, data, priority).await?;
-            inner.after_write(inner.priority(&collection, priority));
+            inner.after_write(inner.engine.flush_delay(&collection, priority));
             Ok(entity_js(e))
         })
     }
@@ -289,7 +294,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (records, priority) = args?;
             let stored = inner.engine.put_many(&collection, records, priority).await?;
-            inner.after_write(inner.priority(&collection, priority));
+            inner.after_write(inner.engine.flush_delay(&collection, priority));
             Ok(stored.into_iter().map(entity_js).collect::<js_sys::Array>().into())
         })
     }
@@ -302,7 +307,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let (fields, priority) = args?;
             let e = inner.engine.patch(&collection, &id, fields, priority).await?;
-            inner.after_write(inner.priority(&collection, priority));
+            inner.after_write(inner.engine.flush_delay(&collection, priority));
             Ok(entity_js(e))
         })
     }
@@ -314,7 +319,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let priority = priority?;
             let existed = inner.engine.delete(&collection, &id, priority).await?;
-            inner.after_write(inner.priority(&collection, priority));
+            inner.after_write(inner.engine.flush_delay(&collection, priority));
             Ok(existed.into())
         })
     }
@@ -323,7 +328,7 @@ impl SyncEngine {
     #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown> | undefined>")]
     pub fn get(&self, collection: String, id: String) -> Promise {
         promise(&self.inner, move |inner| async move {
-            Ok(inner.engine.get(&collection, &id).await?.map_or(JsValue::UNDEFINED, |v| to_js(&v)))
+            Ok(inner.engine.get(&collection, &id).await?.map_or(JsValue::UNDEFINED, |v| to_js_or_undefined(&v)))
         })
     }
 
@@ -339,7 +344,7 @@ impl SyncEngine {
         promise(&self.inner, move |inner| async move {
             let records: Vec<RecordView> =
                 inner.engine.list(&collection).await?.into_iter().map(RecordView::from).collect();
-            Ok(to_js(&records))
+            Ok(to_js_or_undefined(&records))
         })
     }
 
@@ -351,23 +356,24 @@ impl SyncEngine {
             let report = with_lock(&inner.lock_name(), inner.engine.store(), true, || inner.engine.flush())
                 .await?
                 .unwrap_or(Err(SyncError::Closed))?;
-            inner.after_flush(&report);
-            Ok(to_js(&report))
+            Ok(to_js_or_undefined(&report))
         })
     }
 
     /// Fetches the server's changes (of one collection, or of all) and merges them in.
     #[wasm_bindgen(unchecked_return_type = "Promise<PullReport>")]
     pub fn pull(&self, collection: Option<String>) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.pull(collection.as_deref()).await?)) })
+        promise(&self.inner, move |inner| async move {
+            Ok(to_js_or_undefined(&inner.engine.pull(collection.as_deref()).await?))
+        })
     }
 
     /// Pending, conflict and dead-letter counts, network and breaker state.
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
     pub fn status(&self) -> Promise {
         promise(&self.inner, move |inner| async move {
-            let status = to_js(&inner.engine.status().await?);
-            let _ = js_sys::Reflect::set(&status, &"storage".into(), &to_js(&storage_estimate().await));
+            let status = to_js_or_undefined(&inner.engine.status().await?);
+            let _ = js_sys::Reflect::set(&status, &"storage".into(), &to_js_or_undefined(&storage_estimate().await));
             Ok(status)
         })
     }
@@ -375,18 +381,18 @@ impl SyncEngine {
     /// Counters, latency and the retry histogram.
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncMetrics>")]
     pub fn metrics(&self) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.metrics().await?)) })
+        promise(&self.inner, move |inner| async move { Ok(to_js_or_undefined(&inner.engine.metrics().await?)) })
     }
 
     /// Ops waiting for the server, in send order.
     #[wasm_bindgen(unchecked_return_type = "Promise<PendingOp[]>")]
     pub fn queue(&self) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.queue().await?)) })
+        promise(&self.inner, move |inner| async move { Ok(to_js_or_undefined(&inner.engine.queue().await?)) })
     }
 
     #[wasm_bindgen(js_name = "deadLetters", unchecked_return_type = "Promise<DeadLetter[]>")]
     pub fn dead_letters(&self) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.dead_letters().await?)) })
+        promise(&self.inner, move |inner| async move { Ok(to_js_or_undefined(&inner.engine.dead_letters().await?)) })
     }
 
     /// Puts a dead-lettered write back in its queue with a fresh attempt count.
@@ -394,7 +400,7 @@ impl SyncEngine {
     pub fn retry_dead_letter(&self, op_id: String) -> Promise {
         promise(&self.inner, move |inner| async move {
             inner.engine.retry_dead_letter(&op_id).await?;
-            inner.after_write(Priority::High);
+            inner.after_write(0);
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -411,7 +417,7 @@ impl SyncEngine {
     /// Conflicts waiting for the app (collections whose merge policy is `manual`).
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncConflict[]>")]
     pub fn conflicts(&self) -> Promise {
-        promise(&self.inner, move |inner| async move { Ok(to_js(&inner.engine.conflicts().await?)) })
+        promise(&self.inner, move |inner| async move { Ok(to_js_or_undefined(&inner.engine.conflicts().await?)) })
     }
 
     /// Resolves a conflict with `'local'`, `'server'` or a merged record, and resumes syncing it.
@@ -431,7 +437,7 @@ impl SyncEngine {
         };
         promise(&self.inner, move |inner| async move {
             let e = inner.engine.resolve_conflict(&conflict_id, choice?).await?;
-            inner.after_write(Priority::High);
+            inner.after_write(0);
             Ok(entity_js(e))
         })
     }
@@ -439,7 +445,7 @@ impl SyncEngine {
     /// The last automatic and manual conflict resolutions, oldest first.
     #[wasm_bindgen(js_name = "auditLog", unchecked_return_type = "AuditEntry[]")]
     pub fn audit_log(&self) -> JsValue {
-        to_js(&self.inner.engine.audit_log())
+        to_js_or_undefined(&self.inner.engine.audit_log())
     }
 
     /// Calls `listener` with every `SyncEvent`; returns a function that unsubscribes.
@@ -488,11 +494,11 @@ impl Inner {
         }
         // Every event in one conversion (a flush of 10,000 ops makes 10,000 `change` events); one
         // by one only if that fails, so one event that cannot be converted loses no other.
-        let all = to_js(&events);
+        let all = to_js_or_undefined(&events);
         let js: Vec<JsValue> = if js_sys::Array::is_array(&all) {
             all.unchecked_into::<js_sys::Array>().iter().collect()
         } else {
-            events.iter().map(to_js).collect()
+            events.iter().map(to_js_or_undefined).collect()
         };
         // Other tabs first (before a listener can change an event, or close the engine), in one
         // message: an array of events. They hear about changes to shared records; errors are ours.
@@ -507,37 +513,31 @@ impl Inner {
                 let _ = ch.post_message(&shared);
             }
         }
-        let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
-        for js in js.iter().filter(|js| !js.is_undefined()) {
-            for f in &listeners {
-                if let Err(err) = f.call1(&JsValue::NULL, js) {
-                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
-                }
-            }
-        }
+        self.notify(js.iter().filter(|js| !js.is_undefined()));
     }
 
     fn emit_js(&self, kind: &str, message: &str) {
         let ev = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&ev, &"type".into(), &kind.into());
         let _ = js_sys::Reflect::set(&ev, &"message".into(), &message.into());
+        self.notify(std::iter::once(&ev.into()));
+    }
+
+    /// Calls every listener with each event. The listeners are copied first: one may subscribe or
+    /// unsubscribe while it runs. One that throws is logged; the others still hear the event.
+    fn notify<'a>(&self, events: impl Iterator<Item = &'a JsValue>) {
         let listeners: Vec<Function> = self.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
-        for f in listeners {
-            if let Err(err) = f.call1(&JsValue::NULL, &ev) {
-                web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+        for ev in events {
+            for f in &listeners {
+                if let Err(err) = f.call1(&JsValue::NULL, ev) {
+                    web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
+                }
             }
         }
     }
 
-    /// Schedules a flush for a write of this priority: high now, the rest with the next batch.
-    /// A write's priority: the one it was given, else its collection's.
-    fn priority(&self, collection: &str, given: Option<Priority>) -> Priority {
-        given.unwrap_or_else(|| {
-            self.engine.config().collections.get(collection).map_or(Priority::Medium, |c| c.priority)
-        })
-    }
-
-    fn after_write(self: &Rc<Self>, priority: Priority) {
+    /// After a write: registers the Background Sync tag, and schedules a flush in `delay_ms`.
+    fn after_write(self: &Rc<Self>, delay_ms: u64) {
         if !self.auto_sync {
             return;
         }
@@ -547,24 +547,19 @@ impl Inner {
                 register_background_sync(&tag).await;
             });
         }
-        let interval = self.engine.network().interval_ms;
-        self.schedule(match priority {
-            Priority::High => 0,
-            Priority::Medium => interval,
-            Priority::Low => interval * 2,
-        });
+        self.schedule(delay_ms);
     }
 
     fn after_flush(self: &Rc<Self>, report: &crate::core::engine::FlushReport) {
         if report.remaining == 0 {
             self.background_sync_registered.set(false);
         }
-        if !self.auto_sync || report.remaining == 0 || report.offline {
+        if !self.auto_sync {
             return;
         }
-        let now = js_sys::Date::now() as u64;
-        let due = report.next_attempt_at.map_or(self.engine.network().interval_ms, |t| t.saturating_sub(now));
-        self.schedule(due.max(50));
+        if let Some(delay) = self.engine.next_flush_in(report, js_sys::Date::now() as u64) {
+            self.schedule(delay);
+        }
     }
 
     /// Arranges a flush in `delay_ms`, unless one is already due sooner.
@@ -623,6 +618,7 @@ impl Inner {
         net
     }
 
+    /// The Web Lock one tab holds while it flushes.
     pub(crate) fn lock_name(&self) -> String {
         format!("{}:flush", self.db_name)
     }
@@ -678,15 +674,12 @@ impl Inner {
             }
             // Another tab wrote: a flush running here reads the queue again.
             inner.engine.queue_changed();
-            let listeners: Vec<Function> = inner.listeners.borrow().iter().map(|(_, f)| f.clone()).collect();
-            for ev in data.unchecked_into::<js_sys::Array>().iter().filter(JsValue::is_object) {
-                let _ = js_sys::Reflect::set(&ev, &"remote".into(), &true.into());
-                for f in &listeners {
-                    if let Err(err) = f.call1(&JsValue::NULL, &ev) {
-                        web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &err);
-                    }
-                }
+            let events: Vec<JsValue> =
+                data.unchecked_into::<js_sys::Array>().iter().filter(JsValue::is_object).collect();
+            for ev in &events {
+                let _ = js_sys::Reflect::set(ev, &"remote".into(), &true.into());
             }
+            inner.notify(events.iter());
         });
         ch.set_onmessage(Some(cb.as_ref().unchecked_ref()));
         *self._channel_listener.borrow_mut() = Some(cb);
@@ -713,6 +706,6 @@ impl Inner {
 pub fn delete_database(name: String, user_id: Option<String>) -> Promise {
     future_to_promise(async move {
         let db = format!("tidesync:{}:{}", name, user_id.unwrap_or_else(|| "anonymous".into()));
-        IdbStore::delete_database(&db).await.map(|_| JsValue::UNDEFINED).map_err(errors::to_js)
+        IdbStore::delete_database(&db).await.map(|_| JsValue::UNDEFINED).map_err(errors::js_error)
     })
 }

@@ -6,7 +6,7 @@ use wasm_bindgen::JsValue;
 
 use crate::core::error::SyncError;
 
-pub fn to_js(e: SyncError) -> JsValue {
+pub fn js_error(e: SyncError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     err.set_name("SyncError");
     let _ = Reflect::set(&err, &"code".into(), &e.code().into());

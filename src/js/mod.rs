@@ -25,7 +25,7 @@ pub fn build_info() -> JsValue {
         git_sha: &'static str,
         schema_version: u32,
     }
-    convert::to_js(&BuildInfo {
+    convert::to_js_or_undefined(&BuildInfo {
         version: env!("CARGO_PKG_VERSION"),
         git_sha: option_env!("TIDESYNC_GIT_SHA").unwrap_or("unknown"),
         schema_version: crate::store::idb::SCHEMA_VERSION,
@@ -37,6 +37,6 @@ pub fn build_info() -> JsValue {
 #[wasm_bindgen]
 pub fn checksum(#[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue) -> Result<String, JsValue> {
     let v: crate::core::value::Value =
-        convert::from_js(value, "the value is not JSON-compatible").map_err(errors::to_js)?;
+        convert::from_js(value, "the value is not JSON-compatible").map_err(errors::js_error)?;
     Ok(crate::core::checksum::checksum(&v))
 }

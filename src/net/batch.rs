@@ -107,14 +107,14 @@ fn decode_result(r: &Value) -> Result<OpResult, Failure> {
         let message = super::shape::message_of(r).unwrap_or_else(|| "the server refused the operation".into());
         let status =
             r.get("status").or_else(|| r.get("statusCode")).and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
-        match status.unwrap_or_else(|| status_from_error(super::shape::error_code(r).unwrap_or(&message))) {
-            // A conflict without the server's state: retry, and the server will say more.
-            409 | 412 => Outcome::Failed(Failure::new(SyncError::Http {
-                status: 503,
-                message: format!("conflict without server state: {message}"),
-            })),
-            status => Outcome::Failed(Failure::new(SyncError::Http { status, message })),
-        }
+        let status = status.unwrap_or_else(|| status_from_error(super::shape::error_code(r).unwrap_or(&message)));
+        // A 409 or 412 without the server's state stays what it is: the engine retries it (it is
+        // a conflict the server will describe next time) and knows the server did not apply it.
+        let message = match status {
+            409 | 412 => format!("conflict without the server's state: {message}"),
+            _ => message,
+        };
+        Outcome::Failed(Failure::new(SyncError::Http { status, message }))
     };
     Ok(OpResult { op_id: op_id.to_string(), outcome })
 }
@@ -307,7 +307,7 @@ mod tests {
         };
         // Invalid input is permanent; an unknown error is retried, never dropped on a guess; a
         // conflict without the server's state is retried until the server says more.
-        assert_eq!((status(0), status(1), status(2), status(3)), (Some(422), Some(503), Some(429), Some(503)));
+        assert_eq!((status(0), status(1), status(2), status(3)), (Some(422), Some(503), Some(429), Some(409)));
         match &r.results[0].outcome {
             Outcome::Failed(f) => assert!(f.error.to_string().contains("VALIDATION_ERROR: grade must be 0-3")),
             other => panic!("{other:?}"),

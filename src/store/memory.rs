@@ -1,5 +1,6 @@
-//! An in-memory `Store`: for the native tests and the simulation, and the fallback where
-//! IndexedDB is unavailable (records then last only as long as the page).
+//! An in-memory `Store` for the native tests and the simulation. The browser always uses
+//! IndexedDB (`store::idb`): where it is unavailable, `open()` fails with `STORAGE` rather than
+//! keeping writes that would be lost with the page.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -44,11 +44,6 @@ fn lock_manager() -> Option<(JsValue, Function)> {
     Some((locks, request))
 }
 
-/// Whether this context has Web Locks (all current browsers, in pages and workers).
-pub fn available() -> bool {
-    lock_manager().is_some()
-}
-
 /// Runs `f` while holding the exclusive lock `name` (a Web Lock, or else a lease in `store`). With
 /// `wait == false` it gives up at once (resolving to `None`) when another context holds the lock.
 pub async fn with_lock<F, Fut, T>(name: &str, store: &IdbStore, wait: bool, f: F) -> Result<Option<T>>

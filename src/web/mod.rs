@@ -24,7 +24,7 @@ extern "C" {
 
 /// Rust value -> plain JS value, through JSON text: one native `JSON.parse` instead of an object
 /// built field by field across the boundary (and no second serde format in the wasm).
-pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
+pub fn json_to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
     let text = crate::core::json::to_string(v).map_err(|e| e.to_string())?;
     JSON::parse(&text).map_err(|_| "JSON.parse refused it".into())
 }

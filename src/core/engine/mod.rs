@@ -29,8 +29,6 @@ use super::value::Value;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionConfig {
-    /// Path (or URL) of the collection's REST endpoint, e.g. `/api/notes`.
-    pub endpoint: String,
     pub merge: MergeSpec,
     /// Priority of writes that do not name one.
     pub priority: Priority,
@@ -410,6 +408,28 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Tells the engine what the platform knows about the network.
     pub fn set_network(&self, net: NetInfo) {
         self.state.borrow_mut().net = net;
+    }
+
+    /// How soon a flush should follow a write to `collection` of priority `given` (else the
+    /// collection's): a high-priority write at once, medium with the next batch, low after two.
+    pub fn flush_delay(&self, collection: &str, given: Option<Priority>) -> u64 {
+        let priority = given.or_else(|| self.config.collections.get(collection).map(|c| c.priority));
+        let interval = self.network().interval_ms;
+        match priority.unwrap_or_default() {
+            Priority::High => 0,
+            Priority::Medium => interval,
+            Priority::Low => interval.saturating_mul(2),
+        }
+    }
+
+    /// How soon the next flush should follow one that reported `report` (at least 50 ms), or
+    /// `None`: nothing is pending, or the device is offline (coming online starts one).
+    pub fn next_flush_in(&self, report: &FlushReport, now: u64) -> Option<u64> {
+        if report.remaining == 0 || report.offline {
+            return None;
+        }
+        let due = report.next_attempt_at.map_or(self.network().interval_ms, |t| t.saturating_sub(now));
+        Some(due.max(50))
     }
 
     pub fn network(&self) -> NetDecision {
