@@ -75,7 +75,7 @@ fn bench_local_write() -> f64 {
         local_write(&mut tx, &key, m, 0, &mut || format!("op{n}"), Priority::Medium).unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
-    let ops: usize = tx.lanes.values().map(Vec::len).sum();
+    let ops: usize = tx.ops().count();
     assert_eq!(ops, RECORDS, "every record's writes coalesced into one op");
     WRITES as f64 / secs
 }

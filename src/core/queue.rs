@@ -350,21 +350,17 @@ mod tests {
     }
 
     fn synced_tx(data: Value) -> Tx {
-        let mut tx = Tx::default();
-        tx.entities.insert(
-            key(),
-            Some(Entity {
-                collection: "notes".into(),
-                id: "n1".into(),
-                checksum: Some(checksum(&data)),
-                base: Some(data.clone()),
-                data: Some(data),
-                version: Some(3),
-                last_modified: 1,
-                sync_status: SyncStatus::Synced,
-            }),
-        );
-        tx
+        let entity = Entity {
+            collection: "notes".into(),
+            id: "n1".into(),
+            checksum: Some(checksum(&data)),
+            base: Some(data.clone()),
+            data: Some(data),
+            version: Some(3),
+            last_modified: 1,
+            sync_status: SyncStatus::Synced,
+        };
+        Tx::new(1, [(key(), Some(entity), Vec::new())])
     }
 
     #[test]
@@ -490,7 +486,7 @@ mod tests {
         let mut tx = synced_tx(json!({"a": 1}));
         let eff = write(&mut tx, Mutation::Put(json!({"a": 1})), &mut Ids(0)).unwrap();
         assert!(!eff.changed);
-        assert!(tx.writes.is_empty());
+        assert!(tx.writes().is_empty());
     }
 
     #[test]
@@ -500,7 +496,7 @@ mod tests {
         assert_eq!(write(&mut tx, Mutation::Put(json!([1])), &mut ids).unwrap_err().code(), "INVALID_INPUT");
         assert_eq!(write(&mut tx, Mutation::Patch(json!({"a": 1})), &mut ids).unwrap_err().code(), "NOT_FOUND");
         assert!(!write(&mut tx, Mutation::Delete, &mut ids).unwrap().changed);
-        assert!(tx.writes.is_empty());
+        assert!(tx.writes().is_empty());
     }
 
     #[test]

@@ -14,13 +14,13 @@ use super::value::Value;
 #[derive(Debug, Default)]
 pub struct Tx {
     /// Every requested key, with its entity if one exists.
-    pub entities: VecMap<EntityKey, Option<Entity>>,
+    entities: VecMap<EntityKey, Option<Entity>>,
     /// Every requested key's pending ops, ordered by `seq`.
-    pub lanes: VecMap<EntityKey, Vec<Operation>>,
+    lanes: VecMap<EntityKey, Vec<Operation>>,
     /// The next local sequence number (persisted; shared by all tabs).
-    pub next_seq: u64,
-    pub(crate) seq_used: bool,
-    pub writes: Vec<Write>,
+    next_seq: u64,
+    seq_used: bool,
+    writes: Vec<Write>,
 }
 
 /// One write inside a transaction.
@@ -38,6 +38,39 @@ pub enum Write {
 }
 
 impl Tx {
+    /// The snapshot a store read: each requested key with its entity (if any) and its pending ops
+    /// (any order), and the next sequence number. Sorted once, not per key.
+    pub fn new(next_seq: u64, read: impl IntoIterator<Item = (EntityKey, Option<Entity>, Vec<Operation>)>) -> Self {
+        let (mut entities, mut lanes) = (Vec::new(), Vec::new());
+        for (key, entity, mut lane) in read {
+            lane.sort_by_key(|o| o.seq);
+            entities.push((key.clone(), entity));
+            lanes.push((key, lane));
+        }
+        Tx {
+            entities: entities.into_iter().collect(),
+            lanes: lanes.into_iter().collect(),
+            next_seq,
+            seq_used: false,
+            writes: Vec::new(),
+        }
+    }
+
+    /// The pending ops of every key of the transaction.
+    pub fn ops(&self) -> impl Iterator<Item = &Operation> {
+        self.lanes.values().flatten()
+    }
+
+    /// The lanes as the transaction leaves them (it reads none afterwards).
+    pub fn take_lanes(&mut self) -> VecMap<EntityKey, Vec<Operation>> {
+        std::mem::take(&mut self.lanes)
+    }
+
+    /// The writes recorded so far.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
     pub fn entity(&self, key: &EntityKey) -> Option<&Entity> {
         self.entities.get(key).and_then(|e| e.as_ref())
     }

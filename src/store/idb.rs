@@ -206,17 +206,17 @@ impl IdbStore {
             return Err(unreadable("the reads are not an array".into()));
         };
         let mut read = read.into_iter();
-        let mut snapshot = Tx { next_seq: read.next().and_then(|s| s.as_u64()).unwrap_or(1), ..Tx::default() };
+        let next_seq = read.next().and_then(|s| s.as_u64()).unwrap_or(1);
+        let mut snapshot_read = Vec::with_capacity(keys.len());
         for k in keys {
             let entity = match read.next() {
                 Some(Value::Null) | None => None,
                 Some(e) => Some(Entity::from_json(e).map_err(unreadable)?),
             };
-            let mut lane = records(read.next().unwrap_or_default(), Operation::from_json)?;
-            lane.sort_by_key(|o| o.seq);
-            snapshot.entities.insert(k.clone(), entity);
-            snapshot.lanes.insert(k.clone(), lane);
+            let lane = records(read.next().unwrap_or_default(), Operation::from_json)?;
+            snapshot_read.push((k.clone(), entity, lane));
         }
+        let mut snapshot = Tx::new(next_seq, snapshot_read);
 
         let text = f(&mut snapshot).and_then(|()| writes_text(&snapshot.into_writes()));
         match text {

@@ -78,18 +78,14 @@ impl Store for MemoryStore {
     async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
         self.count();
         self.injected_failure()?;
-        let mut tx = Tx::default();
-        {
+        let mut tx = {
             let d = self.data.borrow();
-            for k in keys {
-                tx.entities.insert(k.clone(), d.entities.get(k).cloned());
-                let mut lane: Vec<Operation> =
-                    d.ops.values().filter(|o| o.collection == k.collection && o.entity_id == k.id).cloned().collect();
-                lane.sort_by_key(|o| o.seq);
-                tx.lanes.insert(k.clone(), lane);
-            }
-            tx.next_seq = d.meta.get(SEQ_META).and_then(Value::as_u64).unwrap_or(1);
-        }
+            let lane = |k: &EntityKey| {
+                d.ops.values().filter(|o| o.collection == k.collection && o.entity_id == k.id).cloned().collect()
+            };
+            let read = keys.iter().map(|k| (k.clone(), d.entities.get(k).cloned(), lane(k)));
+            Tx::new(d.meta.get(SEQ_META).and_then(Value::as_u64).unwrap_or(1), read)
+        };
         let r = f(&mut tx)?;
         let mut d = self.data.borrow_mut();
         for w in tx.into_writes() {

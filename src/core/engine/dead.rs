@@ -142,7 +142,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let (n, events) = self
             .store
             .transact(&keys, |tx| {
-                let ops: Vec<Operation> = tx.lanes.values().flatten().cloned().collect();
+                let ops: Vec<Operation> = tx.ops().cloned().collect();
                 for o in &ops {
                     tx.write(Write::DeleteOp(o.id.clone()));
                 }

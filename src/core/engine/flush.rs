@@ -259,7 +259,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     };
                     self.apply_answer(tx, op, answer, &mut out)?;
                 }
-                out.lanes = std::mem::take(&mut tx.lanes);
+                out.lanes = tx.take_lanes();
                 Ok(out)
             })
             .await?;
