@@ -648,7 +648,7 @@ fn reference_progress_resolution_latest_last_modified_wins_with_version_past_bot
     // "Progress Data Resolution": the record with the later `lastModified` wins; the local winner
     // gets version max(local, server) + 1, the server's winner is taken as it is.
     let t = 1_705_314_600_000u64; // 2024-01-15T10:30:00Z
-    let iso = |ms: u64| tidesync::net::batch::iso_time(ms);
+    let iso = |ms: u64| tidesync::core::time::iso_time(ms);
     for local_later in [true, false] {
         let e = env_with(|c| {
             let lww = CollectionConfig { merge: MergeSpec::default(), priority: Priority::High };
@@ -1385,7 +1385,7 @@ fn a_stalled_write_past_its_age_waits_for_the_app_and_says_so() {
 
 #[test]
 fn the_default_lww_takes_the_later_record_whole() {
-    let iso = |ms: u64| tidesync::net::batch::iso_time(ms);
+    let iso = |ms: u64| tidesync::core::time::iso_time(ms);
     let t = 1_705_314_600_000u64;
     for local_later in [true, false] {
         let e = env();

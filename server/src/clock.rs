@@ -16,7 +16,7 @@ pub fn now() -> String {
 
 /// RFC 3339 UTC with milliseconds: the same formatting the client sends as `clientTime`.
 pub fn format_millis(ms: u64) -> String {
-    tidesync::net::batch::iso_time(ms)
+    tidesync::core::time::iso_time(ms)
 }
 
 /// Not cryptographic: std's per-process random hash keys, a counter and the clock are plenty for

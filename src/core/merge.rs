@@ -296,34 +296,12 @@ fn union(a: &[Value], b: &[Value]) -> Value {
     Value::Array(items.into_iter().map(|(_, v)| v.clone()).collect())
 }
 
-/// Parses an RFC 3339 UTC timestamp (`2024-01-15T10:30:00.123Z`) or a number of ms.
+/// A record's time: an RFC 3339 UTC timestamp (`2024-01-15T10:30:00.123Z`) or a number of ms.
 pub fn parse_time_ms(v: &Value) -> Option<u64> {
-    if let Some(n) = v.as_f64() {
-        return (n.is_finite() && n >= 0.0).then_some(n as u64);
+    match v.as_f64() {
+        Some(n) => (n.is_finite() && n >= 0.0).then_some(n as u64),
+        None => super::time::parse_rfc3339(v.as_str()?),
     }
-    let s = v.as_str()?;
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut ms = 0;
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
-        rest = &frac[digits.len()..];
-        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
-        ms = padded.parse::<u64>().ok()?;
-    }
-    if rest != "Z" && rest != "+00:00" || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let date = super::retry::parse_http_date(&format!(
-        "Mon, {d:02} {} {y} {h:02}:{mi:02}:{sec:02} GMT",
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(mo - 1) as usize]
-    ))?;
-    Some(date + ms)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod retry;
 pub mod sha256;
 pub mod sorted;
+pub mod time;
 pub mod traits;
 pub mod value;
 

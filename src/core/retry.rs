@@ -56,54 +56,8 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
         // Cap absurd values at a day so a hostile header cannot park the queue forever.
         return v.parse::<u64>().ok().map(|s| s.min(86_400) * 1_000);
     }
-    let at = parse_http_date(v)?;
+    let at = super::time::parse_http_date(v)?;
     Some(at.saturating_sub(now_ms).min(86_400_000))
-}
-
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix milliseconds.
-pub fn parse_http_date(s: &str) -> Option<u64> {
-    let rest = s.split_once(',')?.1.strip_prefix(' ')?;
-    let mut parts = rest.split(' ');
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    let h: u64 = hms.next()?.parse().ok()?;
-    let m: u64 = hms.next()?.parse().ok()?;
-    let sec: u64 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    if days < 0 {
-        return None;
-    }
-    Some(((days as u64) * 86_400 + h * 3_600 + m * 60 + sec) * 1_000)
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// What to do with an op after the server (or the network) answered.
@@ -232,7 +186,7 @@ mod tests {
         assert_eq!(parse_retry_after("120", 0), Some(120_000));
         assert_eq!(parse_retry_after(" 3 ", 0), Some(3_000));
         assert_eq!(parse_retry_after("99999999999", 0), Some(86_400_000));
-        let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let at = crate::core::time::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(at, 784_111_777_000);
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", at), Some(10_000));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", at + 5_000), Some(0));

@@ -9,6 +9,7 @@ use crate::core::error::SyncError;
 use crate::core::merge::parse_time_ms;
 use crate::core::op::Operation;
 use crate::core::retry::parse_retry_after;
+use crate::core::time::iso_time;
 use crate::core::traits::{Failure, OpResult, Outcome, PushResponse};
 use crate::core::value::{Map, Value};
 
@@ -191,24 +192,6 @@ pub fn json_answer(status: u16, body: &str, retry_after: Option<&str>, now_ms: u
 
 fn protocol(m: String) -> Failure {
     Failure::new(SyncError::Protocol(m))
-}
-
-/// `2024-01-15T10:30:00.123Z`.
-pub fn iso_time(ms: u64) -> String {
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
 }
 
 #[cfg(test)]

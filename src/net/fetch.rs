@@ -320,14 +320,13 @@ const MAX_LISTING_PAGES: usize = 1_000;
 /// `url` with the query parameter `name` set to `value` (replacing it if present).
 fn with_param(url: &str, name: &str, value: &str) -> String {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let encoded = |s: &str| String::from(js_sys::encode_uri_component(s));
     let mut out = format!("{path}?");
     for p in query.split('&').filter(|p| !p.is_empty() && p.split('=').next() != Some(name)) {
         out.push_str(p);
         out.push('&');
     }
-    out.push_str(&encoded(name));
+    out.push_str(&super::rest::encode_segment(name));
     out.push('=');
-    out.push_str(&encoded(value));
+    out.push_str(&super::rest::encode_segment(value));
     out
 }
