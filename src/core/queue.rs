@@ -360,7 +360,9 @@ mod tests {
             last_modified: 1,
             sync_status: SyncStatus::Synced,
         };
-        Tx::new(1, [(key(), Some(entity), Vec::new())])
+        let mut tx = Tx::new(1);
+        tx.add(key(), Some(entity), Vec::new());
+        tx
     }
 
     #[test]

@@ -21,6 +21,12 @@ impl<K: Ord, V> VecMap<K, V> {
         VecMap(Vec::new())
     }
 
+    /// Adds an entry whose key is greater than every key in the map (checked in debug builds).
+    pub fn push_last(&mut self, k: K, v: V) {
+        debug_assert!(self.0.last().is_none_or(|(last, _)| *last < k), "VecMap::push_last: key out of order");
+        self.0.push((k, v));
+    }
+
     fn find<Q: Ord + ?Sized>(&self, k: &Q) -> Result<usize, usize>
     where
         K: Borrow<Q>,

@@ -38,22 +38,18 @@ pub enum Write {
 }
 
 impl Tx {
-    /// The snapshot a store read: each requested key with its entity (if any) and its pending ops
-    /// (any order), and the next sequence number. Sorted once, not per key.
-    pub fn new(next_seq: u64, read: impl IntoIterator<Item = (EntityKey, Option<Entity>, Vec<Operation>)>) -> Self {
-        let (mut entities, mut lanes) = (Vec::new(), Vec::new());
-        for (key, entity, mut lane) in read {
-            lane.sort_by_key(|o| o.seq);
-            entities.push((key.clone(), entity));
-            lanes.push((key, lane));
-        }
-        Tx {
-            entities: entities.into_iter().collect(),
-            lanes: lanes.into_iter().collect(),
-            next_seq,
-            seq_used: false,
-            writes: Vec::new(),
-        }
+    /// An empty snapshot; the store `add`s what it read for each key.
+    pub fn new(next_seq: u64) -> Self {
+        Tx { next_seq, ..Tx::default() }
+    }
+
+    /// What the store read for `key`: its entity (if any) and its pending ops (any order). Keys
+    /// come in increasing order (the store reads them from a `VecSet`), so building the snapshot
+    /// is linear.
+    pub fn add(&mut self, key: EntityKey, entity: Option<Entity>, mut lane: Vec<Operation>) {
+        lane.sort_by_key(|o| o.seq);
+        self.entities.push_last(key.clone(), entity);
+        self.lanes.push_last(key, lane);
     }
 
     /// The pending ops of every key of the transaction.

@@ -19,6 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
+use crate::core::sorted::VecSet;
 use crate::core::traits::{QueueSummary, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
@@ -192,9 +193,11 @@ impl IdbStore {
     /// `Store::transact` without its type parameters: one copy of this code in the wasm, however many
     /// closures call it (a generic copy per call site cost about 5 KB each).
     async fn run(&self, keys: &[EntityKey], f: &mut dyn FnMut(&mut Tx) -> Result<()>) -> Result<()> {
+        // In key order, each once: the snapshot is then built in one pass.
+        let keys: VecSet<EntityKey> = keys.iter().cloned().collect();
         let tx = begin(&self.db).map_err(js_error)?;
         let mut key_text = String::from("[");
-        for k in keys {
+        for k in keys.iter() {
             if key_text.len() > 1 {
                 key_text.push(',');
             }
@@ -206,17 +209,15 @@ impl IdbStore {
             return Err(unreadable("the reads are not an array".into()));
         };
         let mut read = read.into_iter();
-        let next_seq = read.next().and_then(|s| s.as_u64()).unwrap_or(1);
-        let mut snapshot_read = Vec::with_capacity(keys.len());
+        let mut snapshot = Tx::new(read.next().and_then(|s| s.as_u64()).unwrap_or(1));
         for k in keys {
             let entity = match read.next() {
                 Some(Value::Null) | None => None,
                 Some(e) => Some(Entity::from_json(e).map_err(unreadable)?),
             };
             let lane = records(read.next().unwrap_or_default(), Operation::from_json)?;
-            snapshot_read.push((k.clone(), entity, lane));
+            snapshot.add(k, entity, lane);
         }
-        let mut snapshot = Tx::new(next_seq, snapshot_read);
 
         let text = f(&mut snapshot).and_then(|()| writes_text(&snapshot.into_writes()));
         match text {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::core::error::{Result, SyncError};
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
+use crate::core::sorted::VecSet;
 use crate::core::traits::{Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
@@ -80,11 +81,12 @@ impl Store for MemoryStore {
         self.injected_failure()?;
         let mut tx = {
             let d = self.data.borrow();
-            let lane = |k: &EntityKey| {
-                d.ops.values().filter(|o| o.collection == k.collection && o.entity_id == k.id).cloned().collect()
-            };
-            let read = keys.iter().map(|k| (k.clone(), d.entities.get(k).cloned(), lane(k)));
-            Tx::new(d.meta.get(SEQ_META).and_then(Value::as_u64).unwrap_or(1), read)
+            let mut tx = Tx::new(d.meta.get(SEQ_META).and_then(Value::as_u64).unwrap_or(1));
+            for k in keys.iter().cloned().collect::<VecSet<EntityKey>>() {
+                let lane = d.ops.values().filter(|o| o.collection == k.collection && o.entity_id == k.id).cloned();
+                tx.add(k.clone(), d.entities.get(&k).cloned(), lane.collect());
+            }
+            tx
         };
         let r = f(&mut tx)?;
         let mut d = self.data.borrow_mut();
