@@ -13,8 +13,6 @@ pub(super) struct ServerSide {
 
 /// Our side of a conflict, as the store holds it.
 struct OurSide {
-    /// The stored record, if any (it may fail its checksum).
-    entity: Option<Entity>,
     /// Our state: the record, or the newest pending write's own copy when the stored one is damaged.
     data: Option<Value>,
     /// What we last knew of the server's state.
@@ -35,7 +33,6 @@ impl OurSide {
             e => (e.and_then(|e| e.data.clone()), false),
         };
         OurSide {
-            entity: e.cloned(),
             data,
             base: e.and_then(|e| e.base.clone()),
             modified_ms: e.map_or(now, |e| e.last_modified),
@@ -58,12 +55,13 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     ) -> Result<()> {
         let key = op.key();
         let lane: Vec<Operation> = tx.lane(&key).to_vec();
-        let ours = OurSide::read(tx.entity(&key), &lane, out.now);
+        let entity = tx.entity(&key).cloned();
+        let ours = OurSide::read(entity.as_ref(), &lane, out.now);
         for o in &lane {
             tx.write(Write::DeleteOp(o.id.clone()));
         }
         let priority = lane.iter().map(|o| o.priority).min().unwrap_or(op.priority);
-        let mut e = ours.entity.clone().unwrap_or_else(|| Entity::empty(&key, out.now));
+        let mut e = entity.unwrap_or_else(|| Entity::empty(&key, out.now));
         e.base = server.data.clone();
         e.version = server.version.or(e.version);
         if server.data.is_some() && server.data == ours.base && !ours.corrupt {
@@ -79,21 +77,22 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             None if server.data.is_none() => ConflictReason::Deleted,
             None => ConflictReason::Version,
         };
+        let resolution = self.resolution(&key, &ours, &server, out);
         let conflict = Conflict {
             id: format!("{}-{}", op.id, out.now),
-            collection: key.collection.clone(),
-            entity_id: key.id.clone(),
-            local: ours.data.clone(),
-            server: server.data.clone(),
-            base: ours.base.clone(),
+            collection: key.collection,
+            entity_id: key.id,
+            local: ours.data,
+            server: server.data,
+            base: ours.base,
             server_version: server.version,
             reason,
             detected_at: out.now,
         };
-        match self.resolution(&key, &ours, &server, out) {
+        match resolution {
             Resolution::Manual => hold_for_app(tx, conflict, e, out),
             Resolution::Merged(result) => {
-                out.audit.push(AuditEntry::of(&conflict, "auto", out.now, result.clone()));
+                out.audit.push(AuditEntry::of(conflict, "auto", out.now, result.clone()));
                 self.requeue(tx, e, result, priority, out);
             }
         }
@@ -234,7 +233,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             .await?;
         self.queue_changed();
         self.deliver(events);
-        self.remember(vec![AuditEntry::of(&c, "manual", now, result)]);
+        self.remember(vec![AuditEntry::of(c, "manual", now, result)]);
         self.save_audit().await;
         Ok(entity)
     }

@@ -132,16 +132,16 @@ impl Event {
 
 impl AuditEntry {
     /// The resolution of `c` (`how`: `auto` or `manual`) to `result`.
-    pub(super) fn of(c: &Conflict, how: &str, at: u64, result: Option<Value>) -> Self {
+    pub(super) fn of(c: Conflict, how: &str, at: u64, result: Option<Value>) -> Self {
         AuditEntry {
             at,
-            collection: c.collection.clone(),
-            id: c.entity_id.clone(),
+            collection: c.collection,
+            id: c.entity_id,
             how: how.into(),
             reason: c.reason,
-            base: c.base.clone(),
-            local: c.local.clone(),
-            server: c.server.clone(),
+            base: c.base,
+            local: c.local,
+            server: c.server,
             result,
         }
     }
