@@ -763,31 +763,39 @@ fn a_damaged_record_is_reported_never_returned_and_refetched_from_the_server() {
     e.synced("notes", "a", json!({"t": 1}));
     e.synced("notes", "gone", json!({"t": 2}));
     e.put("notes", "b", json!({"t": 3}));
-    // Another device changed `a` since; the server deleted `gone`.
+    // Another device changed `a` since.
     e.net.records.borrow_mut().insert(EntityKey::new("notes", "a"), (4, json!({"t": 1, "by": "other"})));
-    e.net.records.borrow_mut().remove(&EntityKey::new("notes", "gone"));
     corrupt(&e, "notes", "a", json!({"t": 999}));
     e.engine.take_events();
 
-    // The read that meets it fails with the typed error, and the record is re-fetched meanwhile.
+    // The read that meets it fails with the typed error at once: a read does no network I/O.
     let err = block_on(e.engine.get("notes", "a")).unwrap_err();
     assert_eq!(err.code(), "INTEGRITY");
-    assert_eq!(e.net.pulls.get(), 1);
+    assert_eq!(e.net.pulls.get(), 0);
+    assert!(e.engine.awaits_repair());
     let events = e.engine.take_events();
     assert!(events.iter().any(|ev| matches!(ev, Event::Error { code, .. } if code == "INTEGRITY")), "{events:?}");
+    assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY", "never the damaged copy");
+    // The next pull fetches the server's copy first (one request) and the record is whole again.
+    block_on(e.engine.pull(Some("notes"))).unwrap();
+    assert!(!e.engine.awaits_repair());
+    let events = e.engine.take_events();
     assert!(events.iter().any(|ev| matches!(ev, Event::Change { id, .. } if id == "a")), "{events:?}");
     assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), Some(json!({"t": 1, "by": "other"})));
     let rec = e.record("notes", "a");
     assert_eq!((rec.base.clone(), rec.version, rec.sync_status), (rec.data.clone(), Some(4), SyncStatus::Synced));
 
-    // A listing leaves damaged records out, reports them and repairs them (one fetch for all): a
-    // record the server no longer has is deleted.
+    // A listing leaves damaged records out and reports them; the next pull repairs them (one
+    // fetch for all): a record the server no longer has (it deleted `gone`) is deleted.
+    e.net.records.borrow_mut().remove(&EntityKey::new("notes", "gone"));
     corrupt(&e, "notes", "a", json!({"t": -1}));
     corrupt(&e, "notes", "gone", json!({"t": -2}));
     let list = block_on(e.engine.list("notes")).unwrap();
     assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b"]);
     assert_eq!(integrity_events(&e).len(), 2);
-    assert_eq!(e.net.pulls.get(), 2);
+    let fetches = e.net.pulls.get();
+    block_on(e.engine.pull(Some("notes"))).unwrap();
+    assert!(e.net.pulls.get() > fetches);
     let list = block_on(e.engine.list("notes")).unwrap();
     assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     assert!(!e.store.dump().entities.contains_key(&EntityKey::new("notes", "gone")));
@@ -824,11 +832,15 @@ fn a_damaged_record_waits_for_the_server_and_the_next_pull_repairs_it() {
     corrupt(&e, "notes", "a", json!({"t": 999}));
     e.net.pull_fails.set(true);
     assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY");
+    assert_eq!(integrity_events(&e).len(), 1);
+    // The pull cannot fetch the server's copy: reported, and the record still waits.
+    assert!(block_on(e.engine.pull(Some("notes"))).is_err());
     let events = integrity_events(&e);
     assert!(events.iter().any(|m| m.contains("could not be fetched")), "{events:?}");
+    assert!(e.engine.awaits_repair());
     // Still damaged: still refused, never used.
     assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY");
-    assert_eq!(integrity_events(&e).len(), 2, "reported again, and the fetch failed again");
+    assert_eq!(integrity_events(&e).len(), 1, "reported again");
     e.net.pull_fails.set(false);
     let pulls = e.net.pulls.get();
     block_on(e.engine.pull(Some("notes"))).unwrap();

@@ -32,12 +32,7 @@ impl OurSide {
             Some(e) if !intact(e) => newest_copy(lane).map_or((None, true), |copy| (copy, false)),
             e => (e.and_then(|e| e.data.clone()), false),
         };
-        OurSide {
-            data,
-            base: e.and_then(|e| e.base.clone()),
-            modified_ms: e.map_or(now, |e| e.last_modified),
-            corrupt,
-        }
+        OurSide { data, base: e.and_then(|e| e.base.clone()), modified_ms: e.map_or(now, |e| e.last_modified), corrupt }
     }
 }
 

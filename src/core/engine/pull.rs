@@ -53,7 +53,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         // writes had to be answered first) are tried again first.
         let damaged = std::mem::take(&mut self.state.borrow_mut().corrupt);
         if !damaged.is_empty() {
-            self.repair(damaged.into_iter().collect()).await;
+            self.repair(damaged.into_iter().collect(), false).await;
         }
         let mut result = Ok(());
         for name in names {
@@ -263,18 +263,30 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     ///
     /// What cannot be repaired now is tried again at the next `pull()`. Failures are reported as
     /// events, not returned: a repair runs on behalf of a read that fails with `INTEGRITY` anyway.
-    pub(super) async fn repair(&self, keys: Vec<EntityKey>) {
+    ///
+    /// A read calls it `local`ly: only pending writes' copies are used, with no network I/O; the
+    /// rest waits for the next pull.
+    pub(super) async fn repair(&self, keys: Vec<EntityKey>, local: bool) {
         let mut waiting = Vec::new();
-        if let Err(e) = self.try_repair(keys.clone(), &mut waiting).await {
+        if let Err(e) = self.try_repair(keys.clone(), local, &mut waiting).await {
             self.report(&e);
             // A store failure: nothing is known to be repaired.
-            waiting = keys;
+            waiting.clone_from(&keys);
         }
-        self.state.borrow_mut().corrupt.extend(waiting);
+        let mut st = self.state.borrow_mut();
+        for k in &keys {
+            st.corrupt.remove(k);
+        }
+        st.corrupt.extend(waiting);
+    }
+
+    /// Damaged records wait for the server's copies: the next `pull()` fetches them.
+    pub fn awaits_repair(&self) -> bool {
+        !self.state.borrow().corrupt.is_empty()
     }
 
     /// `repair`; adds to `waiting` what is still damaged and must be tried again later.
-    async fn try_repair(&self, keys: Vec<EntityKey>, waiting: &mut Vec<EntityKey>) -> Result<()> {
+    async fn try_repair(&self, keys: Vec<EntityKey>, local: bool, waiting: &mut Vec<EntityKey>) -> Result<()> {
         // A first pass without the server's records, then one per collection with them.
         let mut passes: Vec<(Vec<EntityKey>, Option<Vec<ServerRecord>>)> = vec![(keys, None)];
         while let Some((keys, records)) = passes.pop() {
@@ -283,6 +295,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 self.store.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
             waiting.extend(wait);
             self.deliver(events);
+            if local {
+                waiting.append(&mut need_server);
+            }
             while let Some(first) = need_server.first() {
                 let collection = first.collection.clone();
                 let (keys, rest): (Vec<EntityKey>, Vec<EntityKey>) =

@@ -87,7 +87,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             .await;
         if let Some(e) = corrupt.into_inner() {
             if let Err(err) = self.verify(&e) {
-                self.repair(vec![e.key()]).await;
+                self.repair(vec![e.key()], true).await;
                 return Err(err);
             }
         }
@@ -107,14 +107,14 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 
     /// The record with its sync state (`None` if absent or deleted). A stored copy that fails its
-    /// checksum is never returned: the call fails with `INTEGRITY` (also an `error` event) once the
-    /// record has been repaired (`repair`), so reading it again returns the repaired record.
+    /// checksum is never returned: the call fails with `INTEGRITY` (also an `error` event). A good
+    /// copy in a pending write restores it at once; else the next `pull()` does, from the server.
     pub async fn record(&self, collection: &str, id: &str) -> Result<Option<Entity>> {
         let key = self.key(collection, id)?;
         match self.store.get_entity(&key).await? {
             Some(e) if !e.is_deleted() => {
                 if let Err(err) = self.verify(&e) {
-                    self.repair(vec![key]).await;
+                    self.repair(vec![key], true).await;
                     return Err(err);
                 }
                 Ok(Some(e))
@@ -124,7 +124,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 
     /// Every live record of the collection, ordered by id. A record that fails its checksum is
-    /// left out, reported as an `INTEGRITY` error event and repaired (`repair`) before this returns.
+    /// left out and reported as an `INTEGRITY` error event; it is repaired as `record` says.
     pub async fn list(&self, collection: &str) -> Result<Vec<Entity>> {
         self.check_open()?;
         if !self.config.collections.contains_key(collection) {
@@ -134,7 +134,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let corrupt: Vec<EntityKey> = out.iter().filter(|e| self.verify(e).is_err()).map(Entity::key).collect();
         out.retain(|e| !e.is_deleted() && intact(e));
         if !corrupt.is_empty() {
-            self.repair(corrupt).await;
+            self.repair(corrupt, true).await;
         }
         Ok(out)
     }
