@@ -59,10 +59,41 @@ fn write_number(n: &crate::core::value::Number, out: &mut String) {
         if f.fract() == 0.0 && f.abs() <= MAX_SAFE {
             let _ = write!(out, "{}", f as i64);
         } else {
-            // Rust's shortest round-trip formatting, the same digits JS prints.
-            let _ = write!(out, "{f:e}");
+            // The shortest digits that read back as the same double, as `d.ddde<exp>` (Rust's
+            // `{:e}` spelling: `1.5e0`, `1e21`, `1.5e-7`).
+            let mut es = String::new();
+            super::json::write_f64(f, &mut es);
+            scientific(&es, out);
         }
     }
+}
+
+/// Rewrites a number as `JSON.stringify` spells it (`0.000015`, `123.45`, `1e+21`, `-1.5e-7`) in
+/// the canonical `d.ddde<exp>` form (`1.5e-5`, `1.2345e2`, `1e21`, `-1.5e-7`): the same digits,
+/// so the browser's own number formatting serves both and the wasm carries none.
+fn scientific(es: &str, out: &mut String) {
+    use std::fmt::Write;
+    let (sign, es) = match es.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", es),
+    };
+    let (mantissa, exp) = match es.split_once('e') {
+        Some((m, e)) => (m, e.trim_start_matches('+').parse::<i32>().unwrap_or(0)),
+        None => (es, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = [int, frac].concat();
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all[lead..].trim_end_matches('0');
+    let exp = exp + int.len() as i32 - 1 - lead as i32;
+    let (first, rest) = digits.split_at(1.min(digits.len()));
+    out.push_str(sign);
+    out.push_str(first);
+    if !rest.is_empty() {
+        out.push('.');
+        out.push_str(rest);
+    }
+    let _ = write!(out, "e{exp}");
 }
 
 /// Lower-case hex SHA-256 of the canonical form of `value`.
@@ -98,6 +129,44 @@ mod tests {
         assert_eq!(canonical_json(&json!(1.5)), "1.5e0");
         assert_eq!(canonical_json(&json!(u64::MAX)), "18446744073709551615");
         assert_eq!(checksum(&json!({"x": 2.0})), checksum(&json!({"x": 2})));
+    }
+
+    #[test]
+    fn floats_keep_the_scientific_spelling_for_every_double() {
+        // The canonical spelling is `{:e}`'s; it is now derived from the JSON spelling (which the
+        // browser makes in the wasm): the two must agree for every finite double.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut checked = 0;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = match i % 4 {
+                0 => f64::from_bits(x),
+                1 => (x % 10_000_000) as f64 / 1e3,
+                2 => (x >> 11) as f64 * 1e-300,
+                _ => -((x % 1_000_000) as f64) * 1e-9,
+            };
+            if !f.is_finite() || (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0) {
+                continue;
+            }
+            assert_eq!(canonical_json(&Value::from(f)), format!("{f:e}"), "{f:?}");
+            checked += 1;
+        }
+        assert!(checked > 150_000, "{checked}");
+        for (es, sci) in [
+            ("0.000015", "1.5e-5"),
+            ("123.45", "1.2345e2"),
+            ("1e+21", "1e21"),
+            ("-1.5e-7", "-1.5e-7"),
+            ("0.1", "1e-1"),
+            ("100.5", "1.005e2"),
+            ("9007199254740993", "9.007199254740993e15"),
+        ] {
+            let mut out = String::new();
+            scientific(es, &mut out);
+            assert_eq!(out, sci, "{es}");
+        }
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub fn parse_float(text: &str) -> f64 {
     js_sys::parse_float(text)
 }
 
+/// JS `String(f)`: a finite double as `JSON.stringify` spells it (`core::json` calls it for the
+/// numbers that are not small integers).
+pub fn number_to_string(f: f64) -> String {
+    js_sys::Number::from(f).to_string_with_radix(10).map(String::from).unwrap_or_default()
+}
+
 /// Resolves after `ms` milliseconds.
 pub async fn sleep(ms: u64) {
     let p = Promise::new(&mut |resolve, _| {

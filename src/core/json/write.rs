@@ -91,12 +91,23 @@ pub fn write_string(s: &str, out: &mut String) {
 pub fn write_f64(f: f64, out: &mut String) {
     if !f.is_finite() {
         out.push_str("null");
-        return;
+    } else if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        // A whole number (and -0) is an integer's digits: no float formatting needed.
+        let _ = write!(out, "{}", f as i64);
+    } else {
+        spell_f64(f, out);
     }
-    if f == 0.0 {
-        out.push('0');
-        return;
-    }
+}
+
+/// In the browser the engine's own `Number.prototype.toString` spells it: the wasm carries no
+/// float-formatting code (about 9 KB before compression), as it carries no float parser.
+#[cfg(target_arch = "wasm32")]
+fn spell_f64(f: f64, out: &mut String) {
+    out.push_str(&crate::web::number_to_string(f));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn spell_f64(f: f64, out: &mut String) {
     if f < 0.0 {
         out.push('-');
     }
