@@ -170,6 +170,23 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_vectors_hold() {
+        // docs/checksum.md defines the form for servers; its table is checked here.
+        let doc = include_str!("../../docs/checksum.md");
+        let cell = |c: &str| c.trim().trim_matches('`').to_string();
+        let mut rows = 0;
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<String> = line.trim_matches('|').split(" | ").map(cell).collect();
+            let [input, canonical, sum] = &cells[..] else { panic!("{line}") };
+            let v = crate::core::json::parse(input).unwrap();
+            assert_eq!(&canonical_json(&v), canonical, "{input}");
+            assert_eq!(&checksum(&v), sum, "{input}");
+            rows += 1;
+        }
+        assert_eq!(rows, 7);
+    }
+
+    #[test]
     fn strings_are_escaped() {
         assert_eq!(canonical_json(&json!("a\"b\\\n\u{1}é")), r#""a\"b\\\n\u0001é""#);
     }
