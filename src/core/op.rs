@@ -164,6 +164,19 @@ pub struct Entity {
 }
 
 impl Entity {
+    /// The server's record (`data` at `version`, changed at `modified_ms`) as stored when nothing
+    /// of ours is pending: synced, its data also its base.
+    pub fn from_server(key: &EntityKey, data: Value, version: Option<u64>, modified_ms: u64) -> Self {
+        Entity {
+            checksum: Some(crate::core::checksum::checksum(&data)),
+            base: Some(data.clone()),
+            data: Some(data),
+            version,
+            sync_status: SyncStatus::Synced,
+            ..Entity::empty(key, modified_ms)
+        }
+    }
+
     /// A record with no data, never on the server, pending: what a write starts from when the store
     /// holds nothing for `key`.
     pub fn empty(key: &EntityKey, now: u64) -> Self {

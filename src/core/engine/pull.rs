@@ -95,7 +95,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     let mut out = Applied::at(now);
                     let mut held = false;
                     for (key, item) in keys.iter().zip(&items) {
-                        held |= self.apply_remote(tx, key, item, now, report, &mut out)?;
+                        held |= self.apply_remote(tx, key, item, report, &mut out)?;
                     }
                     // A change held back for a write in flight must come again: the cursor stays
                     // where it was until that write is answered (the answer may be older than it).
@@ -125,7 +125,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         tx: &mut Tx,
         key: &EntityKey,
         item: &ServerRecord,
-        now: u64,
         report: &mut PullReport,
         out: &mut Applied,
     ) -> Result<bool> {
@@ -158,40 +157,37 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 )
                 .map(|()| false);
         }
-        match &item.data {
-            None => {
-                if entity.is_some() {
-                    tx.write(Write::DeleteEntity(key.clone()));
-                    out.events.push(change_event(key, None));
-                    report.deleted += 1;
-                }
-            }
-            Some(data) => {
-                let unchanged = entity.as_ref().is_some_and(|e| {
-                    e.sync_status == SyncStatus::Synced && e.data.as_ref() == Some(data) && e.version == item.version
-                });
-                if unchanged {
-                    return Ok(false);
-                }
-                let e = Entity {
-                    collection: key.collection.clone(),
-                    id: key.id.clone(),
-                    checksum: Some(checksum(data)),
-                    data: Some(data.clone()),
-                    base: Some(data.clone()),
-                    version: item.version,
-                    last_modified: item.modified_ms.unwrap_or(now),
-                    sync_status: SyncStatus::Synced,
-                };
-                if entity.as_ref() != Some(&e) {
-                    out.events.push(change_event(key, Some(&e)));
-                    tx.write(Write::PutEntity(e));
-                    report.applied += 1;
-                }
-            }
-        }
+        take_server_state(tx, key, entity.as_ref(), item, report, out);
         Ok(false)
     }
+}
+
+/// A pulled record for a record with nothing of ours pending: the server's state is ours.
+fn take_server_state(
+    tx: &mut Tx,
+    key: &EntityKey,
+    entity: Option<&Entity>,
+    item: &ServerRecord,
+    report: &mut PullReport,
+    out: &mut Applied,
+) {
+    let Some(data) = &item.data else {
+        if entity.is_some() {
+            tx.write(Write::DeleteEntity(key.clone()));
+            out.events.push(change_event(key, None));
+            report.deleted += 1;
+        }
+        return;
+    };
+    let e = Entity::from_server(key, data.clone(), item.version, item.modified_ms.unwrap_or(out.now));
+    // Unchanged (the time of a synced copy aside): nothing to write.
+    if entity.is_some_and(|old| old.sync_status == SyncStatus::Synced && old.data == e.data && old.version == e.version)
+    {
+        return;
+    }
+    out.events.push(change_event(key, Some(&e)));
+    tx.write(Write::PutEntity(e));
+    report.applied += 1;
 }
 
 /// What a fetch after a checksum mismatch found, per op id: the server's live record (`None`: it
@@ -349,17 +345,7 @@ fn repair_pass(
                 continue;
             }
             Some(records) => Some(records.iter().find(|r| r.id == key.id).and_then(|r| {
-                let data = r.data.clone()?;
-                Some(Entity {
-                    collection: key.collection.clone(),
-                    id: key.id.clone(),
-                    checksum: Some(checksum(&data)),
-                    base: Some(data.clone()),
-                    data: Some(data),
-                    version: r.version,
-                    last_modified: r.modified_ms.unwrap_or(now),
-                    sync_status: SyncStatus::Synced,
-                })
+                Some(Entity::from_server(key, r.data.clone()?, r.version, r.modified_ms.unwrap_or(now)))
             })),
         };
         match restored {
