@@ -243,55 +243,14 @@ pub fn decode(
         )));
     }
     let json: Option<Value> = if body.trim().is_empty() { None } else { crate::core::json::parse(body).ok() };
-    let obj = json.as_ref().and_then(Value::as_object);
     match status {
-        200..=299 => {
-            let Some(json) = json.as_ref().or(body.trim().is_empty().then_some(&Value::Null)) else {
-                return failed(SyncError::Protocol("the server answered 2xx with a body that is not JSON".into()));
-            };
-            if obj.and_then(|o| o.get("success")).and_then(Value::as_bool) == Some(false) {
-                let message = error_message(body).unwrap_or_else(|| "the server said it failed".into());
-                return failed(SyncError::Protocol(format!("the server answered {status} but said: {message}")));
-            }
-            // The record stays as the app wrote it: a REST representation adds server fields (key,
-            // version, timestamps) that differ between backends, and a 2xx body may not even be the
-            // record; pulls bring the server's fields. The answer gives the version (or, without one,
-            // the fingerprint the next update is checked against).
-            let rec = record(json).filter(|_| op.kind != OpKind::Delete);
-            match version_of(c, json, rec, etag) {
-                Ok(version) => Ok(Outcome::Accepted { version, data: None, checksum: None }),
-                Err(m) => failed(SyncError::Protocol(format!("{} answered a write with {m}", c.endpoint))),
-            }
-        }
+        200..=299 => accepted(op, c, status, body, json.as_ref(), etag),
         // Deleting what is already gone is done.
         404 | 410 if op.kind == OpKind::Delete => Ok(Outcome::Accepted { version: None, data: None, checksum: None }),
         404 | 410 if op.kind == OpKind::Update && c.update != UpdateMethod::Post => {
             Ok(Outcome::Conflict { server_version: None, server_data: None, deleted: true, server_modified_ms: None })
         }
-        409 | 412 => {
-            // The reference format first, then `serverData`, then the body as the record itself.
-            if let Some(conflict) = obj.and_then(|o| o.get("conflict")).and_then(Value::as_object) {
-                if let Ok(mut outcome) = decode_conflict(conflict) {
-                    if let Outcome::Conflict { server_version, .. } = &mut outcome {
-                        *server_version = server_version.or_else(|| etag.and_then(etag_version));
-                    }
-                    return Ok(outcome);
-                }
-            }
-            let state = obj.and_then(|o| o.get("serverData")).and_then(Value::as_object).or_else(|| {
-                let r = record(json.as_ref()?)?;
-                (r.contains_key(&c.key) && !r.contains_key("error")).then_some(r)
-            });
-            match state {
-                Some(data) => Ok(Outcome::Conflict {
-                    server_version: version_of(c, &Value::Null, Some(data), etag).ok().flatten(),
-                    server_data: Some(Value::Object(data.clone())),
-                    deleted: false,
-                    server_modified_ms: None,
-                }),
-                None => Err(NeedsFetch),
-            }
-        }
+        409 | 412 => conflict_state(c, json.as_ref(), etag),
         _ => {
             let message = error_message(body).unwrap_or_else(|| format!("the server answered {status}"));
             Ok(Outcome::Failed(Failure {
@@ -299,6 +258,61 @@ pub fn decode(
                 retry_after_ms: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
             }))
         }
+    }
+}
+
+/// A 2xx answer to a write: accepted, with the version it gives (or the record's fingerprint).
+fn accepted(
+    op: &Operation,
+    c: &CollectionWire,
+    status: u16,
+    body: &str,
+    json: Option<&Value>,
+    etag: Option<&str>,
+) -> Result<Outcome, NeedsFetch> {
+    let failed = |error: SyncError| Ok(Outcome::Failed(Failure::new(error)));
+    let Some(json) = json.or(body.trim().is_empty().then_some(&Value::Null)) else {
+        return failed(SyncError::Protocol("the server answered 2xx with a body that is not JSON".into()));
+    };
+    if json.get("success").and_then(Value::as_bool) == Some(false) {
+        let message = error_message(body).unwrap_or_else(|| "the server said it failed".into());
+        return failed(SyncError::Protocol(format!("the server answered {status} but said: {message}")));
+    }
+    // The record stays as the app wrote it: a REST representation adds server fields (key,
+    // version, timestamps) that differ between backends, and a 2xx body may not even be the
+    // record; pulls bring the server's fields. The answer gives the version (or, without one,
+    // the fingerprint the next update is checked against).
+    let rec = record(json).filter(|_| op.kind != OpKind::Delete);
+    match version_of(c, json, rec, etag) {
+        Ok(version) => Ok(Outcome::Accepted { version, data: None, checksum: None }),
+        Err(m) => failed(SyncError::Protocol(format!("{} answered a write with {m}", c.endpoint))),
+    }
+}
+
+/// A 409 or 412 answer: the server's state from the reference format's `conflict`, else
+/// `serverData`, else the body as the record itself; `Err(NeedsFetch)` when it holds none.
+fn conflict_state(c: &CollectionWire, json: Option<&Value>, etag: Option<&str>) -> Result<Outcome, NeedsFetch> {
+    let obj = json.and_then(Value::as_object);
+    if let Some(conflict) = obj.and_then(|o| o.get("conflict")).and_then(Value::as_object) {
+        if let Ok(mut outcome) = decode_conflict(conflict) {
+            if let Outcome::Conflict { server_version, .. } = &mut outcome {
+                *server_version = server_version.or_else(|| etag.and_then(etag_version));
+            }
+            return Ok(outcome);
+        }
+    }
+    let state = obj.and_then(|o| o.get("serverData")).and_then(Value::as_object).or_else(|| {
+        let r = record(json?)?;
+        (r.contains_key(&c.key) && !r.contains_key("error")).then_some(r)
+    });
+    match state {
+        Some(data) => Ok(Outcome::Conflict {
+            server_version: version_of(c, &Value::Null, Some(data), etag).ok().flatten(),
+            server_data: Some(Value::Object(data.clone())),
+            deleted: false,
+            server_modified_ms: None,
+        }),
+        None => Err(NeedsFetch),
     }
 }
 

@@ -102,9 +102,24 @@ fn leaving() -> bool {
     })
 }
 
+/// The lock `name`: a Web Lock where the browser has them, else a lease in `store`.
 async fn acquire(name: &str, store: &IdbStore, wait: bool) -> Result<Option<Held>> {
-    let held = |release| Held { release, interval: JsValue::UNDEFINED, _tick: None };
-    if let Some((locks, request)) = lock_manager() {
+    match web_lock(name, wait).await {
+        Some(held) => Ok(held),
+        None => lease(store, wait).await,
+    }
+}
+
+/// A plain holder: released by `release` (a Web Lock) or by nothing (no lock could be kept).
+fn held(release: Option<Function>) -> Held {
+    Held { release, interval: JsValue::UNDEFINED, _tick: None }
+}
+
+/// The Web Lock `name` (`Some(None)`: another context holds it and `wait` is false); `None` where
+/// the browser has no Web Locks.
+async fn web_lock(name: &str, wait: bool) -> Option<Option<Held>> {
+    {
+        let (locks, request) = lock_manager()?;
         // `granted` settles when the browser calls our callback; the lock is held until `release`
         // resolves the promise that callback returned.
         let release: Rc<RefCell<Option<Function>>> = Rc::default();
@@ -126,12 +141,15 @@ async fn acquire(name: &str, store: &IdbStore, wait: bool) -> Result<Option<Held
         let options = Object::new();
         let _ = Reflect::set(&options, &"ifAvailable".into(), &(!wait).into());
         let _ = Reflect::set(&options, &"mode".into(), &"exclusive".into());
-        if request.call3(&locks, &name.into(), &options, callback.as_ref()).is_ok() {
-            let got = JsFuture::from(granted).await.ok().and_then(|v| v.as_bool()).unwrap_or(false);
-            return Ok(got.then(|| held(release.borrow_mut().take())));
-        }
+        request.call3(&locks, &name.into(), &options, callback.as_ref()).ok()?;
+        let got = JsFuture::from(granted).await.ok().and_then(|v| v.as_bool()).unwrap_or(false);
+        let lock = got.then(|| held(release.borrow_mut().take()));
+        Some(lock)
     }
+}
 
+/// The lease in `store`, renewed while held, where the browser has no Web Locks.
+async fn lease(store: &IdbStore, wait: bool) -> Result<Option<Held>> {
     // The lease. Each acquisition is its own holder (53 random bits: exact as a JS number), as each
     // Web Lock request is: two engines in one tab exclude each other too.
     let lease = store.lease();
