@@ -639,6 +639,7 @@ async fn an_apps_resolve_function_merges_conflicts() {
             "return { ...server, body: server.body + '|' + local.body }",
         );
         js_sys::Reflect::set(&notes, &"resolve".into(), &resolve).unwrap();
+        js_sys::Reflect::set(&o, &"auth".into(), &sign_in()).unwrap();
         SyncEngine::open_js(o).await.expect("open")
     };
     let (a, b) = (open(unique("ra")).await, open(unique("rb")).await);

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::access::RateLimits;
-use crate::body::read_json;
+use crate::body::read_config;
 use crate::error::{json_response, ApiError};
 use crate::faults::FaultConfig;
 use crate::{store, AppState};
@@ -72,12 +72,7 @@ pub async fn set_limits(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let value = read_json(&headers, body).await?;
-    if !value.is_object() {
-        return Err(ApiError::bad_request("limits must be a JSON object"));
-    }
-    let limits: RateLimits =
-        serde_json::from_value(value).map_err(|err| ApiError::bad_request(format!("invalid limits: {err}")))?;
+    let limits: RateLimits = read_config(&headers, body, "limits").await?;
     limits.user.validate().and(limits.address.validate()).map_err(ApiError::bad_request)?;
     *state.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
     state.limiter.clear();

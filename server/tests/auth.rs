@@ -20,6 +20,14 @@ async fn alice_writes(server: &TestServer) {
     assert_eq!(created["results"][0]["success"], true);
 }
 
+/// A fresh server where alice has written `todos/t1`.
+async fn with_alices_record(tag: &str) -> (TempDir, TestServer) {
+    let dir = TempDir::new(tag);
+    let server = TestServer::start(dir.path()).await;
+    alice_writes(&server).await;
+    (dir, server)
+}
+
 async fn alice_still_has_her_record(server: &TestServer) {
     let resp = server.get("/api/todos/t1").await;
     assert_eq!(resp.status, 200);
@@ -32,9 +40,7 @@ fn assert_no_leak(what: &str, text: &str) {
 
 #[tokio::test]
 async fn another_users_batch_ops_never_reach_alices_records_or_ledger() {
-    let dir = TempDir::new("cross-batch");
-    let server = TestServer::start(dir.path()).await;
-    alice_writes(&server).await;
+    let (_dir, server) = with_alices_record("cross-batch").await;
     let bob = server.as_user("bob");
 
     // Bob replays alice's op id: he gets no answer of hers, only his own op's fate.
@@ -68,9 +74,7 @@ async fn another_users_batch_ops_never_reach_alices_records_or_ledger() {
 
 #[tokio::test]
 async fn another_users_rest_requests_see_nothing_and_change_nothing() {
-    let dir = TempDir::new("cross-rest");
-    let server = TestServer::start(dir.path()).await;
-    alice_writes(&server).await;
+    let (_dir, server) = with_alices_record("cross-rest").await;
     let key = [("Idempotency-Key", "alice-key")];
     assert_eq!(server.send_json("PATCH", "/api/todos/t2", &key, &json!({})).await.status, 404);
     let bob = server.as_user("bob");
@@ -95,9 +99,7 @@ async fn another_users_rest_requests_see_nothing_and_change_nothing() {
 
 #[tokio::test]
 async fn pulls_and_cursors_are_per_user() {
-    let dir = TempDir::new("cross-pull");
-    let server = TestServer::start(dir.path()).await;
-    alice_writes(&server).await;
+    let (_dir, server) = with_alices_record("cross-pull").await;
     let bob = server.as_user("bob");
     bob.batch(json!([op("b-1", "create", "t9", json!({"n": 1}), None)])).await;
 
