@@ -5,26 +5,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { baseUrl, launch } from './browser.mjs';
-import { api, serverRecords } from './app.mjs';
+import { api, mintToken, serverRecords } from './app.mjs';
 
 /**
  * Opens a blank page of the server's origin and runs `source` there with `engine` (autoSync off,
- * batches of `batchSize`) whose `auth()` mints alice a token living `ttlSeconds` (POST
- * /admin/tokens) and records when it was called in `authCalls`.
+ * batches of `batchSize`) whose `auth()` gets alice a token living `ttlSeconds` (app.mjs's
+ * mintToken, through POST /admin/tokens) and records when it was called in `authCalls`.
  */
 async function inPage(t, { ttlSeconds, batchSize }, source) {
   const browser = await launch();
   t.after(() => browser.close());
   const { page } = browser;
+  await page.exposeFunction('mintAliceToken', () => mintToken('alice', ttlSeconds));
   await page.goto(`${baseUrl()}/tests/pages/blank.html`);
   const out = await page.evaluate(
-    async ([name, ttl, size, body]) => {
+    async ([name, size, body]) => {
       const { SyncEngine } = await import('/pkg/index.js');
       const authCalls = [];
       const auth = async () => {
         authCalls.push(Date.now());
-        const r = await fetch('/admin/tokens', { method: 'POST', body: JSON.stringify({ sub: 'alice', ttlSeconds: ttl }) });
-        return (await r.json()).token;
+        return window.mintAliceToken();
       };
       const tier = { intervalMs: 60_000, batchSize: size };
       const engine = await SyncEngine.open({
@@ -41,7 +41,7 @@ async function inPage(t, { ttlSeconds, batchSize }, source) {
         engine.close();
       }
     },
-    [`auth-${Date.now()}`, ttlSeconds, batchSize, source],
+    [`auth-${Date.now()}`, batchSize, source],
   );
   return out;
 }
@@ -59,6 +59,7 @@ test('a token that expires in the middle of a flush: the engine asks auth() agai
   `);
   await api('/admin/faults', { method: 'DELETE' });
   const stats = await api('/admin/stats');
+  t.diagnostic(`flush took ${out.ended - out.started} ms; auth() called ${out.authCalls.length} times; ${stats.unauthorized} 401s`);
   assert.equal(out.report.accepted, 10, `one flush delivered everything: ${JSON.stringify(out.report)}`);
   assert.equal(out.report.remaining, 0);
   assert.equal(out.deadLetters, 0);
@@ -90,6 +91,7 @@ test('over its rate limit the engine gets 429 + Retry-After, backs off, and ever
       return { first, flushes: flushes.length, took: Date.now() - started, pending: (await engine.status()).pending };
     `);
     const stats = await api('/admin/stats');
+    t.diagnostic(`${out.flushes} flushes over ${out.took} ms; ${stats.rateLimited} requests answered 429`);
     assert.equal(out.pending, 0, JSON.stringify(out));
     assert.equal(out.deadLetters, 0);
     assert.ok(out.first.retried >= 1, `the first flush met the limit: ${JSON.stringify(out.first)}`);
