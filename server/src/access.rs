@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{authenticate, unauthorized};
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{under, AppState};
 
 /// Requests per second and the burst a bucket holds; `per_second == 0` turns the limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -133,10 +133,9 @@ enum Guarded {
 }
 
 fn classify(path: &str) -> Option<Guarded> {
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    if under("/api") {
+    if under(path, "/api") {
         Some(Guarded::Api)
-    } else if under("/auth") {
+    } else if under(path, "/auth") {
         Some(Guarded::SignIn)
     } else {
         None

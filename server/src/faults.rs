@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::body::read_config;
 use crate::error::{error_body, json_response, ApiError};
-use crate::{clock, AppState};
+use crate::{clock, under, AppState};
 
 const MAX_LATENCY_MS: u64 = 120_000;
 const HUGE_BODY_BYTES: usize = 20 * 1024 * 1024;
@@ -113,7 +113,7 @@ fn decide(state: &AppState) -> Action {
 
 pub async fn middleware(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path != "/api" && !path.starts_with("/api/") {
+    if !under(path, "/api") {
         return next.run(req).await;
     }
     state.requests.fetch_add(1, Ordering::Relaxed);

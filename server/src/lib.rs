@@ -47,6 +47,11 @@ use error::ApiError;
 /// Longest collection name, record id or operation id accepted.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// Whether `path` is `prefix` or below it (`/api` and `/api/x`, not `/apix`).
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 pub(crate) fn valid_name(value: &str) -> bool {
     !value.is_empty() && value.chars().count() <= MAX_NAME_LEN
 }
@@ -140,7 +145,7 @@ async fn not_found() -> Response {
 /// of a server started without `--admin`, with `index.html` and a 200).
 async fn serve_static(mut site: ServeDir<ServeFile>, req: Request) -> Response {
     let path = req.uri().path();
-    if ["/api", "/auth", "/admin"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
+    if ["/api", "/auth", "/admin"].iter().any(|prefix| under(path, prefix)) {
         return not_found().await;
     }
     match site.try_call(req).await {
