@@ -123,6 +123,16 @@ fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
     format!("{}.{}.{}", part(header), part(claims), URL_SAFE_NO_PAD.encode(signature))
 }
 
+/// An HS256 token with the server's own secret and whatever claims: only the claims can be wrong.
+fn signed(claims: &Value) -> String {
+    use hmac::{Hmac, Mac};
+    let unsigned = forge(&json!({"alg": "HS256", "typ": "JWT"}), claims, b"");
+    let input = unsigned.trim_end_matches('.');
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
 /// Tokens that must all be refused with 401, by name.
 fn bad_tokens() -> Vec<(&'static str, String)> {
     let far = 9_999_999_999i64;
@@ -141,6 +151,12 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
         ("signature stripped", format!("{head}.")),
         ("alice's signature on bob's claims", format!("{header}.{as_bob}.{signature}")),
         ("expired", AuthConfig::new(SECRET.to_vec()).unwrap().mint("alice", -1)),
+        ("no sub", signed(&json!({"exp": far}))),
+        ("empty sub", signed(&json!({"sub": "", "exp": far}))),
+        ("numeric sub", signed(&json!({"sub": 7, "exp": far}))),
+        ("no exp", signed(&json!({"sub": "alice"}))),
+        ("exp as text", signed(&json!({"sub": "alice", "exp": far.to_string()}))),
+        ("not valid before next year", signed(&json!({"sub": "alice", "exp": far, "nbf": far - 1}))),
         ("oversized", format!("{valid}{}", "A".repeat(MAX_TOKEN_BYTES))),
         ("garbage", "not-a-jwt".into()),
         ("empty", String::new()),
@@ -167,6 +183,11 @@ async fn forged_expired_oversized_and_unsigned_tokens_are_401_and_write_nothing(
     for (what, bad) in bad_tokens() {
         assert_refused(&server.with_token(&bad), what).await;
     }
+    // The helper signs like the server: with good claims its token is accepted.
+    assert_eq!(
+        server.with_token(&signed(&json!({"sub": "alice", "exp": 9_999_999_999i64}))).get("/api/todos").await.status,
+        200
+    );
     for header in ["Basic YWxpY2U6YWxpY2U=", "Bearer", "bearer  ", &token("alice")] {
         let resp = server.request("GET", "/api/todos", &[("Authorization", header)], b"").await;
         assert_eq!(resp.status, 401, "{header}");
