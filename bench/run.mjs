@@ -86,7 +86,10 @@ const NOT_AVAILABLE = [];
 
 async function startServer() {
   const logFile = path.join(opt.static, '..', 'server.log');
-  const child = spawn(opt.server, ['--host', '127.0.0.1', '--port', '0', '--static', opt.static], {
+  // --admin: the page resets the server; --demo-users: it signs in as alice; no rate limits, so a
+  // benchmark measures sync and never a limiter's wait.
+  const args = ['--admin', '--demo-users', '--rate-limit', 'off', '--address-rate-limit', 'off'];
+  const child = spawn(opt.server, ['--host', '127.0.0.1', '--port', '0', '--static', opt.static, ...args], {
     stdio: ['ignore', 'pipe', openSync(logFile, 'w')],
   });
   const lines = createInterface({ input: child.stdout });

@@ -1,7 +1,8 @@
 //! Browser suite: the engine on real IndexedDB in headless Chromium, against the reference server
 //! and json-server that `scripts/test` starts on loopback (their URLs arrive in
 //! `TIDESYNC_TEST_SERVER` and `TIDESYNC_JSON_SERVER`). The sync scenarios run in batch mode, in
-//! REST mode, and in REST mode against json-server, which knows nothing of tidesync.
+//! REST mode, and in REST mode against json-server, which knows nothing of tidesync. The reference
+//! server wants a token: engines talking to it sign in as its demo user alice (`--demo-users`).
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::Cell;
@@ -98,7 +99,19 @@ fn noop() -> js_sys::Function {
     Closure::<dyn FnMut()>::new(|| {}).into_js_value().unchecked_into()
 }
 
+/// The engine's `auth` callback: signs in at the reference server as alice, resolves to the token.
+fn sign_in() -> js_sys::Function {
+    js_sys::Function::new_no_args(&format!(
+        "return fetch('{}/auth/token', {{
+           method: 'POST', body: JSON.stringify({{ username: 'alice', password: 'alice' }}),
+         }}).then((r) => r.json()).then((b) => b.token)",
+        server()
+    ))
+}
+
+/// Engines of the reference server sign in unless the test brings its own `auth`.
 async fn open_with(name: &str, b: &Backend, auth: Option<js_sys::Function>, timeout_ms: u32) -> WebEngine {
+    let auth = auth.or_else(|| (SERVER == Some(b.url)).then(sign_in));
     let store = IdbStore::open(name, noop(), noop()).await.expect("open IndexedDB");
     let wires = [("notes".to_string(), b.wire.clone())].into();
     let transport = FetchTransport::new(b.url, "/api/sync/batch", wires, timeout_ms, auth);
@@ -114,13 +127,17 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", js_sys::Date::now() as u64, (js_sys::Math::random() * 1e9) as u64)
 }
 
+/// One request, as alice (json-server ignores the token).
 async fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     let send = js_sys::Function::new_with_args(
-        "method, url, body",
-        "return fetch(url, { method, body, headers: body ? { 'Content-Type': 'application/json' } : {} })
-           .then(async (r) => [r.status, await r.text()])",
+        "method, url, body, signIn",
+        "return signIn().then((token) => fetch(url, {
+            method, body,
+            headers: { Authorization: 'Bearer ' + token, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+          })).then(async (r) => [r.status, await r.text()])",
     );
-    let args = js_sys::Array::of3(&method.into(), &url.into(), &body.map(|b| JsValue::from(b.to_string())).into());
+    let body = body.map(|b| JsValue::from(b.to_string()));
+    let args = js_sys::Array::of4(&method.into(), &url.into(), &body.into(), &sign_in());
     let p: js_sys::Promise = send.apply(&JsValue::NULL, &args).unwrap().unchecked_into();
     let answer: js_sys::Array = wasm_bindgen_futures::JsFuture::from(p).await.expect("fetch").unchecked_into();
     let text = answer.get(1).as_string().unwrap_or_default();
@@ -544,11 +561,15 @@ async fn a_timeout_is_retryable() {
 #[wasm_bindgen_test]
 async fn a_401_asks_auth_for_a_fresh_token_once_and_a_403_dead_letters() {
     let calls = Rc::new(Cell::new(0u32));
+    // The first token is refused by the server (401); the second is a real one.
     let auth: js_sys::Function = {
         let calls = calls.clone();
         Closure::<dyn FnMut() -> JsValue>::new(move || {
             calls.set(calls.get() + 1);
-            JsValue::from_str(&format!("token-{}", calls.get()))
+            match calls.get() {
+                1 => JsValue::from_str("not-a-token"),
+                _ => sign_in().call0(&JsValue::NULL).unwrap(),
+            }
         })
         .into_js_value()
         .unchecked_into()
@@ -557,7 +578,6 @@ async fn a_401_asks_auth_for_a_fresh_token_once_and_a_403_dead_letters() {
     IdbStore::delete_database(&name).await.unwrap();
     let engine = open_with(&name, &batch(), Some(auth), 5_000).await;
     engine.put("notes", &unique("n"), json!({}), None).await.unwrap();
-    faults(json!({"failNext": 1, "failStatus": 401})).await;
     let r = engine.flush().await.unwrap();
     assert_eq!(r.accepted, 1, "retried with a fresh token: {r:?}");
     assert_eq!(calls.get(), 2, "auth() once for the first token, once more after the 401");
@@ -618,6 +638,7 @@ async fn an_apps_resolve_function_merges_conflicts() {
             "return { ...server, body: server.body + '|' + local.body }",
         );
         js_sys::Reflect::set(&notes, &"resolve".into(), &resolve).unwrap();
+        js_sys::Reflect::set(&o, &"auth".into(), &sign_in()).unwrap();
         SyncEngine::open_js(o).await.expect("open")
     };
     let (a, b) = (open(unique("ra")).await, open(unique("rb")).await);

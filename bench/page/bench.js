@@ -13,6 +13,11 @@ const initStart = performance.now();
 await init();
 const initMs = performance.now() - initStart;
 
+// Signed in once as the demo user alice: the engine and the baselines send the same bearer token.
+const signIn = await fetch('/auth/token', { method: 'POST', body: JSON.stringify({ username: 'alice', password: 'alice' }) });
+if (!signIn.ok) throw new Error(`/auth/token answered ${signIn.status}`);
+const { token: TOKEN } = await signIn.json();
+
 // ---- helpers ----
 
 let serial = 0;
@@ -36,7 +41,7 @@ function openEngine(name, batchSize = 100, transport = 'batch') {
   // Same tier everywhere: the benchmark must not depend on what the engine guesses about loopback.
   const tier = { intervalMs: 60_000, batchSize };
   return SyncEngine.open({
-    name, userId: USER, baseUrl: location.origin, autoSync: false, transport,
+    name, userId: USER, baseUrl: location.origin, autoSync: false, transport, auth: async () => TOKEN,
     collections: { [COLLECTION]: { endpoint: ENDPOINT } },
     network: { good: tier, fair: tier, poor: tier },
   });
@@ -255,7 +260,11 @@ async function wireOps(template) {
 }
 
 async function postJson(url, body, headers = {}) {
-  const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body });
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${TOKEN}`, ...headers },
+    body,
+  });
   const json = await r.json();
   if (!r.ok) throw new Error(`${url} answered ${r.status}: ${JSON.stringify(json)}`);
   return json;

@@ -1,13 +1,17 @@
-//! `/admin/*` and `/healthz`: inspection and reset for tests and the demo. Never fault-injected.
+//! `/admin/*` (only with `--admin`) and `/healthz`: inspection, reset and limits for tests and the
+//! demo. Never fault-injected, never rate-limited, never asked for a token.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
+use crate::access::RateLimits;
+use crate::body::read_config;
 use crate::error::{json_response, ApiError};
 use crate::faults::FaultConfig;
 use crate::{store, AppState};
@@ -30,17 +34,47 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiEr
         "liveRecords": counts.live_records,
         "ledgerEntries": counts.ledger_entries,
         "requests": state.requests.load(Ordering::Relaxed),
+        "unauthorized": state.unauthorized.load(Ordering::Relaxed),
+        "rateLimited": state.rate_limited.load(Ordering::Relaxed),
         "cursor": counts.cursor,
     });
     Ok(json_response(StatusCode::OK, &body, None))
 }
 
-/// Wipes records, the ledger and the change sequence, clears faults and the request counter: a
-/// fresh server for the next test case.
+/// Wipes records, the ledger and the change sequences, clears faults, the counters and the rate
+/// limiter's buckets, and puts the configured limits back: a fresh server for the next test case.
 pub async fn reset(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || store.with(store::reset)).await??;
     *state.faults.lock().unwrap_or_else(PoisonError::into_inner) = FaultConfig::default();
-    state.requests.store(0, Ordering::Relaxed);
+    for counter in [&state.requests, &state.unauthorized, &state.rate_limited] {
+        counter.store(0, Ordering::Relaxed);
+    }
+    *state.limits.lock().unwrap_or_else(PoisonError::into_inner) = state.configured_limits;
+    state.limiter.clear();
     Ok(json_response(StatusCode::OK, &json!({"success": true}), None))
+}
+
+fn limits_body(state: &AppState) -> Response {
+    let limits = *state.limits.lock().unwrap_or_else(PoisonError::into_inner);
+    json_response(StatusCode::OK, &serde_json::to_value(limits).unwrap_or_default(), None)
+}
+
+/// `GET /admin/limits` → `{"user": {"perSecond", "burst"}, "address": {...}}`
+pub async fn get_limits(State(state): State<Arc<AppState>>) -> Response {
+    limits_body(&state)
+}
+
+/// `POST /admin/limits` with both rates: replaces the limits in force (until a reset) and empties
+/// every bucket.
+pub async fn set_limits(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limits: RateLimits = read_config(&headers, body, "limits").await?;
+    limits.user.validate().and(limits.address.validate()).map_err(ApiError::bad_request)?;
+    *state.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+    state.limiter.clear();
+    Ok(limits_body(&state))
 }

@@ -1,28 +1,35 @@
 //! `POST /api/sync/batch`: each operation is applied in its own transaction together with its
-//! ledger row, so a retried batch (same op ids) never applies anything twice.
+//! ledger row, so a retried batch (same op ids) never applies anything twice. Everything happens in
+//! the signed-in user's own records and ledger.
 
 use std::sync::Arc;
 
 use crate::store::checksum;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use rusqlite::{Connection, Transaction};
 use serde_json::{json, Value};
 
+use crate::auth::User;
 use crate::body::read_json;
 use crate::error::{json_response, ApiError};
-use crate::store::{self, LedgerHit, LedgerKind, Record};
+use crate::store::{self, Key, LedgerEntry, LedgerHit, LedgerKind, Record};
 use crate::{clock, valid_name, AppState};
 
 pub const MAX_OPERATIONS: usize = 1000;
 
-pub async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Extension(User(user)): Extension<User>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let request = read_json(&headers, body).await?;
     let operations = parse_request(request)?;
     let store = state.store.clone();
-    let results = tokio::task::spawn_blocking(move || store.with(|conn| run_batch(conn, &operations))).await?;
+    let results = tokio::task::spawn_blocking(move || store.with(|conn| run_batch(conn, &user, &operations))).await?;
 
     let mut success_count = 0;
     let mut conflict_count = 0;
@@ -69,12 +76,12 @@ fn parse_request(request: Value) -> Result<Vec<Value>, ApiError> {
     }
 }
 
-fn run_batch(conn: &mut Connection, operations: &[Value]) -> Vec<Value> {
+fn run_batch(conn: &mut Connection, user: &str, operations: &[Value]) -> Vec<Value> {
     operations
         .iter()
         .map(|op| {
             let op_id = op.get("id").and_then(Value::as_str).filter(|id| valid_name(id));
-            apply_logged(conn, op, op_id).unwrap_or_else(|err| {
+            apply_logged(conn, user, op, op_id).unwrap_or_else(|err| {
                 // Nothing was committed for this op, so a retry may still apply it: no ledger row.
                 json!({
                     "operationId": op_id,
@@ -87,19 +94,20 @@ fn run_batch(conn: &mut Connection, operations: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-fn apply_logged(conn: &mut Connection, op: &Value, op_id: Option<&str>) -> rusqlite::Result<Value> {
+fn apply_logged(conn: &mut Connection, user: &str, op: &Value, op_id: Option<&str>) -> rusqlite::Result<Value> {
     let tx = conn.transaction()?;
     if let Some(id) = op_id {
-        if let Some(hit) = store::ledger_redeliver(&tx, id)? {
+        if let Some(hit) = store::ledger_redeliver(&tx, user, id)? {
             tx.commit()?;
             return Ok(replay(id, hit));
         }
     }
     let now = clock::now();
-    let result = evaluate(&tx, op, op_id, &now)?;
-    if let Some(id) = op_id {
+    let result = evaluate(&tx, user, op, op_id, &now)?;
+    if let Some(op_id) = op_id {
         let status = result["status"].as_i64().unwrap_or(500);
-        store::ledger_put(&tx, id, LedgerKind::Batch, &result, status, &now)?;
+        let entry = LedgerEntry { user, op_id, kind: LedgerKind::Batch, result: &result, status };
+        store::ledger_put(&tx, &entry, &now)?;
     }
     tx.commit()?;
     Ok(result)
@@ -223,7 +231,7 @@ fn conflict(op_id: &str, kind: ConflictType, server: Option<&Record>, client_ver
     })
 }
 
-fn evaluate(tx: &Transaction<'_>, op: &Value, op_id: Option<&str>, now: &str) -> rusqlite::Result<Value> {
+fn evaluate(tx: &Transaction<'_>, user: &str, op: &Value, op_id: Option<&str>, now: &str) -> rusqlite::Result<Value> {
     let parsed = match parse_operation(op) {
         Ok(parsed) => parsed,
         Err(message) => return Ok(failure(op_id, 400, &message)),
@@ -238,9 +246,9 @@ fn evaluate(tx: &Transaction<'_>, op: &Value, op_id: Option<&str>, now: &str) ->
         }
     }
 
-    let collection = parsed.collection;
-    let id = parsed.entity_id.as_str();
-    let current = store::get(tx, collection, id)?;
+    let (collection, id) = (parsed.collection, parsed.entity_id.as_str());
+    let key = Key { user, collection, id };
+    let current = store::get(tx, user, collection, id)?;
     let live = current.as_ref().filter(|r| r.is_live());
     let base = parsed.base_version;
 
@@ -249,7 +257,7 @@ fn evaluate(tx: &Transaction<'_>, op: &Value, op_id: Option<&str>, now: &str) ->
             Some(cur) if base != Some(cur.version) => conflict(op_id, ConflictType::Version, Some(cur), base, now),
             _ => {
                 let version = current.as_ref().map_or(0, |r| r.version) + 1;
-                let record = store::write(tx, collection, id, version, Some(parsed.payload.clone()), now)?;
+                let record = store::write(tx, key, version, Some(parsed.payload.clone()), now)?;
                 success(op_id, &record)
             }
         },
@@ -259,7 +267,7 @@ fn evaluate(tx: &Transaction<'_>, op: &Value, op_id: Option<&str>, now: &str) ->
                 conflict(op_id, ConflictType::Version, Some(cur), base, now)
             }
             Some(cur) => {
-                let record = store::write(tx, collection, id, cur.version + 1, Some(parsed.payload.clone()), now)?;
+                let record = store::write(tx, key, cur.version + 1, Some(parsed.payload.clone()), now)?;
                 success(op_id, &record)
             }
         },
@@ -270,7 +278,7 @@ fn evaluate(tx: &Transaction<'_>, op: &Value, op_id: Option<&str>, now: &str) ->
                 conflict(op_id, ConflictType::Version, Some(cur), base, now)
             }
             (Some(cur), _) => {
-                let record = store::write(tx, collection, id, cur.version + 1, None, now)?;
+                let record = store::write(tx, key, cur.version + 1, None, now)?;
                 success(op_id, &record)
             }
         },

@@ -63,3 +63,17 @@ pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<serde_json::
         _ => Err(ApiError::bad_request("request body must be a JSON object")),
     }
 }
+
+/// A JSON object read into `T` (an admin configuration); `what` names it in the 400. serde would
+/// also take a struct written as an array: only an object is accepted.
+pub async fn read_config<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<T, ApiError> {
+    let value = read_json(headers, body).await?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!("{what} must be a JSON object")));
+    }
+    serde_json::from_value(value).map_err(|err| ApiError::bad_request(format!("invalid {what}: {err}")))
+}

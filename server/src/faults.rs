@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::body::read_json;
+use crate::body::read_config;
 use crate::error::{error_body, json_response, ApiError};
-use crate::{clock, AppState};
+use crate::{clock, under, AppState};
 
 const MAX_LATENCY_MS: u64 = 120_000;
 const HUGE_BODY_BYTES: usize = 20 * 1024 * 1024;
@@ -113,7 +113,7 @@ fn decide(state: &AppState) -> Action {
 
 pub async fn middleware(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path != "/api" && !path.starts_with("/api/") {
+    if !under(path, "/api") {
         return next.run(req).await;
     }
     state.requests.fetch_add(1, Ordering::Relaxed);
@@ -197,13 +197,7 @@ pub async fn set_config(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let value = read_json(&headers, body).await?;
-    // serde would also accept a struct written as an array; only an object is a config.
-    if !value.is_object() {
-        return Err(ApiError::bad_request("fault config must be a JSON object"));
-    }
-    let config: FaultConfig =
-        serde_json::from_value(value).map_err(|err| ApiError::bad_request(format!("invalid fault config: {err}")))?;
+    let config: FaultConfig = read_config(&headers, body, "fault config").await?;
     config.validate().map_err(ApiError::bad_request)?;
     *state.faults.lock().unwrap_or_else(PoisonError::into_inner) = config;
     Ok(json_response(StatusCode::OK, &current(&state), None))

@@ -1,14 +1,18 @@
-//! The tidesync reference backend: a batch sync endpoint, plain REST CRUD, a change feed for
-//! pulls, an idempotency ledger shared by all writes, and fault injection for tests.
+//! The tidesync reference backend: sign-in with HS256 JWTs, a batch sync endpoint, plain REST
+//! CRUD, a change feed for pulls and an idempotency ledger, all per user, rate limits, and (only
+//! with `--admin`) inspection and fault injection for tests.
 //!
 //! The contract (every endpoint and shape) is in this crate's README.
 
+mod access;
 mod admin;
+mod auth;
 mod batch;
 mod body;
 mod clock;
 mod error;
 mod faults;
+mod jwt;
 mod rest;
 mod store;
 
@@ -22,6 +26,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -30,14 +35,22 @@ use tokio::task::JoinHandle;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+pub use access::{Rate, RateLimits};
+pub use auth::{parse_users, AuthConfig, DEFAULT_TOKEN_TTL_SECS, DEMO_USERS};
 pub use body::MAX_BODY_BYTES;
 pub use faults::{FaultConfig, MalformedKind};
+pub use jwt::{MAX_TOKEN_BYTES, MIN_SECRET_BYTES};
 pub use store::DB_FILE;
 
 use error::ApiError;
 
 /// Longest collection name, record id or operation id accepted.
 pub const MAX_NAME_LEN: usize = 200;
+
+/// Whether `path` is `prefix` or below it (`/api` and `/api/x`, not `/apix`).
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
 
 pub(crate) fn valid_name(value: &str) -> bool {
     !value.is_empty() && value.chars().count() <= MAX_NAME_LEN
@@ -52,23 +65,56 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Served at `/` with an `index.html` fallback when set.
     pub static_dir: Option<PathBuf>,
+    /// Mounts `/admin/*` (inspection, reset, faults, token minting), for tests and the demo. Off,
+    /// those paths do not exist (404).
+    pub admin: bool,
+    pub auth: AuthConfig,
+    pub limits: RateLimits,
+}
+
+impl Config {
+    /// Loopback, a free port, no static site, no admin routes, default limits.
+    pub fn new(data_dir: PathBuf, auth: AuthConfig) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            data_dir,
+            static_dir: None,
+            admin: false,
+            auth,
+            limits: RateLimits::default(),
+        }
+    }
 }
 
 pub struct AppState {
     store: Arc<store::Store>,
     faults: Mutex<FaultConfig>,
     requests: AtomicU64,
+    auth: AuthConfig,
+    /// The limits in force (`/admin/limits` may change them) and the configured ones.
+    limits: Mutex<RateLimits>,
+    configured_limits: RateLimits,
+    limiter: access::Limiter,
+    unauthorized: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl AppState {
-    /// Opens (or creates) the database in `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<Arc<Self>, StartError> {
-        std::fs::create_dir_all(data_dir).map_err(StartError::Io)?;
-        let store = store::Store::open(data_dir).map_err(StartError::Db)?;
+    /// Opens (or creates) the database in `config.data_dir`.
+    pub fn open(config: &Config) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(StartError::Io)?;
+        let store = store::Store::open(&config.data_dir).map_err(StartError::Db)?;
         Ok(Arc::new(Self {
             store: Arc::new(store),
             faults: Mutex::new(FaultConfig::default()),
             requests: AtomicU64::new(0),
+            auth: config.auth.clone(),
+            limits: Mutex::new(config.limits),
+            configured_limits: config.limits,
+            limiter: access::Limiter::default(),
+            unauthorized: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
         }))
     }
 }
@@ -94,11 +140,12 @@ async fn not_found() -> Response {
     axum::response::IntoResponse::into_response(ApiError::not_found("no such endpoint"))
 }
 
-/// Unrouted paths: the static site, except under `/api`, which stays JSON even when a site is
-/// served (an SPA fallback would answer a mistyped API path with `index.html` and a 200).
+/// Unrouted paths: the static site, except under `/api`, `/auth` and `/admin`, which stay JSON
+/// even when a site is served (an SPA fallback would answer a mistyped API path, or an admin route
+/// of a server started without `--admin`, with `index.html` and a 200).
 async fn serve_static(mut site: ServeDir<ServeFile>, req: Request) -> Response {
     let path = req.uri().path();
-    if path == "/api" || path.starts_with("/api/") {
+    if ["/api", "/auth", "/admin"].iter().any(|prefix| under(path, prefix)) {
         return not_found().await;
     }
     match site.try_call(req).await {
@@ -134,14 +181,27 @@ fn cors() -> CorsLayer {
         .expose_headers([header::ETAG, header::RETRY_AFTER])
 }
 
+/// `/admin/*`: mounted only with `Config::admin`.
+fn admin_routes() -> [(&'static str, MethodRouter<Arc<AppState>>); 6] {
+    [
+        ("/admin/faults", get(faults::get_config).post(faults::set_config).delete(faults::clear_config)),
+        ("/admin/ledger", get(admin::ledger)),
+        ("/admin/stats", get(admin::stats)),
+        ("/admin/reset", post(admin::reset)),
+        ("/admin/tokens", post(auth::mint)),
+        ("/admin/limits", get(admin::get_limits).post(admin::set_limits)),
+    ]
+}
+
 /// The whole application. `static_dir` is served at `/` for anything no route claims.
-pub fn app(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
-    let router = Router::new()
-        .route("/healthz", get(admin::healthz))
-        .route("/admin/faults", get(faults::get_config).post(faults::set_config).delete(faults::clear_config))
-        .route("/admin/ledger", get(admin::ledger))
-        .route("/admin/stats", get(admin::stats))
-        .route("/admin/reset", post(admin::reset))
+pub fn app(state: Arc<AppState>, static_dir: Option<&Path>, admin: bool) -> Router {
+    let mut router = Router::new().route("/healthz", get(admin::healthz)).route("/auth/token", post(auth::sign_in));
+    if admin {
+        for (path, route) in admin_routes() {
+            router = router.route(path, route);
+        }
+    }
+    let router = router
         .route("/api/sync/batch", post(batch::handle))
         .route("/api/{collection}", get(rest::list).post(rest::create))
         .route("/api/{collection}/{id}", get(rest::get_one).put(rest::replace).patch(rest::patch).delete(rest::delete))
@@ -155,6 +215,7 @@ pub fn app(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
     };
     router
         .layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
         .layer(cors())
         .with_state(state)
 }
@@ -169,10 +230,12 @@ pub struct Server {
 impl Server {
     /// Binds, opens the database and starts serving.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let state = AppState::open(&config.data_dir)?;
+        let state = AppState::open(config)?;
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
-        let router = app(state, config.static_dir.as_deref());
+        // The peer address is what the per-address rate limit counts.
+        let router =
+            app(state, config.static_dir.as_deref(), config.admin).into_make_service_with_connect_info::<SocketAddr>();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, router)

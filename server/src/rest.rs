@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
+use crate::auth::User;
 use crate::body::read_object;
 use crate::error::{error_body, json_response, ApiError};
-use crate::store::{self, LedgerHit, LedgerKind, Record};
+use crate::store::{self, Key, LedgerEntry, LedgerHit, LedgerKind, Record};
 use crate::{clock, valid_name, AppState};
 
 pub const DEFAULT_PULL_LIMIT: i64 = 1000;
@@ -44,6 +45,7 @@ fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
 /// `GET /api/{collection}`: a snapshot of live records, or with `since` the change feed.
 pub async fn list(
     State(state): State<Arc<AppState>>,
+    Extension(User(user)): Extension<User>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -70,8 +72,8 @@ pub async fn list(
             match since {
                 None => {
                     // Read both under one lock so the cursor matches the snapshot exactly.
-                    let items = store::list_live(conn, &collection)?;
-                    let cursor = store::current_seq(conn)?;
+                    let items = store::list_live(conn, &user, &collection)?;
+                    let cursor = store::current_seq(conn, &user)?;
                     Ok(json!({
                         "items": items.iter().map(Record::wire).collect::<Vec<_>>(),
                         "cursor": cursor,
@@ -79,7 +81,7 @@ pub async fn list(
                 }
                 Some(since) => {
                     // One extra row tells whether another page follows.
-                    let mut items = store::list_since(conn, &collection, since, limit + 1)?;
+                    let mut items = store::list_since(conn, &user, &collection, since, limit + 1)?;
                     let has_more = items.len() as i64 > limit;
                     items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
                     let cursor = items.last().map_or(since, |r| r.change_seq);
@@ -98,11 +100,13 @@ pub async fn list(
 
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
+    Extension(User(user)): Extension<User>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (collection, id) = record_path_from(path)?;
     let store = state.store.clone();
-    let record = tokio::task::spawn_blocking(move || store.with(|conn| store::get(conn, &collection, &id))).await??;
+    let record =
+        tokio::task::spawn_blocking(move || store.with(|conn| store::get(conn, &user, &collection, &id))).await??;
     match record.filter(Record::is_live) {
         Some(record) => Ok(json_response(StatusCode::OK, &record.representation(), Some(record.version))),
         None => Err(ApiError::not_found("Record not found")),
@@ -241,6 +245,7 @@ fn strip_owned(mut body: Map<String, Value>) -> Map<String, Value> {
 }
 
 struct WriteRequest {
+    user: String,
     kind: Write,
     collection: String,
     id: String,
@@ -252,20 +257,21 @@ struct WriteRequest {
 fn apply_logged(conn: &mut Connection, req: WriteRequest) -> rusqlite::Result<Reply> {
     let tx = conn.transaction()?;
     if let Some(key) = &req.key {
-        if let Some(hit) = store::ledger_redeliver(&tx, key)? {
+        if let Some(hit) = store::ledger_redeliver(&tx, &req.user, key)? {
             tx.commit()?;
             return Ok(Reply::from_ledger(hit));
         }
     }
     let now = clock::now();
-    let current = store::get(&tx, &req.collection, &req.id)?;
+    let current = store::get(&tx, &req.user, &req.collection, &req.id)?;
+    let at = Key { user: &req.user, collection: &req.collection, id: &req.id };
     let live = current.as_ref().filter(|r| r.is_live());
     let reply = match (req.kind, live) {
         (Write::Create, Some(cur)) => conflict(StatusCode::CONFLICT, cur, None, &now),
         (Write::Create, None) => {
             let version = current.as_ref().map_or(0, |r| r.version) + 1;
             let data = Value::Object(strip_owned(req.body));
-            let record = store::write(&tx, &req.collection, &req.id, version, Some(data), &now)?;
+            let record = store::write(&tx, at, version, Some(data), &now)?;
             Reply::new(StatusCode::CREATED, record.representation(), Some(record.version))
         }
         (_, None) => not_found(),
@@ -273,7 +279,7 @@ fn apply_logged(conn: &mut Connection, req: WriteRequest) -> rusqlite::Result<Re
             conflict(StatusCode::PRECONDITION_FAILED, cur, req.precondition.client_version(), &now)
         }
         (Write::Delete, Some(cur)) => {
-            let record = store::write(&tx, &req.collection, &req.id, cur.version + 1, None, &now)?;
+            let record = store::write(&tx, at, cur.version + 1, None, &now)?;
             Reply::new(
                 StatusCode::OK,
                 json!({"success": true, "id": record.id, "version": record.version}),
@@ -286,12 +292,20 @@ fn apply_logged(conn: &mut Connection, req: WriteRequest) -> rusqlite::Result<Re
             } else {
                 strip_owned(req.body)
             };
-            let record = store::write(&tx, &req.collection, &req.id, cur.version + 1, Some(Value::Object(data)), &now)?;
+            let record = store::write(&tx, at, cur.version + 1, Some(Value::Object(data)), &now)?;
             Reply::new(StatusCode::OK, record.representation(), Some(record.version))
         }
     };
-    if let Some(key) = &req.key {
-        store::ledger_put(&tx, key, LedgerKind::Rest, &reply.to_ledger(), i64::from(reply.status), &now)?;
+    if let Some(op_id) = &req.key {
+        let result = reply.to_ledger();
+        let entry = LedgerEntry {
+            user: &req.user,
+            op_id,
+            kind: LedgerKind::Rest,
+            result: &result,
+            status: i64::from(reply.status),
+        };
+        store::ledger_put(&tx, &entry, &now)?;
     }
     tx.commit()?;
     Ok(reply)
@@ -324,6 +338,7 @@ async fn run_write(state: &AppState, req: WriteRequest) -> Result<Response, ApiE
 /// `POST /api/{collection}`
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    Extension(User(user)): Extension<User>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -337,12 +352,13 @@ pub async fn create(
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
         Some(_) => return Err(ApiError::bad_request("id must be a string of 1 to 200 characters or an integer")),
     };
-    let req = WriteRequest { kind: Write::Create, collection, id, body, precondition: Precondition::None, key };
+    let req = WriteRequest { user, kind: Write::Create, collection, id, body, precondition: Precondition::None, key };
     run_write(&state, req).await
 }
 
 async fn update(
     state: Arc<AppState>,
+    User(user): User,
     kind: Write,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
@@ -355,37 +371,40 @@ async fn update(
         Some(body) => read_object(&headers, body).await?,
         None => Map::new(),
     };
-    let req = WriteRequest { kind, collection, id, body, precondition, key };
+    let req = WriteRequest { user, kind, collection, id, body, precondition, key };
     run_write(&state, req).await
 }
 
 /// `PUT /api/{collection}/{id}`
 pub async fn replace(
     State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    update(state, Write::Replace, path, headers, Some(body)).await
+    update(state, user, Write::Replace, path, headers, Some(body)).await
 }
 
 /// `PATCH /api/{collection}/{id}`
 pub async fn patch(
     State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    update(state, Write::Merge, path, headers, Some(body)).await
+    update(state, user, Write::Merge, path, headers, Some(body)).await
 }
 
 /// `DELETE /api/{collection}/{id}`; any request body is ignored.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    update(state, Write::Delete, path, headers, None).await
+    update(state, user, Write::Delete, path, headers, None).await
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! SQLite storage: records, the global change sequence and the idempotency ledger.
+//! SQLite storage: records, each user's change sequence and the idempotency ledger, all keyed by
+//! user, so that one user's ids, cursors and op ids never meet another's.
 //!
 //! One connection behind a mutex: SQLite serialises writers anyway, and a single connection makes
 //! "check the ledger, apply, write the ledger" one atomic step without retry loops on `BUSY`.
@@ -12,8 +13,13 @@ use serde_json::{json, Map, Value};
 
 pub const DB_FILE: &str = "tidesync.db";
 
+/// `PRAGMA user_version` of the per-user schema. Version 0 with a `records` table is the schema of
+/// servers before sign-in, whose rows belong to no user.
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
+    user TEXT NOT NULL,
     collection TEXT NOT NULL,
     id TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -22,22 +28,32 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at TEXT NOT NULL,
     checksum TEXT,
     change_seq INTEGER NOT NULL,
-    PRIMARY KEY (collection, id)
+    PRIMARY KEY (user, collection, id)
 );
-CREATE INDEX IF NOT EXISTS records_by_seq ON records (collection, change_seq);
+CREATE INDEX IF NOT EXISTS records_by_seq ON records (user, collection, change_seq);
 CREATE TABLE IF NOT EXISTS ledger (
-    op_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    op_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     result TEXT NOT NULL,
     status INTEGER NOT NULL,
     applied_at TEXT NOT NULL,
-    deliveries INTEGER NOT NULL DEFAULT 1
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (user, op_id)
 );
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS change_seqs (
+    user TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('change_seq', 0);
+PRAGMA user_version = 2;
+";
+
+/// A database written before records had owners is kept, renamed, and not served: nobody could
+/// tell whose its records are.
+const SET_ASIDE_UNOWNED: &str = "
+ALTER TABLE records RENAME TO unowned_records;
+ALTER TABLE ledger RENAME TO unowned_ledger;
+DROP INDEX IF EXISTS records_by_seq;
 ";
 
 pub struct Store {
@@ -52,6 +68,12 @@ impl Store {
         // In WAL mode NORMAL still survives an application crash; only a power cut can lose the
         // last commits, which is fine for a reference server.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let has_records: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'records'", [], |row| row.get(0))?;
+        if version < SCHEMA_VERSION && has_records {
+            conn.execute_batch(SET_ASIDE_UNOWNED)?;
+        }
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
@@ -144,45 +166,62 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
 
 const RECORD_COLUMNS: &str = "collection, id, version, data, deleted, updated_at, checksum, change_seq";
 
-pub fn get(conn: &Connection, collection: &str, id: &str) -> rusqlite::Result<Option<Record>> {
+pub fn get(conn: &Connection, user: &str, collection: &str, id: &str) -> rusqlite::Result<Option<Record>> {
     conn.query_row(
-        &format!("SELECT {RECORD_COLUMNS} FROM records WHERE collection = ?1 AND id = ?2"),
-        params![collection, id],
+        &format!("SELECT {RECORD_COLUMNS} FROM records WHERE user = ?1 AND collection = ?2 AND id = ?3"),
+        params![user, collection, id],
         record_from_row,
     )
     .optional()
 }
 
-pub fn current_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |row| row.get(0))
+/// The user's cursor: how many mutations of theirs were applied.
+pub fn current_seq(conn: &Connection, user: &str) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE((SELECT value FROM change_seqs WHERE user = ?1), 0)", params![user], |row| {
+        row.get(0)
+    })
 }
 
-fn next_seq(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
-    tx.query_row("UPDATE meta SET value = value + 1 WHERE key = 'change_seq' RETURNING value", [], |row| row.get(0))
+fn next_seq(tx: &Transaction<'_>, user: &str) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "INSERT INTO change_seqs (user, value) VALUES (?1, 1)
+         ON CONFLICT (user) DO UPDATE SET value = value + 1 RETURNING value",
+        params![user],
+        |row| row.get(0),
+    )
+}
+
+/// Where a record lives: its owner, collection and id.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    pub user: &'a str,
+    pub collection: &'a str,
+    pub id: &'a str,
 }
 
 /// Writes a new state of a record (`data: None` is a tombstone) and stamps it with the next
-/// change sequence number, so every applied mutation is visible to pulls exactly once.
+/// change sequence number of its owner, so every applied mutation is visible to that user's pulls
+/// exactly once.
 pub fn write(
     tx: &Transaction<'_>,
-    collection: &str,
-    id: &str,
+    key: Key<'_>,
     version: i64,
     data: Option<Value>,
     now: &str,
 ) -> rusqlite::Result<Record> {
-    let seq = next_seq(tx)?;
+    let Key { user, collection, id } = key;
+    let seq = next_seq(tx, user)?;
     let text = data.as_ref().map(Value::to_string);
     let sum = data.as_ref().map(checksum);
     let deleted = data.is_none();
     tx.execute(
-        "INSERT INTO records (collection, id, version, data, deleted, updated_at, checksum, change_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (collection, id) DO UPDATE SET
+        "INSERT INTO records (user, collection, id, version, data, deleted, updated_at, checksum, change_seq)
+         VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (user, collection, id) DO UPDATE SET
             version = excluded.version, data = excluded.data, deleted = excluded.deleted,
             updated_at = excluded.updated_at, checksum = excluded.checksum,
             change_seq = excluded.change_seq",
-        params![collection, id, version, text, deleted, now, sum, seq],
+        params![collection, id, version, text, deleted, now, sum, seq, user],
     )?;
     Ok(Record {
         collection: collection.to_owned(),
@@ -196,19 +235,26 @@ pub fn write(
     })
 }
 
-pub fn list_live(conn: &Connection, collection: &str) -> rusqlite::Result<Vec<Record>> {
-    let mut stmt = conn
-        .prepare(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE collection = ?1 AND deleted = 0 ORDER BY id"))?;
-    let rows = stmt.query_map(params![collection], record_from_row)?;
+pub fn list_live(conn: &Connection, user: &str, collection: &str) -> rusqlite::Result<Vec<Record>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE user = ?1 AND collection = ?2 AND deleted = 0 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![user, collection], record_from_row)?;
     rows.collect()
 }
 
-pub fn list_since(conn: &Connection, collection: &str, since: i64, limit: i64) -> rusqlite::Result<Vec<Record>> {
+pub fn list_since(
+    conn: &Connection,
+    user: &str,
+    collection: &str,
+    since: i64,
+    limit: i64,
+) -> rusqlite::Result<Vec<Record>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE collection = ?1 AND change_seq > ?2
-         ORDER BY change_seq LIMIT ?3"
+        "SELECT {RECORD_COLUMNS} FROM records WHERE user = ?1 AND collection = ?2 AND change_seq > ?3
+         ORDER BY change_seq LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(params![collection, since, limit], record_from_row)?;
+    let rows = stmt.query_map(params![user, collection, since, limit], record_from_row)?;
     rows.collect()
 }
 
@@ -236,42 +282,52 @@ pub struct LedgerHit {
     pub status: i64,
 }
 
-/// Looks an operation up and, if it was seen before, counts this delivery.
-pub fn ledger_redeliver(tx: &Transaction<'_>, op_id: &str) -> rusqlite::Result<Option<LedgerHit>> {
+/// Looks one of `user`'s operations up and, if it was seen before, counts this delivery.
+pub fn ledger_redeliver(tx: &Transaction<'_>, user: &str, op_id: &str) -> rusqlite::Result<Option<LedgerHit>> {
     let hit = tx
-        .query_row("SELECT kind, result, status FROM ledger WHERE op_id = ?1", params![op_id], |row| {
-            let kind: String = row.get(0)?;
-            Ok(LedgerHit {
-                kind: if kind == "rest" { LedgerKind::Rest } else { LedgerKind::Batch },
-                result: json_column(row, 1)?.unwrap_or(Value::Null),
-                status: row.get(2)?,
-            })
-        })
+        .query_row(
+            "SELECT kind, result, status FROM ledger WHERE user = ?1 AND op_id = ?2",
+            params![user, op_id],
+            |row| {
+                let kind: String = row.get(0)?;
+                Ok(LedgerHit {
+                    kind: if kind == "rest" { LedgerKind::Rest } else { LedgerKind::Batch },
+                    result: json_column(row, 1)?.unwrap_or(Value::Null),
+                    status: row.get(2)?,
+                })
+            },
+        )
         .optional()?;
     if hit.is_some() {
-        tx.execute("UPDATE ledger SET deliveries = deliveries + 1 WHERE op_id = ?1", params![op_id])?;
+        tx.execute(
+            "UPDATE ledger SET deliveries = deliveries + 1 WHERE user = ?1 AND op_id = ?2",
+            params![user, op_id],
+        )?;
     }
     Ok(hit)
 }
 
-pub fn ledger_put(
-    tx: &Transaction<'_>,
-    op_id: &str,
-    kind: LedgerKind,
-    result: &Value,
-    status: i64,
-    now: &str,
-) -> rusqlite::Result<()> {
+/// One ledger row: whose operation, its id and kind, and the answer to replay.
+pub struct LedgerEntry<'a> {
+    pub user: &'a str,
+    pub op_id: &'a str,
+    pub kind: LedgerKind,
+    pub result: &'a Value,
+    pub status: i64,
+}
+
+pub fn ledger_put(tx: &Transaction<'_>, entry: &LedgerEntry<'_>, now: &str) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO ledger (op_id, kind, result, status, applied_at, deliveries)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1)",
-        params![op_id, kind.as_str(), result.to_string(), status, now],
+        "INSERT INTO ledger (user, op_id, kind, result, status, applied_at, deliveries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+        params![entry.user, entry.op_id, entry.kind.as_str(), entry.result.to_string(), entry.status, now],
     )?;
     Ok(())
 }
 
 pub fn ledger_entries(conn: &Connection) -> rusqlite::Result<Vec<Value>> {
-    let mut stmt = conn.prepare("SELECT op_id, status, applied_at, deliveries, kind FROM ledger ORDER BY rowid")?;
+    let mut stmt =
+        conn.prepare("SELECT op_id, status, applied_at, deliveries, kind, user FROM ledger ORDER BY rowid")?;
     let rows = stmt.query_map([], |row| {
         Ok(json!({
             "opId": row.get::<_, String>(0)?,
@@ -279,6 +335,7 @@ pub fn ledger_entries(conn: &Connection) -> rusqlite::Result<Vec<Value>> {
             "appliedAt": row.get::<_, String>(2)?,
             "deliveries": row.get::<_, i64>(3)?,
             "kind": row.get::<_, String>(4)?,
+            "user": row.get::<_, String>(5)?,
         }))
     })?;
     rows.collect()
@@ -297,12 +354,14 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
             Ok((row.get(0)?, row.get(1)?))
         })?;
     let ledger_entries = conn.query_row("SELECT COUNT(*) FROM ledger", [], |row| row.get(0))?;
-    Ok(Counts { records, live_records, ledger_entries, cursor: current_seq(conn)? })
+    // Every user's cursor added up: all mutations applied since the start or the last reset.
+    let cursor = conn.query_row("SELECT COALESCE(SUM(value), 0) FROM change_seqs", [], |row| row.get(0))?;
+    Ok(Counts { records, live_records, ledger_entries, cursor })
 }
 
 pub fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    tx.execute_batch("DELETE FROM records; DELETE FROM ledger; UPDATE meta SET value = 0 WHERE key = 'change_seq';")?;
+    tx.execute_batch("DELETE FROM records; DELETE FROM ledger; DELETE FROM change_seqs;")?;
     tx.commit()
 }
 

@@ -282,11 +282,16 @@ async fn reset_wipes_records_ledger_faults_and_counters() {
     let server = TestServer::start(dir.path()).await;
     server.batch(json!([op("r-1", "create", "t1", json!({}), None)])).await;
     server.set_faults(json!({"failNext": 5})).await;
+    assert_eq!(server.anonymous().get("/api/todos").await.status, 401);
+    assert_eq!(server.stats().await["unauthorized"], 1);
     let resp = server.request("POST", "/admin/reset", &[], b"").await;
     assert_eq!(resp.status, 200);
     assert_eq!(
         server.stats().await,
-        json!({"records": 0, "liveRecords": 0, "ledgerEntries": 0, "requests": 0, "cursor": 0})
+        json!({
+            "records": 0, "liveRecords": 0, "ledgerEntries": 0, "requests": 0, "cursor": 0,
+            "unauthorized": 0, "rateLimited": 0,
+        })
     );
     assert_eq!(server.get("/admin/faults").await.json()["failNext"], 0);
     // The op id is forgotten, so it applies again.

@@ -23,5 +23,5 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
   },
-  server: { proxy: { '/api': server, '/admin': server } },
+  server: { proxy: { '/api': server, '/auth': server, '/admin': server } },
 });

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { baseUrl, launch } from './browser.mjs';
-import { api, serverRecords } from './app.mjs';
+import { api, serverRecords, tokenFor } from './app.mjs';
 
 /** Runs `fn(engine)` in a blank page with a fresh engine; IndexedDB transactions are counted by mode. */
 async function inPage(t, name, fn) {
@@ -21,11 +21,12 @@ async function inPage(t, name, fn) {
     };
   });
   return page.evaluate(
-    async ([origin, name, source]) => {
+    async ([origin, name, source, token]) => {
       const { SyncEngine } = await import(`${origin}/pkg/index.js`);
       const engine = await SyncEngine.open({
         name,
         autoSync: false,
+        auth: async () => token,
         collections: { notes: { endpoint: '/api/notes' } },
       });
       // Let the start-up work (storage estimate, registering, a first status) settle, so the
@@ -39,7 +40,7 @@ async function inPage(t, name, fn) {
         engine.close();
       }
     },
-    [baseUrl(), name, fn],
+    [baseUrl(), name, fn, await tokenFor('alice')],
   );
 }
 

@@ -7,10 +7,41 @@ import { baseUrl, launch, screenshot } from './browser.mjs';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function api(path, { method = 'GET', body } = {}) {
+/** Signs in as a demo user (the server runs with --demo-users: each password is the name). */
+export async function signIn(user = 'alice') {
+  const response = await fetch(`${baseUrl()}/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: user, password: user }),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, `sign-in as ${user}: ${text}`);
+  return JSON.parse(text).token;
+}
+
+/**
+ * A token from the server's admin route (--admin): any user, any lifetime (`ttlSeconds` may be
+ * 1 for a token that dies mid-test, or negative for one already expired).
+ */
+export async function mintToken(sub = 'alice', ttlSeconds) {
+  return (await api('/admin/tokens', { method: 'POST', body: { sub, ttlSeconds } })).token;
+}
+
+const tokens = new Map();
+
+/** A token for `user`, signed in once per process (tokens live an hour). */
+export async function tokenFor(user = 'alice') {
+  if (!tokens.has(user)) tokens.set(user, await signIn(user));
+  return tokens.get(user);
+}
+
+/** Calls the server; `/api/` requests carry `as`'s token (alice's unless told). */
+export async function api(path, { method = 'GET', body, as = 'alice' } = {}) {
+  const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (path.startsWith('/api/')) headers.authorization = `Bearer ${await tokenFor(as)}`;
   const response = await fetch(`${baseUrl()}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
@@ -18,9 +49,9 @@ export async function api(path, { method = 'GET', body } = {}) {
   return JSON.parse(text);
 }
 
-/** The server's live records of a collection: id -> data. */
-export async function serverRecords(collection) {
-  const body = await api(`/api/${collection}`);
+/** A user's live records of a collection on the server (alice's unless told): id -> data. */
+export async function serverRecords(collection, as = 'alice') {
+  const body = await api(`/api/${collection}`, { as });
   return new Map(body.items.map((r) => [r.entityId, r.data]));
 }
 
@@ -75,7 +106,9 @@ export async function withApp(t, body) {
       page.on('console', (m) => logs.push(`[${device} console.${m.type()}] ${m.text()}`));
       page.on('pageerror', (e) => logs.push(`[${device} pageerror] ${e.stack ?? e}`));
       page.on('dialog', (d) => d.accept());
-      await page.goto(`${baseUrl()}/?device=${device}${query}`);
+      // Signed in as alice unless the query names another demo user.
+      const user = query.includes('user=') ? '' : '&user=alice';
+      await page.goto(`${baseUrl()}/?device=${device}${user}${query}`);
       await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
       return page;
     },

@@ -192,14 +192,20 @@ const BACKENDS = [
     async start() {
       const bin = path.join(TARGET_DIR, 'debug', 'tidesync-server');
       if (!existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p tidesync-server (scripts/test does)`);
-      const { child, url, output } = await spawnBackend('tidesync-server', bin, ['--host', '127.0.0.1', '--port', '0'], {
+      // --admin for the ledger and stats below; the devices and these checks are the demo user alice.
+      const args = ['--host', '127.0.0.1', '--port', '0', '--admin', '--demo-users'];
+      const { child, url, output } = await spawnBackend('tidesync-server', bin, args, {
         pattern: /tidesync-server listening on (http:\/\/\S+)/,
       });
+      const signIn = { method: 'POST', body: JSON.stringify({ username: 'alice', password: 'alice' }) };
+      const { token } = await getJson(`${url}/auth/token`, signIn);
+      const asAlice = { headers: { authorization: `Bearer ${token}` } };
       return {
         output,
+        token,
         routes: { '/api': `${url}/api` },
         async records() {
-          const body = await getJson(`${url}/api/notes`);
+          const body = await getJson(`${url}/api/notes`, asAlice);
           return new Map(body.items.map((r) => [r.entityId, r.data]));
         },
         // The ledger holds each op id once; the server applied one mutation per applied op (its global
@@ -208,7 +214,7 @@ const BACKENDS = [
           const [{ entries }, stats, feed] = await Promise.all([
             getJson(`${url}/admin/ledger`),
             getJson(`${url}/admin/stats`),
-            getJson(`${url}/api/notes?since=0&limit=5000`),
+            getJson(`${url}/api/notes?since=0&limit=5000`, asAlice),
           ]);
           const violations = [];
           const ids = entries.map((e) => e.opId);
@@ -458,6 +464,7 @@ async function runScenario(t, backend) {
       name: `conformance-${backend.key}-${device}`,
       userId: 'u1',
       collections: backend.collections,
+      token: server.token,
       timeoutMs: 5_000,
       retry: { baseMs: 20, capMs: 250, jitterMs: 20 },
       breaker: { threshold: 5, cooldownMs: 100 },

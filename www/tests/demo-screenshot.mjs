@@ -12,7 +12,7 @@ const open = async (device, page) => {
   page ??= await browser.context.newPage();
   await page.setViewportSize({ width: 1440, height: 900 });
   page.on('dialog', (d) => d.accept());
-  await page.goto(`${url}/?device=${device}`);
+  await page.goto(`${url}/?device=${device}&user=alice`);
   await page.waitForSelector('body[data-ready="true"]');
   return page;
 };

@@ -1,8 +1,10 @@
 // End to end, the shortest path: the demo app (www/app, React + tidesync/react) writes a note to
 // IndexedDB through tidesync, the engine syncs it to the reference server, and the server has it.
+// It signs in through the app's form as alice, one of the two demo users; bob never sees her note.
 // The longer stories (offline, two devices, conflicts, dead letters) are in e2e.spec.mjs.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { api } from './app.mjs';
 import { baseUrl, launch, screenshot } from './browser.mjs';
 
 let browser;
@@ -29,10 +31,18 @@ function findRecord(body, id) {
   return record && { ...record, data: record.data ?? record };
 }
 
-test('a note added in the demo syncs to the server', async () => {
+test('signed in as alice, a note added in the demo syncs to her records on the server, not bob\'s', async () => {
   const { page } = browser;
   await page.goto(`${baseUrl()}/`);
+  await page.waitForSelector('body[data-ready="sign-in"]', { timeout: 30_000 });
+  await page.fill('[data-testid="sign-in-user"]', 'alice');
+  await page.fill('[data-testid="sign-in-password"]', 'wrong');
+  await page.click('[data-testid="sign-in-submit"]');
+  await page.waitForSelector('[data-testid="sign-in-error"]', { timeout: 10_000 });
+  await page.fill('[data-testid="sign-in-password"]', 'alice');
+  await page.click('[data-testid="sign-in-submit"]');
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
+  assert.equal(await page.textContent('[data-testid="user"]'), 'alice');
 
   const title = `first note ${Date.now()}`;
   await page.fill('[data-testid="new-title"]', title);
@@ -55,9 +65,10 @@ test('a note added in the demo syncs to the server', async () => {
     { timeout: 10_000 },
   );
 
-  const response = await fetch(`${baseUrl()}/api/notes`);
-  assert.equal(response.status, 200);
-  const record = findRecord(await response.json(), id);
+  const record = findRecord(await api('/api/notes', { as: 'alice' }), id);
   assert.ok(record, `note ${id} is not on the server`);
   assert.equal(record.data.title, title);
+  assert.equal(findRecord(await api('/api/notes', { as: 'bob' }), id), undefined, 'bob must not see alice\'s note');
+  const anonymous = await fetch(`${baseUrl()}/api/notes`);
+  assert.equal(anonymous.status, 401);
 });

@@ -51,6 +51,25 @@ test('cards graded offline sync to a second device once back online', async (t) 
   });
 });
 
+test('signed in as bob, the demo never shows alice\'s grades; alice\'s other device does', async (t) => {
+  await withApp(t, async ({ open, shot }) => {
+    const alice = await open('a');
+    const bob = await open('b', { query: '&user=bob' });
+    const aliceAgain = await open('c');
+    assert.equal(await bob.textContent(tid('user')), 'bob');
+    await grade(alice, 'te-iru', 3);
+    await waitText(alice, `${card(alice, 'te-iru')} ${tid('card-status')}`, 'synced');
+    // Alice's second device pulls it: pulls work, so bob's silence below means something.
+    await waitText(aliceAgain, `${card(aliceAgain, 'te-iru')} ${tid('card-grade')}`, 'grade 3');
+    await bob.click(tid('force-sync'));
+    await sleep(2_500);
+    assert.equal(await bob.textContent(`${card(bob, 'te-iru')} ${tid('card-grade')}`), 'not studied');
+    assert.equal((await serverRecords('progress', 'alice')).get('te-iru')?.grade, 3);
+    assert.equal((await serverRecords('progress', 'bob')).size, 0);
+    await shot('two-users');
+  });
+});
+
 test('two tabs of one device update each other at once, before the server has anything', async (t) => {
   await withApp(t, async ({ open }) => {
     const tab1 = await open('c');

@@ -1,15 +1,18 @@
 //! Shared by the integration tests: a real server on 127.0.0.1:0 and a tiny HTTP/1.1 client over
-//! a raw socket, so tests see exactly the bytes, status and headers a browser would.
+//! a raw socket, so tests see exactly the bytes, status and headers a browser would. The server
+//! runs with `--admin` and the demo users; requests go out signed in as alice unless a test picks
+//! another user (`as_user`) or none (`anonymous`).
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
-use tidesync_server::{Config, Server};
+use tidesync_server::{AuthConfig, Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,34 +44,89 @@ impl Drop for TempDir {
     }
 }
 
+/// The signing secret of every test server.
+pub const SECRET: &[u8] = b"tidesync test secret, 32 bytes or more";
+
+pub fn auth_config() -> AuthConfig {
+    AuthConfig::new(SECRET.to_vec()).expect("secret long enough").with_demo_users()
+}
+
+/// A signed token for `user`, valid for an hour.
+pub fn token(user: &str) -> String {
+    auth_config().mint(user, 3600)
+}
+
 pub struct TestServer {
     server: Server,
     pub addr: SocketAddr,
+    /// Signed in as alice.
+    client: Client,
 }
 
 impl TestServer {
     pub async fn start(data_dir: &Path) -> Self {
-        Self::start_with_static(data_dir, None).await
+        Self::start_with(data_dir, |_| {}).await
     }
 
     pub async fn start_with_static(data_dir: &Path, static_dir: Option<&Path>) -> Self {
-        let config = Config {
-            host: "127.0.0.1".into(),
-            port: 0,
-            data_dir: data_dir.to_path_buf(),
-            static_dir: static_dir.map(Path::to_path_buf),
-        };
+        Self::start_with(data_dir, |config| config.static_dir = static_dir.map(Path::to_path_buf)).await
+    }
+
+    /// Admin routes on, the demo users, default limits; `tweak` changes any of it.
+    pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::new(data_dir.to_path_buf(), auth_config());
+        config.admin = true;
+        tweak(&mut config);
         let server = Server::start(&config).await.expect("server starts");
         let addr = server.addr();
-        Self { server, addr }
+        Self { server, addr, client: Client { addr, token: Some(token("alice")) } }
     }
 
     pub async fn stop(self) {
         self.server.stop().await.expect("server stops cleanly");
     }
 
+    /// A client signed in as `user`.
+    pub fn as_user(&self, user: &str) -> Client {
+        Client { addr: self.addr, token: Some(token(user)) }
+    }
+
+    /// A client sending `Authorization: Bearer <token>`, whatever the token is.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client { addr: self.addr, token: Some(token.to_owned()) }
+    }
+
+    /// A client sending no `Authorization` at all.
+    pub fn anonymous(&self) -> Client {
+        Client { addr: self.addr, token: None }
+    }
+}
+
+impl Deref for TestServer {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Sends requests to one server as one user (or none).
+pub struct Client {
+    pub addr: SocketAddr,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Adds the client's bearer token unless `headers` bring an `Authorization` of their own.
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        request(self.addr, method, path, headers, body).await
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all = headers.to_vec();
+        if let Some(bearer) = &bearer {
+            if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization")) {
+                all.push(("Authorization", bearer));
+            }
+        }
+        request(self.addr, method, path, &all, body).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {

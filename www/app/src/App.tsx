@@ -7,21 +7,31 @@ import { CARDS, GRADES, gradeCard, type Card } from './study';
 import { device, useCollection, useEntity, useSyncEngine, useSyncStatus } from './sync';
 
 
-export function App() {
+export function App({ user, onSignOut }: { user: string; onSignOut: () => void }) {
   const [debugOpen, setDebugOpen] = useState(new URLSearchParams(location.search).get('debug') !== '0');
   useEffect(() => {
     document.body.dataset.ready = 'true';
   }, []);
   const other = device === 'b' ? 'a' : 'b';
+  const otherUser = user === 'bob' ? 'alice' : 'bob';
   return (
     <FaultsProvider>
       <header className="top">
         <h1>
           tidesync study <small data-testid="device">{device ? `device ${device}` : 'this browser'}</small>
         </h1>
-        <a className="hint" href={`?device=${other}`} target="_blank" rel="noreferrer">
+        <a className="hint" href={`?device=${other}&user=${user}`} target="_blank" rel="noreferrer">
           open device {other} in another window
         </a>
+        <span className="hint">
+          signed in as <strong data-testid="user">{user}</strong>{' '}
+          <a href={`?device=${device}&user=${otherUser}`} target="_blank" rel="noreferrer">
+            open as {otherUser}
+          </a>{' '}
+          <button type="button" data-testid="sign-out" onClick={onSignOut}>
+            Sign out
+          </button>
+        </span>
         <SyncBadge />
         <button type="button" data-testid="toggle-debug" onClick={() => setDebugOpen(!debugOpen)}>
           {debugOpen ? 'Hide' : 'Show'} debug panel

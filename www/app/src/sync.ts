@@ -1,6 +1,7 @@
 // The demo's records, its engine options and the typed hooks.
 import { SyncEngine, type SyncOptions } from 'tidesync';
 import { createSyncHooks } from 'tidesync/react';
+import { type Session, signIn } from './session';
 
 export type Grade = 0 | 1 | 2 | 3;
 
@@ -45,9 +46,12 @@ const network = {
   poor: { intervalMs: 8000, batchSize: 2 },
 };
 
-export const options: SyncOptions<Schema> = {
+/** The engine of one signed-in user: their own database on this device, their token on every request. */
+export const engineOptions = (session: Session): SyncOptions<Schema> => ({
   name: device ? `study-${device}` : 'study',
-  userId: 'demo',
+  userId: session.user,
+  // Asked for a token at start and again after a 401 (the token expired): sign in afresh.
+  auth: () => signIn(session),
   baseUrl: location.origin,
   transport: 'batch',
   debug: true,
@@ -60,9 +64,9 @@ export const options: SyncOptions<Schema> = {
     },
     notes: { endpoint: '/api/notes', merge: { default: 'manual' } },
   },
-};
+});
 
-export const openEngine = () => SyncEngine.open<Schema>(options);
+export const openEngine = (session: Session) => SyncEngine.open<Schema>(engineOptions(session));
 
 export const { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters } =
   createSyncHooks<Schema>();

@@ -26,9 +26,13 @@ const conf = {
   /** The flush started by startFlush() (the spec reloads the page while it runs). */
   running: null,
 
-  /** Opens the engine with `options` (debug on, autoSync off, whatever the options say). */
-  async open(options) {
+  /**
+   * Opens the engine with `options` (debug on, autoSync off, whatever the options say). A `token`
+   * among them (a backend that wants one) becomes the `auth` callback.
+   */
+  async open({ token, ...options }) {
     conf.options = { ...options, debug: true, autoSync: false };
+    if (token) conf.options.auth = async () => token;
     conf.engine = await SyncEngine.open(conf.options);
     conf.engine.subscribe((e) => {
       if (e.type !== 'change') keep(JSON.parse(JSON.stringify(e)));

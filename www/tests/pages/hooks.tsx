@@ -4,6 +4,7 @@ import { memo, StrictMode, useRef } from 'react';
 import { createRoot } from 'react-dom/client';
 import { SyncEngine, type SyncRecord } from 'tidesync';
 import { SyncProvider, useCollection, useConflicts, useDeadLetters, useEntity, useSyncStatus } from 'tidesync/react';
+import { signIn } from '../../app/src/session';
 
 function useRenders(): number {
   const n = useRef(0);
@@ -70,6 +71,7 @@ async function main() {
     name,
     debug: true,
     autoSync: false,
+    auth: () => signIn({ user: 'alice', password: 'alice' }),
     collections: { a: { endpoint: '/api/hooks-a' }, b: { endpoint: '/api/hooks-b' } },
   });
   createRoot(document.getElementById('root') as HTMLElement).render(

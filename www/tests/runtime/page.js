@@ -1,6 +1,7 @@
 // Test harness page for www/tests/runtime.spec.mjs. The spec drives everything through window.rt
 // with page.evaluate; nothing here runs on its own except loading the wasm.
 import init, { SyncEngine } from '/pkg/tidesync.js';
+import { signIn } from './auth.js';
 
 /** The options every test page opens with: one user, one collection, fast retries. */
 export function defaultOptions() {
@@ -9,6 +10,7 @@ export function defaultOptions() {
     name: 'rt',
     userId: 'u1',
     baseUrl: location.origin,
+    auth: () => signIn(),
     collections: { notes: { endpoint: '/api/notes' } },
     autoSync: true,
     // Every tier the same: a slow server raises the measured round trip and would move us to `fair`.

@@ -1,12 +1,15 @@
 // The module service worker of www/tests/runtime: drains tidesync's queue on Background Sync
 // (tags `tidesync:rt:{userId}:sync`), with the same fast retry settings as page.js.
 import { handleBackgroundSync } from '/pkg/sw.js';
+import { signIn } from './auth.js';
 
 const tier = { intervalMs: 200, batchSize: 4 };
 handleBackgroundSync(
   {
     name: 'rt',
     baseUrl: self.location.origin,
+    // The worker has no access to the page's memory: it signs in itself.
+    auth: () => signIn(),
     collections: { notes: { endpoint: '/api/notes' } },
     network: { good: tier, fair: tier, poor: tier },
     retry: { baseMs: 50, capMs: 200, jitterMs: 10, maxAttempts: 50 },
