@@ -328,9 +328,10 @@ fn a_400_is_dead_lettered_while_another_entitys_op_goes_through() {
 }
 
 #[test]
-fn a_write_refused_with_429_or_401_until_attempts_run_out_is_not_maybe_applied_and_later_writes_go() {
+fn a_write_refused_for_now_until_attempts_run_out_keeps_its_place_and_no_later_write_overtakes_it() {
     for status in [429, 401] {
         let e = env_with(|c| c.retry.max_attempts = 2);
+        e.synced("notes", "a", json!({"t": 0}));
         e.put("notes", "a", json!({"t": 1}));
         e.net.then(move |_| Err(Failure::new(http(status)))).then(move |_| Err(Failure::new(http(status))));
         e.flush();
@@ -339,14 +340,45 @@ fn a_write_refused_with_429_or_401_until_attempts_run_out_is_not_maybe_applied_a
         let dead = block_on(e.engine.dead_letters()).unwrap();
         assert_eq!(dead.len(), 1, "{status}");
         let want = if status == 401 { "AUTH" } else { "HTTP" };
-        // The server answered: it did not apply the write, so the record's lane does not wait.
-        assert_eq!((dead[0].code.as_str(), dead[0].status, dead[0].maybe_applied), (want, Some(status), false));
-        assert!(block_on(e.engine.status()).unwrap().blocked.is_empty(), "{status}");
+        assert_eq!((dead[0].code.as_str(), dead[0].status, dead[0].maybe_applied), (want, Some(status), true));
+        let blocked = block_on(e.engine.status()).unwrap().blocked;
+        assert_eq!(blocked.len(), 1, "{status}");
+        assert_eq!(blocked[0].reason, "maybeApplied");
+        let stalled = e.engine.take_events().into_iter().find_map(|ev| match ev {
+            Event::Stalled { message, retry_at, .. } => Some((message, retry_at)),
+            _ => None,
+        });
+        let (message, retry_at) = stalled.expect("a stalled event");
+        assert!(message.contains("refused for now") && retry_at.is_some(), "{message}");
+        // A later write waits behind it: sent first, it would be overwritten by the older one.
         e.put("notes", "a", json!({"t": 2}));
-        let r = e.flush();
-        assert_eq!((r.accepted, r.remaining), (1, 0), "{status}");
+        assert_eq!(e.flush().sent, 0, "{status}");
+        // One backoff cap later the flush resends it under its id, then the later write.
+        e.clock.advance(31_000);
+        e.flush();
+        let sent: Vec<Value> = e.net.sent().iter().flatten().filter_map(|o| o.payload.clone()).collect();
+        assert_eq!(sent[sent.len() - 2..], [json!({"t": 1}), json!({"t": 2})], "{status}");
+        assert_eq!(e.record("notes", "a").data, Some(json!({"t": 2})), "{status}");
         assert_eq!(e.record("notes", "a").sync_status, SyncStatus::Synced, "{status}");
     }
+}
+
+#[test]
+fn a_conflict_without_the_servers_state_until_attempts_run_out_does_not_hold_the_record() {
+    let e = env_with(|c| c.retry.max_attempts = 2);
+    e.synced("notes", "a", json!({"t": 0}));
+    e.put("notes", "a", json!({"t": 1}));
+    e.net.then(|_| Err(Failure::new(http(409)))).then(|_| Err(Failure::new(http(409))));
+    e.flush();
+    e.clock.advance(60_000);
+    e.flush();
+    let dead = block_on(e.engine.dead_letters()).unwrap();
+    assert_eq!((dead.len(), dead[0].status, dead[0].maybe_applied), (1, Some(409), false));
+    assert!(block_on(e.engine.status()).unwrap().blocked.is_empty());
+    e.put("notes", "a", json!({"t": 2}));
+    let r = e.flush();
+    assert_eq!((r.accepted, r.remaining), (1, 0));
+    assert_eq!(e.record("notes", "a").sync_status, SyncStatus::Synced);
 }
 
 #[test]
@@ -772,13 +804,13 @@ fn a_damaged_record_is_reported_never_returned_and_refetched_from_the_server() {
     let err = block_on(e.engine.get("notes", "a")).unwrap_err();
     assert_eq!(err.code(), "INTEGRITY");
     assert_eq!(e.net.pulls.get(), 0);
-    assert!(e.engine.awaits_repair());
+    assert!(e.engine.take_repair_request(), "the bindings are asked for a sync round, once");
+    assert!(!e.engine.take_repair_request());
     let events = e.engine.take_events();
     assert!(events.iter().any(|ev| matches!(ev, Event::Error { code, .. } if code == "INTEGRITY")), "{events:?}");
     assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY", "never the damaged copy");
     // The next pull fetches the server's copy first (one request) and the record is whole again.
     block_on(e.engine.pull(Some("notes"))).unwrap();
-    assert!(!e.engine.awaits_repair());
     let events = e.engine.take_events();
     assert!(events.iter().any(|ev| matches!(ev, Event::Change { id, .. } if id == "a")), "{events:?}");
     assert_eq!(block_on(e.engine.get("notes", "a")).unwrap(), Some(json!({"t": 1, "by": "other"})));
@@ -837,7 +869,7 @@ fn a_damaged_record_waits_for_the_server_and_the_next_pull_repairs_it() {
     assert!(block_on(e.engine.pull(Some("notes"))).is_err());
     let events = integrity_events(&e);
     assert!(events.iter().any(|m| m.contains("could not be fetched")), "{events:?}");
-    assert!(e.engine.awaits_repair());
+    assert!(e.engine.take_repair_request());
     // Still damaged: still refused, never used.
     assert_eq!(block_on(e.engine.get("notes", "a")).unwrap_err().code(), "INTEGRITY");
     assert_eq!(integrity_events(&e).len(), 1, "reported again");

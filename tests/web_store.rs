@@ -169,6 +169,63 @@ async fn on_server(b: &Backend, id: &str) -> Option<Value> {
 
 // ---- storage ----
 
+/// The checksum's float spelling in the browser (built from `String(f)` and `toPrecision`, with no
+/// float formatting in the wasm) against Rust's `{:e}`, which the server uses. The first 24 are
+/// doubles whose two nearest 17-digit spellings are equally near, where `String(f)` picks the
+/// other one.
+#[wasm_bindgen_test]
+fn a_checksum_spells_floats_as_the_server_does() {
+    let cases: [(u64, &str); 40] = [
+        (0xc2ec3d9a05daf814, "-2.4840722126227263e14"),
+        (0xc2e9911d565f35b4, "-2.2488842521642963e14"),
+        (0x42df3ef751119b48, "1.3742119087473313e14"),
+        (0xc2eaa92f6dcfc634, "-2.3451158016772963e14"),
+        (0xc30e1ec82141995a, "-1.0597617751949233e15"),
+        (0xc306c6e3b4d99402, "-8.013913477085443e14"),
+        (0xc2e0e027e3816294, "-1.4843942351950863e14"),
+        (0xc30985514c9ae132, "-8.979323302287743e14"),
+        (0xc3072dd60e457dc2, "-8.155402312539443e14"),
+        (0xc30e406b5f7f3df2, "-1.0643849011465583e15"),
+        (0xc30ad17d3429124a, "-9.435856338376413e14"),
+        (0xc305aeecda1c3de2, "-7.629133507153243e14"),
+        (0xc30aa8c8ed619fe2, "-9.379912905000923e14"),
+        (0xc30aabcf28e0b80a, "-9.384069533591053e14"),
+        (0x42dae50695b64388, "1.1828384123111813e14"),
+        (0xc2efa0c523a91414, "-2.7820290141609663e14"),
+        (0xc2d2230d699b5568, "-7.976703272072563e13"),
+        (0xc307de54486805e2, "-8.397972547176283e14"),
+        (0xc2e4e54955e76fd4, "-1.8380008346303863e14"),
+        (0x42ee98c817fcc644, "2.6913232702008213e14"),
+        (0xc2da32d02c8208e8, "-1.1522217305910763e14"),
+        (0xc308092180639982, "-8.456798667046883e14"),
+        (0xc3051bb20b1390c2, "-7.426782518605043e14"),
+        (0x42e1bdbeb1e07e64, "1.5605316655614713e14"),
+        (0x04ee1b021b8cfadf, "6.326739783961614e-285"),
+        (0xbf4ddb6a15eac553, "-9.11166e-4"),
+        (0x04e8f0fe1150cc1b, "5.241487298815565e-285"),
+        (0xbf3f7be00f0da8cf, "-4.80406e-4"),
+        (0xbf1b6b2f3cc84c24, "-1.0459400000000001e-4"),
+        (0xbf4a8fd8fb84454a, "-8.10605e-4"),
+        (0x4fcee184e7474c94, "2.793568662569452e76"),
+        (0x04f2b9e8f97b3d7b, "7.870712100073993e-285"),
+        (0xc94bbc927564bb50, "-1.2370941347675451e45"),
+        (0x04dd75e13eb126c4, "3.095592344805527e-285"),
+        (0x4299c61c8f143c80, "7.084668339471125e12"),
+        (0x04ecb6c3ba8d5fb4, "6.034296735200061e-285"),
+        (0x40c1bfb978d4fdf4, "9.087449e3"),
+        (0x487196a0e6629dd3, "9.576031803661552e40"),
+        (0xca8a91ce318f1650, "-1.242606224098428e51"),
+        (0xbf41df508802c354, "-5.4542e-4"),
+    ];
+    for (bits, sci) in cases {
+        let f = f64::from_bits(bits);
+        assert_eq!(tidesync::core::checksum::canonical_json(&Value::from(f)), sci, "{bits:#x}");
+    }
+    // 123456789012345.125: `String` writes ...345.12, the server ...345.13.
+    let tie = Value::from(f64::from_bits(0x42dc12218377de48));
+    assert_eq!(tidesync::core::checksum::canonical_json(&tie), "1.2345678901234513e14");
+}
+
 #[wasm_bindgen_test]
 async fn records_survive_closing_and_reopening() {
     let name = unique("reopen");

@@ -209,8 +209,10 @@ pub struct DeadLetter {
     /// The stable error code (`HTTP`, `PROTOCOL`, `AUTH`, `NETWORK`, ...).
     pub code: String,
     pub status: Option<u16>,
-    /// Whether the server may have applied the op (the failure was a retryable one). A retry then
-    /// keeps the op id, so the server's idempotency ledger prevents a second application.
+    /// The op keeps the head of its record's lane (later writes wait behind it) and is resent
+    /// under its id when due: its answer never came, so the server may have applied it (the
+    /// idempotency ledger prevents a second application), or the server refused it only for now
+    /// (401, 408, 425, 429; `status` says which). `false`: refused for good, or a conflict.
     pub maybe_applied: bool,
     pub at: u64,
 }

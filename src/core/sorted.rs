@@ -21,12 +21,6 @@ impl<K: Ord, V> VecMap<K, V> {
         VecMap(Vec::new())
     }
 
-    /// Adds an entry whose key is greater than every key in the map (checked in debug builds).
-    pub fn push_last(&mut self, k: K, v: V) {
-        debug_assert!(self.0.last().is_none_or(|(last, _)| *last < k), "VecMap::push_last: key out of order");
-        self.0.push((k, v));
-    }
-
     fn find<Q: Ord + ?Sized>(&self, k: &Q) -> Result<usize, usize>
     where
         K: Borrow<Q>,
@@ -57,6 +51,11 @@ impl<K: Ord, V> VecMap<K, V> {
 
     /// Sets `k` to `v`; the value it replaces, if any.
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
+        // Keys given in increasing order append without a search.
+        if self.0.last().is_none_or(|(last, _)| *last < k) {
+            self.0.push((k, v));
+            return None;
+        }
         match self.find(&k) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, v)),
             Err(i) => {

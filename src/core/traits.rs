@@ -43,13 +43,13 @@ impl Tx {
         Tx { next_seq, ..Tx::default() }
     }
 
-    /// What the store read for `key`: its entity (if any) and its pending ops (any order). Keys
-    /// come in increasing order (the store reads them from a `VecSet`), so building the snapshot
-    /// is linear.
+    /// What the store read for `key`: its entity (if any) and its pending ops (any order). A store
+    /// adds keys in increasing order (it reads them from a `VecSet`): each insert is then an
+    /// append, and building the snapshot is linear.
     pub fn add(&mut self, key: EntityKey, entity: Option<Entity>, mut lane: Vec<Operation>) {
         lane.sort_by_key(|o| o.seq);
-        self.entities.push_last(key.clone(), entity);
-        self.lanes.push_last(key, lane);
+        self.entities.insert(key.clone(), entity);
+        self.lanes.insert(key, lane);
     }
 
     /// The pending ops of every key of the transaction.

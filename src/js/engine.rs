@@ -96,7 +96,7 @@ fn settle(inner: Rc<Inner>, work: Pin<Box<dyn Future<Output = Result<JsValue>>>>
         inner.dispatch();
         // A read met a damaged record the server has to restore: a sync round (push, then pull)
         // fetches it now rather than at the next interval.
-        if inner.auto_sync && inner.engine.awaits_repair() {
+        if inner.auto_sync && inner.engine.take_repair_request() {
             inner.schedule(0);
         }
         r.map_err(errors::js_error)

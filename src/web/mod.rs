@@ -41,6 +41,20 @@ pub fn number_to_string(f: f64) -> String {
     js_sys::Number::from(f).to_string_with_radix(10).map(String::from).unwrap_or_default()
 }
 
+/// `f.toPrecision(n)` where `n` is the number of significant digits of `String(f)`: the shortest
+/// digits that read back as `f`, the nearest of them to it, ties away from zero (the checksum's
+/// spelling; `core::checksum`).
+pub fn shortest_nearest_digits(f: f64) -> String {
+    let shortest = number_to_string(f);
+    let mantissa = shortest.split(['e', 'E']).next().unwrap_or("");
+    let digits = mantissa.bytes().filter(u8::is_ascii_digit).skip_while(|d| *d == b'0').count();
+    // Trailing zeros of an integer spelling are not significant ("1e21" is written in full only
+    // below 1e21, where every such number is an integer the checksum writes itself).
+    let trailing = if mantissa.contains('.') { 0 } else { mantissa.bytes().rev().take_while(|d| *d == b'0').count() };
+    let n = digits.saturating_sub(trailing).clamp(1, 100) as u8;
+    js_sys::Number::from(f).to_precision(n).map(String::from).unwrap_or(shortest)
+}
+
 /// Resolves after `ms` milliseconds.
 pub async fn sleep(ms: u64) {
     let p = Promise::new(&mut |resolve, _| {

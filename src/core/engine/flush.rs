@@ -441,10 +441,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             out.retried += 1;
             return;
         }
-        // Only an answer that never came (or a server error) leaves open whether the server
-        // applied the write; a 4xx says it did not.
-        let maybe_applied = retryable && !matches!(error.status(), Some(400..=499));
-        self.dead_letter(tx, o, &error, maybe_applied, out);
+        // The write keeps the head of its lane, to be resent under its id when it is due
+        // (`settle`), unless the server said it conflicts (it applied nothing; the record's later
+        // writes go on). A write whose answer never came may have been applied; one refused for
+        // now (401, 408, 425, 429) must not be overtaken by the record's later writes either.
+        let lane_waits = retryable && !matches!(error.status(), Some(404 | 409 | 412));
+        self.dead_letter(tx, o, &error, lane_waits, out);
     }
 
     /// Moves `o` out of its lane into the dead letters, with its events.
@@ -477,10 +479,15 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 op_id: o.id.clone(),
                 collection: key.collection.clone(),
                 id: key.id.clone(),
-                message: format!(
-                    "{}/{}: writes wait: the server may have applied {} ({message})",
-                    key.collection, key.id, o.id
-                ),
+                message: match error.status() {
+                    Some(400..=499) => {
+                        format!("{}/{}: writes wait: {} was refused for now ({message})", key.collection, key.id, o.id)
+                    }
+                    _ => format!(
+                        "{}/{}: writes wait: the server may have applied {} ({message})",
+                        key.collection, key.id, o.id
+                    ),
+                },
                 retry_at: self.settle_at(out.now, o.created_at),
             });
         }

@@ -213,9 +213,12 @@ pub(super) struct State {
     /// after opening: whatever an earlier session left is looked at on the first flush.
     settle_due: Option<u64>,
     closed: bool,
-    /// Records whose stored copy failed its checksum and could not be repaired yet (the server was
-    /// unreachable, or pending writes must be answered first). The next pull tries again.
+    /// Records whose stored copy failed its checksum and could not be repaired yet: the server's
+    /// copy is needed (a read fetches nothing), the server was unreachable, pending writes hold no
+    /// good copy and must be answered first, or a conflict waits for the app. Each pull tries again.
     pub(super) corrupt: VecSet<EntityKey>,
+    /// A read left a record that only the server's copy can restore (`take_repair_request`).
+    pub(super) repair_requested: bool,
 }
 
 /// The meta record holding this device's id.
@@ -275,6 +278,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             settle_due: Some(0),
             closed: false,
             corrupt: VecSet::new(),
+            repair_requested: false,
         };
         Ok(Engine {
             store,

@@ -49,8 +49,9 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             None => self.config.collections.keys().cloned().collect(),
         };
         let mut report = PullReport::default();
-        // Damaged records a read could not repair yet (the server was unreachable, or pending
-        // writes had to be answered first) are tried again first.
+        // Damaged records not repaired yet are tried again first: those a read left for the
+        // server's copy, those whose fetch failed, those whose pending writes had to be answered
+        // first (a record in a conflict waits for the app's resolution).
         let damaged = std::mem::take(&mut self.state.borrow_mut().corrupt);
         if !damaged.is_empty() {
             self.repair(damaged.into_iter().collect(), false).await;
@@ -276,9 +277,10 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         st.corrupt.extend(waiting);
     }
 
-    /// Damaged records wait for the server's copies: the next `pull()` fetches them.
-    pub fn awaits_repair(&self) -> bool {
-        !self.state.borrow().corrupt.is_empty()
+    /// A read met a damaged record only the server's copy can restore: `true` once, so the bindings
+    /// start one sync round (its pull fetches the copy) rather than one per call.
+    pub fn take_repair_request(&self) -> bool {
+        std::mem::take(&mut self.state.borrow_mut().repair_requested)
     }
 
     /// `repair`; adds to `waiting` what is still damaged and must be tried again later.
@@ -292,6 +294,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             waiting.extend(wait);
             self.deliver(events);
             if local {
+                self.state.borrow_mut().repair_requested |= !need_server.is_empty();
                 waiting.append(&mut need_server);
             }
             while let Some(first) = need_server.first() {

@@ -108,7 +108,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     /// The record with its sync state (`None` if absent or deleted). A stored copy that fails its
     /// checksum is never returned: the call fails with `INTEGRITY` (also an `error` event). A good
-    /// copy in a pending write restores it at once; else the next `pull()` does, from the server.
+    /// copy in a pending write restores it at once; else a later `pull()` does, from the server
+    /// (the bindings start one), once pending writes are answered and no conflict waits for the app.
     pub async fn record(&self, collection: &str, id: &str) -> Result<Option<Entity>> {
         let key = self.key(collection, id)?;
         match self.store.get_entity(&key).await? {

@@ -6,8 +6,10 @@
 //! integer and float formatters. The text is what `JSON.stringify` would write for the same
 //! values: non-integers in their shortest round-trip spelling (`0.1`, `1.5e-7`, `1e+21`), a float
 //! with an integral value as an integer (`2.0` is `2`, as in JS), NaN and infinities as `null`.
-//! (One difference: where two 17-digit spellings are equally near the double, V8 picks one and
-//! `core` the other; both read back as the same double.)
+//! In the browser the browser spells non-integers itself (`Number.prototype.toString`); natively
+//! `core`'s formatter does, and where two spellings of the shortest length are equally near the
+//! double the two may pick differently (both read back as the same double). The checksum does not
+//! depend on this text (`core::checksum`).
 //! Map keys must be strings (numbers are written as strings, as serde_json does).
 
 use std::fmt::{self, Display, Write as _};
@@ -86,7 +88,7 @@ pub fn write_string(s: &str, out: &mut String) {
 }
 
 /// A float as `JSON.stringify` spells it (`Number.prototype.toString`): the shortest digits
-/// that read back as the same double, in decimal notation from 1e-7 up to 1e21, else with an
+/// that read back as the same double, in decimal notation from 1e-6 up to 1e21, else with an
 /// exponent (`1e+21`, `1.5e-7`). Not finite: `null`.
 pub fn write_f64(f: f64, out: &mut String) {
     if !f.is_finite() {
@@ -564,8 +566,8 @@ mod tests {
             (f64::MAX, "1.7976931348623157e+308"),
             (0.30000000000000004, "0.30000000000000004"),
             (1.7976931348623157e300, "1.7976931348623156e+300"),
-            // An exact tie in the 17th digit (the double is ...333.25): V8 writes ...333.2; core
-            // rounds the tie up. Both read back as the same double; this is the checksum's spelling.
+            // An exact tie in the 17th digit (the double is ...333.25): V8 writes ...333.2; the
+            // native formatter rounds the tie up. Both read back as the same double.
             (-1052730259603333.3, "-1052730259603333.3"),
             (f64::NAN, "null"),
             (f64::INFINITY, "null"),
