@@ -21,6 +21,16 @@ impl<K: Ord, V> VecMap<K, V> {
         VecMap(Vec::new())
     }
 
+    /// `insert`, appending without a search when `k` is greater than every key (the common case
+    /// of keys given in order).
+    pub fn insert_last(&mut self, k: K, v: V) -> Option<V> {
+        if self.0.last().is_none_or(|(last, _)| *last < k) {
+            self.0.push((k, v));
+            return None;
+        }
+        self.insert(k, v)
+    }
+
     fn find<Q: Ord + ?Sized>(&self, k: &Q) -> Result<usize, usize>
     where
         K: Borrow<Q>,
@@ -51,11 +61,6 @@ impl<K: Ord, V> VecMap<K, V> {
 
     /// Sets `k` to `v`; the value it replaces, if any.
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        // Keys given in increasing order append without a search.
-        if self.0.last().is_none_or(|(last, _)| *last < k) {
-            self.0.push((k, v));
-            return None;
-        }
         match self.find(&k) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, v)),
             Err(i) => {

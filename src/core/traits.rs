@@ -48,8 +48,8 @@ impl Tx {
     /// append, and building the snapshot is linear.
     pub fn add(&mut self, key: EntityKey, entity: Option<Entity>, mut lane: Vec<Operation>) {
         lane.sort_by_key(|o| o.seq);
-        self.entities.insert(key.clone(), entity);
-        self.lanes.insert(key, lane);
+        self.entities.insert_last(key.clone(), entity);
+        self.lanes.insert_last(key, lane);
     }
 
     /// The pending ops of every key of the transaction.

@@ -104,10 +104,11 @@ fn leaving() -> bool {
 
 /// The lock `name`: a Web Lock where the browser has them, else a lease in `store`.
 async fn acquire(name: &str, store: &IdbStore, wait: bool) -> Result<Option<Held>> {
-    match web_lock(name, wait).await {
-        Some(held) => Ok(held),
-        None => lease(store, wait).await,
-    }
+    let Some(WebLockRequest { granted, release, _callback }) = request_web_lock(name, wait) else {
+        return lease(store, wait).await;
+    };
+    let got = JsFuture::from(granted).await.ok().and_then(|v| v.as_bool()).unwrap_or(false);
+    Ok(got.then(|| held(release.borrow_mut().take())))
 }
 
 /// A plain holder: released by `release` (a Web Lock) or by nothing (no lock could be kept).
@@ -115,37 +116,41 @@ fn held(release: Option<Function>) -> Held {
     Held { release, interval: JsValue::UNDEFINED, _tick: None }
 }
 
-/// The Web Lock `name` (`Some(None)`: another context holds it and `wait` is false); `None` where
-/// the browser has no Web Locks.
-async fn web_lock(name: &str, wait: bool) -> Option<Option<Held>> {
-    {
-        let (locks, request) = lock_manager()?;
-        // `granted` settles when the browser calls our callback; the lock is held until `release`
-        // resolves the promise that callback returned.
-        let release: Rc<RefCell<Option<Function>>> = Rc::default();
-        let granted_resolve: Rc<RefCell<Option<Function>>> = Rc::default();
-        let granted = Promise::new(&mut |resolve, _| *granted_resolve.borrow_mut() = Some(resolve));
-        let callback = Closure::once({
-            let release = release.clone();
-            move |lock: JsValue| -> JsValue {
-                let got = !lock.is_null();
-                if let Some(g) = granted_resolve.borrow_mut().take() {
-                    let _ = g.call1(&JsValue::NULL, &got.into());
-                }
-                if !got {
-                    return JsValue::UNDEFINED;
-                }
-                Promise::new(&mut |resolve, _| *release.borrow_mut() = Some(resolve)).into()
+/// A Web Lock asked for: `granted` resolves to whether we got it (false: another context holds it
+/// and we did not wait); the lock is then held until `release` is called.
+struct WebLockRequest {
+    granted: Promise,
+    release: Rc<RefCell<Option<Function>>>,
+    /// Called by the browser once: kept alive until then.
+    _callback: Closure<dyn FnMut(JsValue) -> JsValue>,
+}
+
+/// Asks for the Web Lock `name`; `None` where the browser has no Web Locks.
+fn request_web_lock(name: &str, wait: bool) -> Option<WebLockRequest> {
+    let (locks, request) = lock_manager()?;
+    // `granted` settles when the browser calls our callback; the lock is held until `release`
+    // resolves the promise that callback returned.
+    let release: Rc<RefCell<Option<Function>>> = Rc::default();
+    let granted_resolve: Rc<RefCell<Option<Function>>> = Rc::default();
+    let granted = Promise::new(&mut |resolve, _| *granted_resolve.borrow_mut() = Some(resolve));
+    let callback = Closure::once({
+        let release = release.clone();
+        move |lock: JsValue| -> JsValue {
+            let got = !lock.is_null();
+            if let Some(g) = granted_resolve.borrow_mut().take() {
+                let _ = g.call1(&JsValue::NULL, &got.into());
             }
-        });
-        let options = Object::new();
-        let _ = Reflect::set(&options, &"ifAvailable".into(), &(!wait).into());
-        let _ = Reflect::set(&options, &"mode".into(), &"exclusive".into());
-        request.call3(&locks, &name.into(), &options, callback.as_ref()).ok()?;
-        let got = JsFuture::from(granted).await.ok().and_then(|v| v.as_bool()).unwrap_or(false);
-        let lock = got.then(|| held(release.borrow_mut().take()));
-        Some(lock)
-    }
+            if !got {
+                return JsValue::UNDEFINED;
+            }
+            Promise::new(&mut |resolve, _| *release.borrow_mut() = Some(resolve)).into()
+        }
+    });
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"ifAvailable".into(), &(!wait).into());
+    let _ = Reflect::set(&options, &"mode".into(), &"exclusive".into());
+    request.call3(&locks, &name.into(), &options, callback.as_ref()).ok()?;
+    Some(WebLockRequest { granted, release, _callback: callback })
 }
 
 /// The lease in `store`, renewed while held, where the browser has no Web Locks.

@@ -35,24 +35,24 @@ pub fn parse_float(text: &str) -> f64 {
     js_sys::parse_float(text)
 }
 
-/// JS `String(f)`: a finite double as `JSON.stringify` spells it (`core::json` calls it for the
-/// numbers that are not small integers).
-pub fn number_to_string(f: f64) -> String {
-    js_sys::Number::from(f).to_string_with_radix(10).map(String::from).unwrap_or_default()
+#[wasm_bindgen(inline_js = r#"
+export function canonicalDigits(x) {
+  const s = String(x);
+  let m = s.split('e')[0].replace('-', '').replace('.', '').replace(/^0+/, '');
+  if (!s.includes('.')) m = m.replace(/0+$/, '');
+  return x.toPrecision(Math.min(100, Math.max(1, m.length)));
 }
-
-/// `f.toPrecision(n)` where `n` is the number of significant digits of `String(f)`: the shortest
-/// digits that read back as `f`, the nearest of them to it, ties away from zero (the checksum's
-/// spelling; `core::checksum`).
-pub fn shortest_nearest_digits(f: f64) -> String {
-    let shortest = number_to_string(f);
-    let mantissa = shortest.split(['e', 'E']).next().unwrap_or("");
-    let digits = mantissa.bytes().filter(u8::is_ascii_digit).skip_while(|d| *d == b'0').count();
-    // Trailing zeros of an integer spelling are not significant ("1e21" is written in full only
-    // below 1e21, where every such number is an integer the checksum writes itself).
-    let trailing = if mantissa.contains('.') { 0 } else { mantissa.bytes().rev().take_while(|d| *d == b'0').count() };
-    let n = digits.saturating_sub(trailing).clamp(1, 100) as u8;
-    js_sys::Number::from(f).to_precision(n).map(String::from).unwrap_or(shortest)
+"#)]
+extern "C" {
+    /// JS `String(f)`: a finite double as `JSON.stringify` spells it (`core::json` calls it for the
+    /// numbers that are not small integers).
+    #[wasm_bindgen(js_name = String)]
+    pub fn number_to_string(f: f64) -> String;
+    /// `f.toPrecision(n)` where `n` is the number of significant digits of `String(f)`: the shortest
+    /// digits that read back as `f`, the nearest of them to it, ties away from zero (the checksum's
+    /// spelling; `core::checksum`).
+    #[wasm_bindgen(js_name = canonicalDigits)]
+    pub fn shortest_nearest_digits(f: f64) -> String;
 }
 
 /// Resolves after `ms` milliseconds.
