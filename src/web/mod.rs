@@ -20,6 +20,10 @@ extern "C" {
     pub fn clear_timeout(id: &JsValue);
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
+    /// JS `String(f)`: a finite double as `JSON.stringify` spells it (`core::json` calls it for the
+    /// numbers that are not small integers).
+    #[wasm_bindgen(js_name = String)]
+    pub fn number_to_string(f: f64) -> String;
 }
 
 /// Rust value -> plain JS value, through JSON text: one native `JSON.parse` instead of an object
@@ -44,10 +48,6 @@ export function canonicalDigits(x) {
 }
 "#)]
 extern "C" {
-    /// JS `String(f)`: a finite double as `JSON.stringify` spells it (`core::json` calls it for the
-    /// numbers that are not small integers).
-    #[wasm_bindgen(js_name = String)]
-    pub fn number_to_string(f: f64) -> String;
     /// `f.toPrecision(n)` where `n` is the number of significant digits of `String(f)`: the shortest
     /// digits that read back as `f`, the nearest of them to it, ties away from zero (the checksum's
     /// spelling; `core::checksum`).
