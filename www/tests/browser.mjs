@@ -51,6 +51,7 @@ export async function launch() {
     page,
     logs,
     newPage: () => context.newPage(),
+    setOffline: (offline) => context.setOffline(offline),
     async close() {
       await context.close();
       await rm(userDataDir, { recursive: true, force: true });
@@ -63,13 +64,20 @@ export const FIREFOX = process.env.FIREFOX || '/usr/lib/firefox-esr/firefox-esr'
 
 /**
  * Launches headless Firefox through puppeteer-core over WebDriver BiDi (Playwright cannot drive a stock
- * Firefox), with a fresh profile. Returns { newPage, close }; its pages have the same
+ * Firefox), with a fresh profile. Returns { newPage, setOffline, close }; its pages have the same
  * `goto`, `evaluate`, `reload`, `close`, `url` and `console` / `pageerror` events the specs use of
  * Playwright's. Each page is a window of its own, as Playwright's are: none is a hidden background tab.
  */
 export async function launchFirefox() {
   const browser = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true });
-  return { newPage: () => browser.newPage({ type: 'window' }), close: () => browser.close() };
+  return {
+    newPage: () => browser.newPage({ type: 'window' }),
+    /** Takes every open page offline or back online (WebDriver BiDi's network emulation). */
+    async setOffline(offline) {
+      for (const page of await browser.pages()) await page.setOfflineMode(offline);
+    },
+    close: () => browser.close(),
+  };
 }
 
 /** WebKitGTK's MiniBrowser and its WebDriver (Debian's webkit2gtk-driver; scripts/setup installs them). */

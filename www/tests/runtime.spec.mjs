@@ -24,7 +24,7 @@ const SYNC_TAG = `${DB}:sync`;
 // ---- the engines ----
 
 const NO_BACKGROUND_SYNC = 'no Background Sync (SyncManager) in this engine: tidesync flushes from the page instead';
-const CHROMIUM_DRIVER_ONLY = (what) => `${what} needs Playwright's Chromium-only driver features (CDP or network emulation)`;
+const CHROMIUM_DRIVER_ONLY = (what) => `${what} needs the Chrome DevTools Protocol: Chromium only`;
 
 /**
  * The engines each flow runs in, their launchers (browser.mjs: one page API over Playwright,
@@ -37,7 +37,6 @@ const ENGINES = {
     launch: launchFirefox,
     lacks: {
       backgroundSync: NO_BACKGROUND_SYNC,
-      offline: CHROMIUM_DRIVER_ONLY('taking the browser offline'),
       crash: CHROMIUM_DRIVER_ONLY('crashing a tab'),
       quota: CHROMIUM_DRIVER_ONLY('setting a storage quota'),
     },
@@ -46,7 +45,7 @@ const ENGINES = {
     launch: launchWebKit,
     lacks: {
       backgroundSync: NO_BACKGROUND_SYNC,
-      offline: CHROMIUM_DRIVER_ONLY('taking the browser offline'),
+      offline: 'classic WebDriver cannot take WebKitGTK offline (no network emulation)',
       crash: CHROMIUM_DRIVER_ONLY('crashing a tab'),
       quota: CHROMIUM_DRIVER_ONLY('setting a storage quota'),
     },
@@ -189,6 +188,8 @@ async function withBrowser(t, engine, body, { webLocks = true } = {}) {
     recorder,
     /** A new tab. */
     newPage: async () => watch(await browser.newPage()),
+    /** Takes the browser offline, or back online (not in WebKit: see ENGINES). */
+    setOffline: (offline) => browser.setOffline(offline),
     /** Loads the test page in `page` (a new tab if omitted), names it `name` and waits for the wasm. */
     async load(name, page) {
       page ??= await env.newPage();
@@ -654,7 +655,7 @@ engineTest('offline: writes queue without a request, and drain when the browser 
     // A long interval: only the `online` event can explain a prompt flush after reconnecting.
     const slow = { intervalMs: 60_000, batchSize: 4 };
     const page = await env.open('page', env.page, { network: { good: slow, fair: slow, poor: slow } });
-    await env.context.setOffline(true);
+    await env.setOffline(true);
     await poll('navigator.onLine === false', () => page.evaluate(() => !navigator.onLine));
 
     await runWrites(page, [...puts('O', 3, 'high'), ...puts('P', 3, 'medium')]);
@@ -669,7 +670,7 @@ engineTest('offline: writes queue without a request, and drain when the browser 
     assert.equal((await ledger()).length, 0);
 
     const back = Date.now();
-    await env.context.setOffline(false);
+    await env.setOffline(false);
     await settled(page, 10_000);
     const took = Date.now() - back;
     assert.ok(took < 5_000, `drained ${took} ms after going online (the interval is 60 s)`);
@@ -751,7 +752,7 @@ engineTest('a page offline registers a Background Sync tag; back online, the wor
     await page.evaluate(() => rt.registerServiceWorker());
     const slow = { intervalMs: 60_000, batchSize: 4 };
     await page.evaluate((network) => rt.open({ network }), { good: slow, fair: slow, poor: slow });
-    await env.context.setOffline(true);
+    await env.setOffline(true);
     await poll('navigator.onLine === false', () => page.evaluate(() => !navigator.onLine));
 
     await runWrites(page, [...puts('W', 2, 'high'), ...puts('X', 2, 'medium')]);
@@ -762,7 +763,7 @@ engineTest('a page offline registers a Background Sync tag; back online, the wor
     assert.equal(env.batches.length, 0, 'nothing was sent while offline');
 
     // Chromium fires the pending sync event itself when the (emulated) network comes back.
-    await env.context.setOffline(false);
+    await env.setOffline(false);
     await poll('4 ops on the server', async () => (await ledger()).length >= 4);
 
     const expected = new Map([...[0, 1].map((i) => [`W-${i}`, note('W', i)]), ...[0, 1].map((i) => [`X-${i}`, note('X', i)])]);
