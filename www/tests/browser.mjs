@@ -233,6 +233,9 @@ export async function launchWebKit() {
   };
 }
 
+/** Every engine the cross-engine specs run in, by name: its launcher (each returns { newPage, close }). */
+export const ENGINES = { Chromium: launch, Firefox: launchFirefox, WebKit: launchWebKit };
+
 /** Saves a full-page screenshot to www/test-results/NAME.png. */
 export async function screenshot(page, name) {
   await mkdir(RESULTS_DIR, { recursive: true });

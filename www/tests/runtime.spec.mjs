@@ -15,7 +15,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest } from 'node:http';
-import { baseUrl, launch, launchFirefox, launchWebKit, screenshot } from './browser.mjs';
+import { baseUrl, ENGINES as LAUNCHERS, screenshot } from './browser.mjs';
 import { api, poll as pollUntil, sleep } from './app.mjs';
 
 const DB = 'tidesync:rt:u1';
@@ -32,9 +32,9 @@ const CHROMIUM_DRIVER_ONLY = (what) => `${what} needs the Chrome DevTools Protoc
  * need it.
  */
 const ENGINES = {
-  Chromium: { launch, lacks: {} },
+  Chromium: { launch: LAUNCHERS.Chromium, lacks: {} },
   Firefox: {
-    launch: launchFirefox,
+    launch: LAUNCHERS.Firefox,
     lacks: {
       backgroundSync: NO_BACKGROUND_SYNC,
       crash: CHROMIUM_DRIVER_ONLY('crashing a tab'),
@@ -42,7 +42,7 @@ const ENGINES = {
     },
   },
   WebKit: {
-    launch: launchWebKit,
+    launch: LAUNCHERS.WebKit,
     lacks: {
       backgroundSync: NO_BACKGROUND_SYNC,
       offline: 'classic WebDriver cannot take WebKitGTK offline (no network emulation)',
