@@ -73,9 +73,9 @@ const stats = () => api('/admin/stats');
 /**
  * An HTTP proxy in front of the server: the pages load from it, so it sees every batch request of
  * every engine, the service worker's too. `batches` lists them ({ source: the tab's name or `sw`,
- * from page.js's header; ops; at; outcome: the status the browser got, or `pending`}). `holdFirst()`
- * arms it to hold back the next batch's answer (the server has applied it) until the promise it is
- * given settles.
+ * from page.js's header; ops; at; outcome: the status the browser got, or `pending`}). Set `hold`
+ * to a promise and the next batch's answer (the server has applied it) is held back until the
+ * promise settles.
  */
 async function startRecorder() {
   const upstream = new URL(baseUrl());
@@ -184,7 +184,7 @@ async function withBrowser(t, engine, body, { webLocks = true } = {}) {
       recorder.batches = list;
     },
     logs,
-    /** The recording proxy (holdFirst). */
+    /** The recording proxy (its `hold`). */
     recorder,
     /** A new tab. */
     newPage: async () => watch(await browser.newPage()),
