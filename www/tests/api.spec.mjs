@@ -1,16 +1,19 @@
-// The write API at the JS boundary, in Chromium with real IndexedDB, through the package as an app
-// imports it (/pkg/index.js): what counts as a record, `putMany` (one transaction, all or nothing),
+// The write API at the JS boundary, in Chromium, Firefox and WebKitGTK with real IndexedDB, through
+// the package as an app imports it (/pkg/index.js): what counts as a record, `putMany` (one transaction, all or nothing),
 // and how many IndexedDB transactions each write opens.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, launch } from './browser.mjs';
+import { baseUrl, ENGINES } from './browser.mjs';
 import { api, serverRecords, tokenFor } from './app.mjs';
 
-/** Runs `fn(engine)` in a blank page with a fresh engine; IndexedDB transactions are counted by mode. */
-async function inPage(t, name, fn) {
-  const browser = await launch();
+/**
+ * Runs `fn(engine)` in a blank page of the browser `browserName` (a key of ENGINES) with a fresh
+ * engine; IndexedDB transactions are counted by mode.
+ */
+async function inPage(t, browserName, name, fn) {
+  const browser = await ENGINES[browserName]();
   t.after(() => browser.close());
-  const { page } = browser;
+  const page = await browser.newPage();
   await page.goto(`${baseUrl()}/tests/pages/blank.html`);
   await page.evaluate(() => {
     const open = IDBDatabase.prototype.transaction;
@@ -44,98 +47,104 @@ async function inPage(t, name, fn) {
   );
 }
 
-test('a record must be a plain JSON object (no cycle, BigInt, Map, Set, bytes or 10,000-deep nesting): anything else is INVALID_INPUT, nothing stored; numbers and cut text survive', async (t) => {
-  const out = await inPage(
-    t,
-    `api-records-${Date.now()}`,
-    `
-    const circular = {}; circular.self = circular;
-    let deep = {}; for (let i = 0; i < 10000; i++) deep = { deep };
-    class Note { constructor() { this.title = 'x'; } }
-    const bad = {
-      array: [1, 2], string: 'text', number: 7, null: null, undefined: undefined, date: new Date(),
-      map: new Map([['a', 1]]), classInstance: new Note(), func: () => 1,
-      bigint: { n: 10n }, circular, deep,
-      nestedMap: { m: new Map([['a', 1]]) }, nestedSet: { s: new Set([1]) }, bytes: { b: new Uint8Array(2) },
-    };
-    const codes = {};
-    for (const [what, value] of Object.entries(bad)) {
-      try { await engine.put('notes', what, value); codes[what] = 'stored'; }
-      catch (e) { codes[what] = e.code + ': ' + e.message; }
+for (const browserName of Object.keys(ENGINES)) {
+  test(`a record must be a plain JSON object (no cycle, BigInt, Map, Set, bytes or 10,000-deep nesting): anything else is INVALID_INPUT, nothing stored; numbers and cut text survive (${browserName})`, async (t) => {
+    const out = await inPage(
+      t,
+      browserName,
+      `api-records-${Date.now()}`,
+      `
+      const circular = {}; circular.self = circular;
+      let deep = {}; for (let i = 0; i < 10000; i++) deep = { deep };
+      class Note { constructor() { this.title = 'x'; } }
+      const bad = {
+        array: [1, 2], string: 'text', number: 7, null: null, undefined: undefined, date: new Date(),
+        map: new Map([['a', 1]]), classInstance: new Note(), func: () => 1,
+        bigint: { n: 10n }, circular, deep,
+        nestedMap: { m: new Map([['a', 1]]) }, nestedSet: { s: new Set([1]) }, bytes: { b: new Uint8Array(2) },
+      };
+      const codes = {};
+      for (const [what, value] of Object.entries(bad)) {
+        try { await engine.put('notes', what, value); codes[what] = 'stored'; }
+        catch (e) { codes[what] = e.code + ': ' + e.message; }
+      }
+      // Accepted: a plain object, one without a prototype, nested values, unicode keys.
+      const bare = Object.create(null); bare.title = 'bare';
+      await engine.put('notes', 'plain', { title: 'ok', tags: ['a'], nested: { 'ключ': 1.5 } });
+      await engine.put('notes', 'bare', bare);
+      // Numbers come back bit for bit; text cut inside an emoji keeps U+FFFD where the half was.
+      const numbers = { price: 19.990000000000002, lng: -122.41941550000001, tiny: 5e-324, big: 1.7976931348623157e308 };
+      await engine.put('notes', 'numbers', numbers);
+      await engine.put('notes', 'cut', { text: '😀 smile'.slice(1) });
+      const back = await engine.get('notes', 'numbers');
+      const exact = Object.keys(numbers).every((k) => Object.is(back[k], numbers[k]));
+      const cut = (await engine.get('notes', 'cut')).text;
+      const status = await engine.status();
+      return { codes, pending: status.pending, list: (await engine.list('notes')).map((r) => r.id), exact, cut };
+      `,
+    );
+    for (const [what, code] of Object.entries(out.codes)) {
+      assert.match(code, /^INVALID_INPUT: /, `${what}: ${code}`);
     }
-    // Accepted: a plain object, one without a prototype, nested values, unicode keys.
-    const bare = Object.create(null); bare.title = 'bare';
-    await engine.put('notes', 'plain', { title: 'ok', tags: ['a'], nested: { 'ключ': 1.5 } });
-    await engine.put('notes', 'bare', bare);
-    // Numbers come back bit for bit; text cut inside an emoji keeps U+FFFD where the half was.
-    const numbers = { price: 19.990000000000002, lng: -122.41941550000001, tiny: 5e-324, big: 1.7976931348623157e308 };
-    await engine.put('notes', 'numbers', numbers);
-    await engine.put('notes', 'cut', { text: '😀 smile'.slice(1) });
-    const back = await engine.get('notes', 'numbers');
-    const exact = Object.keys(numbers).every((k) => Object.is(back[k], numbers[k]));
-    const cut = (await engine.get('notes', 'cut')).text;
-    const status = await engine.status();
-    return { codes, pending: status.pending, list: (await engine.list('notes')).map((r) => r.id), exact, cut };
-    `,
-  );
-  for (const [what, code] of Object.entries(out.codes)) {
-    assert.match(code, /^INVALID_INPUT: /, `${what}: ${code}`);
-  }
-  assert.equal(Object.keys(out.codes).length, 15);
-  assert.match(out.codes.nestedMap, /'m' is a Map/);
-  assert.deepEqual(out.list, ['bare', 'cut', 'numbers', 'plain'], 'only the valid records are stored');
-  assert.equal(out.pending, 4);
-  assert.equal(out.exact, true, 'numbers are stored exactly');
-  assert.equal(out.cut, '\uFFFD smile');
-});
+    assert.equal(Object.keys(out.codes).length, 15);
+    assert.match(out.codes.nestedMap, /'m' is a Map/);
+    assert.deepEqual(out.list, ['bare', 'cut', 'numbers', 'plain'], 'only the valid records are stored');
+    assert.equal(out.pending, 4);
+    assert.equal(out.exact, true, 'numbers are stored exactly');
+    assert.equal(out.cut, '\uFFFD smile');
+  });
+}
 
-test('putMany: one readwrite transaction for 100 records, all or nothing, then syncs like put', async (t) => {
-  await api('/admin/reset', { method: 'POST' });
-  const out = await inPage(
-    t,
-    `api-many-${Date.now()}`,
-    `
-    const count = () => ({ ...globalThis.idbTransactions });
-    const delta = (a, b) => ({ readonly: b.readonly - a.readonly, readwrite: b.readwrite - a.readwrite });
+for (const browserName of Object.keys(ENGINES)) {
+  test(`putMany: one readwrite transaction for 100 records, all or nothing, then syncs like put (${browserName})`, async (t) => {
+    await api('/admin/reset', { method: 'POST' });
+    const out = await inPage(
+      t,
+      browserName,
+      `api-many-${Date.now()}`,
+      `
+      const count = () => ({ ...globalThis.idbTransactions });
+      const delta = (a, b) => ({ readonly: b.readonly - a.readonly, readwrite: b.readwrite - a.readwrite });
 
-    let before = count();
-    await engine.put('notes', 'single', { n: -1 });
-    const put = delta(before, count());
+      let before = count();
+      await engine.put('notes', 'single', { n: -1 });
+      const put = delta(before, count());
 
-    const records = Array.from({ length: 100 }, (_, i) => ({ id: 'm' + i, data: { n: i } }));
-    before = count();
-    const stored = await engine.putMany('notes', records);
-    const many = delta(before, count());
+      const records = Array.from({ length: 100 }, (_, i) => ({ id: 'm' + i, data: { n: i } }));
+      before = count();
+      const stored = await engine.putMany('notes', records);
+      const many = delta(before, count());
 
-    // One bad entry: the whole batch is refused, and says which entry.
-    let refused;
-    try { await engine.putMany('notes', [{ id: 'ok', data: { n: 1 } }, { id: 'bad', data: [1] }]); }
-    catch (e) { refused = e.code + ': ' + e.message; }
-    let notArray;
-    try { await engine.putMany('notes', { id: 'x', data: {} }); } catch (e) { notArray = e.code; }
-    let noId;
-    try { await engine.putMany('notes', [{ data: {} }]); } catch (e) { noId = e.code + ': ' + e.message; }
+      // One bad entry: the whole batch is refused, and says which entry.
+      let refused;
+      try { await engine.putMany('notes', [{ id: 'ok', data: { n: 1 } }, { id: 'bad', data: [1] }]); }
+      catch (e) { refused = e.code + ': ' + e.message; }
+      let notArray;
+      try { await engine.putMany('notes', { id: 'x', data: {} }); } catch (e) { notArray = e.code; }
+      let noId;
+      try { await engine.putMany('notes', [{ data: {} }]); } catch (e) { noId = e.code + ': ' + e.message; }
 
-    const okStored = (await engine.get('notes', 'ok')) !== undefined;
-    const pending = (await engine.status()).pending;
-    const report = await engine.flush();
-    return {
-      put, many, stored: stored.map((r) => [r.id, r.data.n, r.syncStatus]), refused, notArray, noId,
-      okStored, pending, pendingAfter: (await engine.status()).pending, report,
-    };
-    `,
-  );
-  assert.deepEqual(out.put, { readonly: 0, readwrite: 1 }, 'put: one readwrite transaction');
-  assert.deepEqual(out.many, { readonly: 0, readwrite: 1 }, 'putMany of 100: one readwrite transaction');
-  assert.equal(out.stored.length, 100);
-  assert.deepEqual(out.stored[7], ['m7', 7, 'pending']);
-  assert.match(out.refused, /^INVALID_INPUT: .*records\[1\]/);
-  assert.equal(out.notArray, 'INVALID_INPUT');
-  assert.match(out.noId, /^INVALID_INPUT: .*records\[0\].*id/);
-  assert.equal(out.okStored, false, 'the valid entry of a refused batch is not stored');
-  assert.equal(out.pending, 101);
-  assert.equal(out.pendingAfter, 0, JSON.stringify(out.report));
-  const onServer = await serverRecords('notes');
-  for (const id of ['single', 'm0', 'm99']) assert.ok(onServer.has(id), `${id} on the server`);
-  assert.equal(onServer.get('m42')?.n, 42);
-});
+      const okStored = (await engine.get('notes', 'ok')) !== undefined;
+      const pending = (await engine.status()).pending;
+      const report = await engine.flush();
+      return {
+        put, many, stored: stored.map((r) => [r.id, r.data.n, r.syncStatus]), refused, notArray, noId,
+        okStored, pending, pendingAfter: (await engine.status()).pending, report,
+      };
+      `,
+    );
+    assert.deepEqual(out.put, { readonly: 0, readwrite: 1 }, 'put: one readwrite transaction');
+    assert.deepEqual(out.many, { readonly: 0, readwrite: 1 }, 'putMany of 100: one readwrite transaction');
+    assert.equal(out.stored.length, 100);
+    assert.deepEqual(out.stored[7], ['m7', 7, 'pending']);
+    assert.match(out.refused, /^INVALID_INPUT: .*records\[1\]/);
+    assert.equal(out.notArray, 'INVALID_INPUT');
+    assert.match(out.noId, /^INVALID_INPUT: .*records\[0\].*id/);
+    assert.equal(out.okStored, false, 'the valid entry of a refused batch is not stored');
+    assert.equal(out.pending, 101);
+    assert.equal(out.pendingAfter, 0, JSON.stringify(out.report));
+    const onServer = await serverRecords('notes');
+    for (const id of ['single', 'm0', 'm99']) assert.ok(onServer.has(id), `${id} on the server`);
+    assert.equal(onServer.get('m42')?.n, 42);
+  });
+}

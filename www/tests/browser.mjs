@@ -51,6 +51,7 @@ export async function launch() {
     page,
     logs,
     newPage: () => context.newPage(),
+    setOffline: (offline) => context.setOffline(offline),
     async close() {
       await context.close();
       await rm(userDataDir, { recursive: true, force: true });
@@ -63,12 +64,20 @@ export const FIREFOX = process.env.FIREFOX || '/usr/lib/firefox-esr/firefox-esr'
 
 /**
  * Launches headless Firefox through puppeteer-core over WebDriver BiDi (Playwright cannot drive a stock
- * Firefox), with a fresh profile. Returns { newPage, close }; its pages have the same `goto`,
- * `evaluate`, `close` and `console` / `pageerror` events the specs use of Playwright's.
+ * Firefox), with a fresh profile. Returns { newPage, setOffline, close }; its pages have the same
+ * `goto`, `evaluate`, `reload`, `close`, `url` and `console` / `pageerror` events the specs use of
+ * Playwright's. Each page is a window of its own, as Playwright's are: none is a hidden background tab.
  */
 export async function launchFirefox() {
   const browser = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true });
-  return { newPage: () => browser.newPage(), close: () => browser.close() };
+  return {
+    newPage: () => browser.newPage({ type: 'window' }),
+    /** Takes every open page offline or back online (WebDriver BiDi's network emulation). */
+    async setOffline(offline) {
+      for (const page of await browser.pages()) await page.setOfflineMode(offline);
+    },
+    close: () => browser.close(),
+  };
 }
 
 /** WebKitGTK's MiniBrowser and its WebDriver (Debian's webkit2gtk-driver; scripts/setup installs them). */
@@ -83,12 +92,35 @@ const freePort = () =>
     s.on('error', no);
   });
 
+// The WebKit pages' evaluate(), in two steps so that several windows can run code at once over one
+// WebDriver session (it answers one command at a time): START runs the function in the page as a job,
+// POLL reads the job's state. The page's `console.error`, `error` and `unhandledrejection` are
+// collected beside the jobs (classic WebDriver has no console events) and handed over by POLL.
+const WEBKIT_START = `const [source, arg, id] = arguments;
+  let d = window.__tidesyncDriver;
+  if (!d) {
+    d = window.__tidesyncDriver = { jobs: {}, seen: [] };
+    const error = console.error;
+    console.error = (...a) => { d.seen.push(['error', a.map(String).join(' ')]); error.apply(console, a); };
+    addEventListener('error', (e) => d.seen.push(['pageerror', String(e.error?.stack ?? e.message)]));
+    addEventListener('unhandledrejection', (e) => d.seen.push(['pageerror', String(e.reason?.stack ?? e.reason)]));
+  }
+  const job = (d.jobs[id] = { state: 'running' });
+  Promise.resolve()
+    .then(() => (0, eval)('(' + source + ')')(arg))
+    .then((value) => Object.assign(job, { state: 'done', ok: true, value, undef: value === undefined }),
+          (e) => Object.assign(job, { state: 'done', ok: false, error: String(e?.message ?? e) }));`;
+const WEBKIT_POLL = `const d = window.__tidesyncDriver;
+  const job = d?.jobs[arguments[0]];
+  if (!job) return { state: 'gone' };
+  if (job.state === 'done') delete d.jobs[arguments[0]];
+  return { ...job, seen: d.seen.splice(0) };`;
+
 /**
  * Launches WebKitGTK (Safari's engine) through WebKitWebDriver and selenium-webdriver, on a display of
- * its own (Xvfb: MiniBrowser has no headless mode). Classic WebDriver has no console or error events,
- * so `evaluate` collects `console.error`, `error` and `unhandledrejection` in the page and replays
- * them to the `console` / `pageerror` listeners. Returns { newPage, close }; one window serves every
- * page, one after the other.
+ * its own (Xvfb: MiniBrowser has no headless mode). Returns { newPage, close }; each
+ * page is a window of the one session, with Playwright's `goto`, `evaluate`, `reload`, `close`, `url`
+ * and `console` / `pageerror` events (replayed from what the page collected: see WEBKIT_START).
  */
 export async function launchWebKit() {
   const xvfb = spawn('Xvfb', ['-displayfd', '1', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], {
@@ -129,43 +161,80 @@ export async function launchWebKit() {
     stop();
     throw err;
   }
-  const newPage = () => {
+  // One command at a time, each in its page's window.
+  let queue = Promise.resolve();
+  let current = await driver.getWindowHandle();
+  let unused = current; // a window no page uses: the session's own serves the first page
+  const open = new Set([current]);
+  const serial = (handle, fn) => {
+    const run = queue.then(async () => {
+      if (handle !== current) {
+        await driver.switchTo().window(handle);
+        current = handle;
+      }
+      return fn();
+    });
+    queue = run.catch(() => {});
+    return run;
+  };
+  let jobs = 0;
+  const newPage = async () => {
+    let handle = unused;
+    unused = undefined;
+    handle ??= await serial([...open][0], async () => {
+      await driver.switchTo().newWindow('window');
+      current = await driver.getWindowHandle();
+      open.add(current);
+      return current;
+    });
     const listeners = { console: [], pageerror: [] };
-    return {
+    let url = 'about:blank';
+    const page = {
       on: (event, fn) => listeners[event]?.push(fn),
-      goto: (url) => driver.get(url),
+      url: () => url,
+      goto: (to) => serial(handle, () => driver.get((url = to))),
+      reload: () => serial(handle, () => driver.navigate().refresh()),
       async evaluate(fn, arg) {
-        const r = await driver.executeAsyncScript(
-          `const done = arguments[arguments.length - 1];
-           const seen = [];
-           const error = console.error;
-           console.error = (...a) => { seen.push(['error', a.map(String).join(' ')]); error.apply(console, a); };
-           addEventListener('error', (e) => seen.push(['pageerror', String(e.error?.stack ?? e.message)]));
-           addEventListener('unhandledrejection', (e) => seen.push(['pageerror', String(e.reason?.stack ?? e.reason)]));
-           Promise.resolve()
-             .then(() => (0, eval)('(' + arguments[0] + ')')(arguments[1]))
-             .then((value) => done({ ok: true, value, seen }), (e) => done({ ok: false, error: String(e?.message ?? e), seen }));`,
-          fn.toString(),
-          arg,
-        );
-        for (const [type, text] of r.seen) {
-          if (type === 'pageerror') listeners.pageerror.forEach((f) => f(new Error(text)));
-          else listeners.console.forEach((f) => f({ type: () => type, text: () => text }));
+        const id = ++jobs;
+        await serial(handle, () => driver.executeScript(WEBKIT_START, fn.toString(), arg, id));
+        for (;;) {
+          const r = await serial(handle, () => driver.executeScript(WEBKIT_POLL, id));
+          for (const [type, text] of r.seen ?? []) {
+            if (type === 'pageerror') listeners.pageerror.forEach((f) => f(new Error(text)));
+            else listeners.console.forEach((f) => f({ type: () => type, text: () => text }));
+          }
+          if (r.state === 'gone') throw new Error('the page navigated away before the evaluation settled');
+          if (r.state === 'done') {
+            if (!r.ok) throw new Error(r.error);
+            return r.undef ? undefined : r.value;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 10));
         }
-        if (!r.ok) throw new Error(r.error);
-        return r.value;
       },
-      close: async () => {},
+      // The session ends with its last window: that one is blanked and kept for the next page.
+      close: () => serial(handle, async () => {
+        if (open.size > 1) {
+          open.delete(handle);
+          await driver.close();
+        } else {
+          await driver.get('about:blank');
+          unused = handle;
+        }
+      }),
     };
+    return page;
   };
   return {
-    newPage: async () => newPage(),
+    newPage,
     async close() {
       await driver.quit().catch(() => {});
       stop();
     },
   };
 }
+
+/** Every engine the cross-engine specs run in, by name: its launcher (each returns { newPage, close }). */
+export const ENGINES = { Chromium: launch, Firefox: launchFirefox, WebKit: launchWebKit };
 
 /** Saves a full-page screenshot to www/test-results/NAME.png. */
 export async function screenshot(page, name) {

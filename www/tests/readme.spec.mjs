@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { baseUrl, launch, launchFirefox, launchWebKit } from './browser.mjs';
+import { baseUrl, ENGINES } from './browser.mjs';
 import { api } from './app.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -80,7 +80,7 @@ for (const readme of READMES) {
   const runnable = all.filter((b) => b.lang === 'js' && b.marker === 'run');
   const typed = all.filter((b) => (b.lang === 'ts' || b.lang === 'tsx') && b.marker !== 'skip');
 
-  for (const [engine, open] of [['Chromium', launch], ['Firefox', launchFirefox], ['WebKit', launchWebKit]]) {
+  for (const [engine, open] of Object.entries(ENGINES)) {
     test(`${readme}: the examples marked to run work in ${engine}`, async (t) => {
       assert.ok(runnable.length > 0, `${readme} has no <!-- test: run --> block`);
       await api('/admin/reset', { method: 'POST' });

@@ -1,28 +1,141 @@
-// The browser runtime (src/js/engine.rs, src/web/, src/store/idb.rs and pkg/sw.js) in headless
-// Chromium against the reference server and its fault injection: tabs sharing one database and one
-// flush lock (a Web Lock, or the lease in the `meta` store where Web Locks are missing), a tab closed
-// or reloaded in the middle of a flush, offline, the service worker draining the queue with the page
-// gone, a storage quota, a database upgrade from another connection, and events crossing tabs.
+// The browser runtime (src/js/engine.rs, src/web/, src/store/idb.rs and pkg/sw.js) in Chromium,
+// Firefox and WebKitGTK against the reference server and its fault injection: tabs sharing one
+// database and one flush lock (a Web Lock, or the lease in the `meta` store where Web Locks are
+// missing), a tab closed or reloaded in the middle of a flush, offline, the service worker draining
+// the queue with the page gone, a storage quota, a database upgrade from another connection, events
+// crossing tabs, and a write too large for the server. Each flow runs in every engine with the same
+// assertions; where an engine (or its driver) lacks what a flow needs, that run is skipped and says why.
 //
-// The pages are www/tests/runtime/, served at /tests/runtime/ with the package at /tests/pkg/ by the js
-// tier of scripts/test. Every test starts from an empty server (POST /admin/reset) and a fresh
-// browser profile, and checks what the server applied through /admin/ledger (each op id once,
-// `deliveries` = how often it arrived), /admin/stats (`cursor` = how many mutations were applied) and
-// the records themselves.
-import { test } from 'node:test';
+// The pages are www/tests/runtime/, served at /tests/runtime/ with the package at /pkg/ by the js
+// tier of scripts/test, and loaded through a recording proxy in this process (every batch request:
+// which tab or the service worker sent it, its op ids, its outcome; it can hold back the first
+// batch's answer). Every test starts from an empty server (POST /admin/reset) and a fresh browser
+// profile, and checks what the server applied through /admin/ledger (each op id once, `deliveries` =
+// how often it arrived), /admin/stats (`cursor` = how many mutations were applied) and the records.
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, launch, screenshot } from './browser.mjs';
+import { createServer, request as httpRequest } from 'node:http';
+import { baseUrl, ENGINES as LAUNCHERS, screenshot } from './browser.mjs';
 import { api, poll as pollUntil, sleep } from './app.mjs';
 
 const DB = 'tidesync:rt:u1';
 const SYNC_TAG = `${DB}:sync`;
 
-// ---- the server ----
+// ---- the engines ----
+
+const NO_BACKGROUND_SYNC = 'no Background Sync (SyncManager) in this engine: tidesync flushes from the page instead';
+const CHROMIUM_DRIVER_ONLY = (what) => `${what} needs the Chrome DevTools Protocol: Chromium only`;
+
+/**
+ * The engines each flow runs in, their launchers (browser.mjs: one page API over Playwright,
+ * puppeteer-core and selenium-webdriver) and what each lacks, as a reason to skip the flows that
+ * need it.
+ */
+const ENGINES = {
+  Chromium: { launch: LAUNCHERS.Chromium, lacks: {} },
+  Firefox: {
+    launch: LAUNCHERS.Firefox,
+    lacks: {
+      backgroundSync: NO_BACKGROUND_SYNC,
+      crash: CHROMIUM_DRIVER_ONLY('crashing a tab'),
+      quota: CHROMIUM_DRIVER_ONLY('setting a storage quota'),
+    },
+  },
+  WebKit: {
+    launch: LAUNCHERS.WebKit,
+    lacks: {
+      backgroundSync: NO_BACKGROUND_SYNC,
+      offline: 'classic WebDriver cannot take WebKitGTK offline (no network emulation)',
+      crash: CHROMIUM_DRIVER_ONLY('crashing a tab'),
+      quota: CHROMIUM_DRIVER_ONLY('setting a storage quota'),
+    },
+  },
+};
+
+/**
+ * Declares the flow `name` once per engine: `fn(t, engine)`; skipped, with the reason, in an engine
+ * that lacks one of `needs` (keys of ENGINES[*].lacks).
+ */
+function engineTest(name, needs, fn) {
+  for (const [engine, { lacks }] of Object.entries(ENGINES)) {
+    const reason = needs.map((n) => lacks[n]).find(Boolean);
+    test(`${name} (${engine})`, { skip: reason ?? false }, (t) => fn(t, engine));
+  }
+}
+
+// ---- the server, behind a recording proxy ----
 
 const resetServer = () => api('/admin/reset', { method: 'POST' });
 const setFaults = (faults) => api('/admin/faults', { method: 'POST', body: faults });
 const ledger = async () => (await api('/admin/ledger')).entries;
 const stats = () => api('/admin/stats');
+
+/**
+ * An HTTP proxy in front of the server: the pages load from it, so it sees every batch request of
+ * every engine, the service worker's too. `batches` lists them ({ source: the tab's name or `sw`,
+ * from page.js's header; ops; at; outcome: the status the browser got, or `pending`}). Set `hold`
+ * to a promise and the next batch's answer (the server has applied it) is held back until the
+ * promise settles.
+ */
+async function startRecorder() {
+  const upstream = new URL(baseUrl());
+  const recorder = { batches: [], hold: null };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      let batch;
+      if (req.method === 'POST' && req.url.endsWith('/api/sync/batch')) {
+        let operations = [];
+        try {
+          operations = JSON.parse(body).operations ?? [];
+        } catch {} // not JSON: recorded with no ops
+        batch = {
+          source: req.headers['x-tidesync-test-source'] ?? 'unknown',
+          ops: operations.map((o) => ({ id: o.id, entityId: o.entityId, type: o.type })),
+          at: Date.now(),
+          outcome: 'pending',
+        };
+        recorder.batches.push(batch);
+      }
+      const hold = batch && recorder.hold;
+      if (hold) recorder.hold = null;
+      const headers = { ...req.headers, host: upstream.host };
+      delete headers['x-tidesync-test-source'];
+      const forward = httpRequest(upstream, { method: req.method, path: req.url, headers }, (answer) => {
+        const parts = [];
+        answer.on('data', (c) => parts.push(c));
+        answer.on('end', async () => {
+          if (hold) await hold;
+          if (batch) batch.outcome = res.destroyed ? 'no response' : answer.statusCode;
+          res.writeHead(answer.statusCode, answer.headers);
+          res.end(Buffer.concat(parts));
+        });
+      });
+      forward.on('error', (err) => {
+        if (batch && batch.outcome === 'pending') batch.outcome = `failed: ${err.message}`;
+        res.destroy();
+      });
+      // The browser hung up (its tab closed or reloaded, or the browser quit): so does the proxy, as
+      // the browser's own connection to the server would have.
+      res.on('close', () => {
+        if (!res.writableFinished) forward.destroy();
+      });
+      forward.end(body);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  recorder.url = `http://127.0.0.1:${server.address().port}`;
+  recorder.close = () => {
+    server.closeAllConnections();
+    server.close();
+  };
+  return recorder;
+}
+
+const recorder = await startRecorder();
+after(() => recorder.close());
 
 /** The server's live notes: id -> RECORD. */
 async function serverNotes() {
@@ -36,57 +149,62 @@ const poll = (what, fn, options) => pollUntil(what, fn, { timeoutMs: 10_000, eve
 // ---- the browser ----
 
 /**
- * Runs `body(env)` with a fresh server state and a fresh Chromium profile. `env` has the context, its
- * first page, `load`/`ready`/`open` for test pages, `batches` (every POST /api/sync/batch the browser
- * sent: which tab or the service worker, the op ids in it, its outcome) and `logs`; those two are
- * printed when the test fails. `webLocks: false` removes `navigator.locks` from every page before
- * its scripts run (as in a browser without Web Locks): the engine falls back to its lease.
+ * Runs `body(env)` with a fresh server state and a fresh profile of `engine`. `env` has the browser,
+ * its first page, `newPage`, `load`/`ready`/`open` for test pages, `batches` (every POST
+ * /api/sync/batch the browser sent: which tab or the service worker, the op ids in it, its outcome)
+ * and `logs`; those two are printed when the test fails. `webLocks: false` loads every test page with
+ * `?webLocks=off`, which removes `navigator.locks` before any other script runs (as in a browser
+ * without Web Locks): the engine falls back to its lease.
  */
-async function withBrowser(t, body, { webLocks = true } = {}) {
+async function withBrowser(t, engine, body, { webLocks = true } = {}) {
   await resetServer();
-  const browser = await launch();
-  const { context } = browser;
-  if (!webLocks) await context.addInitScript(() => { delete Navigator.prototype.locks; });
+  const browser = await ENGINES[engine].launch();
+  recorder.batches = [];
+  recorder.hold = null;
   const logs = [];
   const labels = new Map();
-  const batches = [];
+  const pages = new Set();
   const label = (page) => labels.get(page) ?? page.url();
   const watch = (page) => {
+    pages.add(page);
     page.on('console', (m) => logs.push(`[${label(page)} console.${m.type()}] ${m.text()}`));
     page.on('pageerror', (e) => logs.push(`[${label(page)} pageerror] ${e.stack ?? e}`));
+    return page;
   };
-  watch(browser.page);
-  context.on('page', watch);
-  context.on('serviceworker', (w) => w.on('console', (m) => logs.push(`[sw console.${m.type()}] ${m.text()}`)));
-  context.on('request', (r) => {
-    if (r.method() !== 'POST' || !r.url().endsWith('/api/sync/batch')) return;
-    const source = r.serviceWorker() ? 'sw' : label(r.frame().page());
-    const ops = (r.postDataJSON()?.operations ?? []).map((o) => ({ id: o.id, entityId: o.entityId, type: o.type }));
-    const batch = { source, ops, at: Date.now(), outcome: 'pending' };
-    batches.push(batch);
-    r.response().then(
-      (res) => { batch.outcome = res ? res.status() : 'no response'; },
-      (err) => { batch.outcome = `failed: ${err.message}`; },
-    );
-  });
-  context.on('requestfailed', (r) => logs.push(`[request failed] ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+  const { context } = browser; // Chromium only: CDP, network emulation, the service worker
+  context?.on('serviceworker', (w) => w.on('console', (m) => logs.push(`[sw console.${m.type()}] ${m.text()}`)));
 
   const env = {
     context,
-    page: browser.page,
-    batches,
+    page: watch(browser.page ?? (await browser.newPage())),
+    get batches() {
+      return recorder.batches;
+    },
+    set batches(list) {
+      recorder.batches = list;
+    },
     logs,
+    /** The recording proxy (its `hold`). */
+    recorder,
+    /** A new tab. */
+    newPage: async () => watch(await browser.newPage()),
+    /** Takes the browser offline, or back online (not in WebKit: see ENGINES). */
+    setOffline: (offline) => browser.setOffline(offline),
     /** Loads the test page in `page` (a new tab if omitted), names it `name` and waits for the wasm. */
     async load(name, page) {
-      page ??= await context.newPage();
+      page ??= await env.newPage();
       labels.set(page, name);
-      await page.goto(`${baseUrl()}/tests/runtime/`);
+      await page.goto(`${recorder.url}/tests/runtime/${webLocks ? '' : '?webLocks=off'}`);
       return env.ready(name, page);
     },
     /** Names the page `name` (for `batches` and logs) and waits until its wasm is loaded. */
     async ready(name, page) {
       labels.set(page, name);
-      await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
+      await pollUntil('the test page to load', () => page.evaluate(() => document.body?.dataset.ready === 'true').catch(() => false), {
+        timeoutMs: 30_000,
+        everyMs: 50,
+      });
+      await page.evaluate((n) => { rt.source = n; }, name);
       return page;
     },
     /** load() and SyncEngine.open(defaultOptions() + overrides) in it. */
@@ -99,10 +217,10 @@ async function withBrowser(t, body, { webLocks = true } = {}) {
   try {
     await body(env);
   } catch (err) {
-    for (const p of context.pages()) {
-      await screenshot(p, `runtime-${t.name}-${label(p)}`.replace(/\W+/g, '-')).catch(() => {});
+    for (const p of pages) {
+      if (p.screenshot) await screenshot(p, `runtime-${t.name}-${label(p)}`.replace(/\W+/g, '-')).catch(() => {});
     }
-    t.diagnostic(`batches sent:\n${batches.map((b) => JSON.stringify(b)).join('\n')}`);
+    t.diagnostic(`batches sent:\n${env.batches.map((b) => JSON.stringify(b)).join('\n')}`);
     if (logs.length) t.diagnostic(`browser console:\n${logs.join('\n')}`);
     throw err;
   } finally {
@@ -223,8 +341,8 @@ const flushResult = (page) => page.evaluate(() => rt.flushing);
 
 for (const webLocks of [true, false]) {
   const how = webLocks ? '' : ' without Web Locks (the lease)';
-  test(`two tabs writing concurrently${how}: every op reaches the server exactly once`, async (t) => {
-    await withBrowser(t, async (env) => {
+  engineTest(`two tabs writing concurrently${how}: every op reaches the server exactly once`, [], async (t, engine) => {
+    await withBrowser(t, engine, async (env) => {
       const a = await env.open('A', env.page);
       const b = await env.open('B');
       if (!webLocks) await Promise.all([assertNoWebLocks(a), assertNoWebLocks(b)]);
@@ -291,29 +409,21 @@ for (const webLocks of [true, false]) {
  * Interrupts the first batch the browser sends, in one of two ways:
  * - `slow server`: the server sleeps (POST /admin/faults {latencyMs}) before it applies the batch;
  * - `answer lost`: the batch reaches the server and is applied, but its answer is held back (a
- *   Playwright route), as when a tab dies between the server's commit and the response.
+ *   recording proxy), as when a tab dies between the server's commit and the response.
  * `arm()` before the writes; `inFlight()` resolves to the batch once it is where it should be; `release()`
  * after the interruption puts the network back to normal.
  */
 function interruption(env, mode) {
   let releaseHeld;
   const held = new Promise((resolve) => { releaseHeld = resolve; });
-  const applied = [];
   return {
     async arm() {
       if (mode === 'slow server') {
         await setFaults({ latencyMs: 1_500 });
         return;
       }
-      // Only the first batch is held; later ones pass untouched. (Never unroute: Playwright would
-      // let a request that is inside the handler go on to the server a second time.)
-      await env.context.route('**/api/sync/batch', async (route) => {
-        if (applied.length > 0) return route.continue();
-        applied.push(route.request());
-        const response = await route.fetch(); // the server applies it
-        await held;
-        await route.fulfill({ response }).catch(() => {}); // the page is gone
-      });
+      // Only the first batch's answer is held (the server applies it); later ones pass untouched.
+      env.recorder.hold = held;
     },
     async inFlight(source) {
       const batch = await poll(`a batch from ${source ?? 'a tab'} in flight`, () =>
@@ -338,8 +448,7 @@ function interruption(env, mode) {
     },
     /**
      * An op of the interrupted batch the server applied arrives again with the resend (a replay from
-     * the ledger): at least 2 deliveries. (When the tab is closed, the request held by the route is let
-     * go and reaches the server once more, without a new request from the page: 3.)
+     * the ledger): at least 2 deliveries.
      */
     checkDeliveries(entries, interrupted) {
       const got = entries.filter((e) => interrupted.has(e.opId)).map((e) => e.deliveries);
@@ -352,8 +461,8 @@ function interruption(env, mode) {
 }
 
 for (const mode of ['slow server', 'answer lost']) {
-  test(`the flushing tab closed in the middle of a flush (${mode}): the other tab takes over`, async (t) => {
-    await withBrowser(t, async (env) => {
+  engineTest(`the flushing tab closed in the middle of a flush (${mode}): the other tab takes over`, [], async (t, engine) => {
+    await withBrowser(t, engine, async (env) => {
       const a = await env.open('A', env.page);
       const b = await env.open('B');
       const cut = interruption(env, mode);
@@ -382,8 +491,8 @@ for (const mode of ['slow server', 'answer lost']) {
     });
   });
 
-  test(`a reload in the middle of a flush (${mode}): the reloaded page finishes it`, async (t) => {
-    await withBrowser(t, async (env) => {
+  engineTest(`a reload in the middle of a flush (${mode}): the reloaded page finishes it`, [], async (t, engine) => {
+    await withBrowser(t, engine, async (env) => {
       const page = await env.open('before reload', env.page);
       const cut = interruption(env, mode);
       await cut.arm();
@@ -412,8 +521,8 @@ for (const mode of ['slow server', 'answer lost']) {
 
 // Closed, the tab releases its lease on `pagehide`; crashed (no `pagehide`), its lease runs out.
 for (const ending of ['closed', 'crashed']) {
-  test(`without Web Locks, the flushing tab ${ending} in the middle of a flush (slow server): the other tab takes the lease over`, async (t) => {
-    await withBrowser(t, async (env) => {
+  engineTest(`without Web Locks, the flushing tab ${ending} in the middle of a flush (slow server): the other tab takes the lease over`, ending === 'crashed' ? ['crash'] : [], async (t, engine) => {
+    await withBrowser(t, engine, async (env) => {
       const a = await env.open('A', env.page);
       const b = await env.open('B');
       await assertNoWebLocks(a);
@@ -465,8 +574,8 @@ for (const ending of ['closed', 'crashed']) {
   });
 }
 
-test('without Web Locks, a live lease of another context holds back both flushes; once it expires the tab takes over', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('without Web Locks, a live lease of another context holds back both flushes; once it expires the tab takes over', [], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const slow = { intervalMs: 60_000, batchSize: 4 };
     const page = await env.open('page', env.page, { network: { good: slow, fair: slow, poor: slow } });
     await assertNoWebLocks(page);
@@ -504,8 +613,8 @@ test('without Web Locks, a live lease of another context holds back both flushes
   }, { webLocks: false });
 });
 
-test('without Web Locks, the heartbeat keeps the lease through a flush longer than its TTL; the other tab waits', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('without Web Locks, the heartbeat keeps the lease through a flush longer than its TTL; the other tab waits', [], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const a = await env.open('A', env.page, { autoSync: false });
     const b = await env.open('B', undefined, { autoSync: false });
     await assertNoWebLocks(a);
@@ -541,12 +650,12 @@ test('without Web Locks, the heartbeat keeps the lease through a flush longer th
   }, { webLocks: false });
 });
 
-test('offline: writes queue without a request, and drain when the browser is back online', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('offline: writes queue without a request, and drain when the browser is back online', ['offline'], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     // A long interval: only the `online` event can explain a prompt flush after reconnecting.
     const slow = { intervalMs: 60_000, batchSize: 4 };
     const page = await env.open('page', env.page, { network: { good: slow, fair: slow, poor: slow } });
-    await env.context.setOffline(true);
+    await env.setOffline(true);
     await poll('navigator.onLine === false', () => page.evaluate(() => !navigator.onLine));
 
     await runWrites(page, [...puts('O', 3, 'high'), ...puts('P', 3, 'medium')]);
@@ -561,7 +670,7 @@ test('offline: writes queue without a request, and drain when the browser is bac
     assert.equal((await ledger()).length, 0);
 
     const back = Date.now();
-    await env.context.setOffline(false);
+    await env.setOffline(false);
     await settled(page, 10_000);
     const took = Date.now() - back;
     assert.ok(took < 5_000, `drained ${took} ms after going online (the interval is 60 s)`);
@@ -598,8 +707,8 @@ async function assertQueueEmptyInNewPage(env, expected) {
   await page.close();
 }
 
-test('the service worker drains the queue after the page is gone (ServiceWorker.dispatchSyncEvent)', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('the service worker drains the queue after the page is gone (ServiceWorker.dispatchSyncEvent)', ['backgroundSync'], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const sw = await serviceWorkerWatch(env);
     const page = await env.load('page', env.page);
     const reg = await page.evaluate(() => rt.registerServiceWorker());
@@ -636,14 +745,14 @@ test('the service worker drains the queue after the page is gone (ServiceWorker.
   });
 });
 
-test('a page offline registers a Background Sync tag; back online, the worker drains the queue without the page', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('a page offline registers a Background Sync tag; back online, the worker drains the queue without the page', ['backgroundSync', 'offline'], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     await serviceWorkerWatch(env); // keeps a (blank) tab open once the page is closed
     const page = await env.load('page', env.page);
     await page.evaluate(() => rt.registerServiceWorker());
     const slow = { intervalMs: 60_000, batchSize: 4 };
     await page.evaluate((network) => rt.open({ network }), { good: slow, fair: slow, poor: slow });
-    await env.context.setOffline(true);
+    await env.setOffline(true);
     await poll('navigator.onLine === false', () => page.evaluate(() => !navigator.onLine));
 
     await runWrites(page, [...puts('W', 2, 'high'), ...puts('X', 2, 'medium')]);
@@ -654,7 +763,7 @@ test('a page offline registers a Background Sync tag; back online, the worker dr
     assert.equal(env.batches.length, 0, 'nothing was sent while offline');
 
     // Chromium fires the pending sync event itself when the (emulated) network comes back.
-    await env.context.setOffline(false);
+    await env.setOffline(false);
     await poll('4 ops on the server', async () => (await ledger()).length >= 4);
 
     const expected = new Map([...[0, 1].map((i) => [`W-${i}`, note('W', i)]), ...[0, 1].map((i) => [`X-${i}`, note('X', i)])]);
@@ -665,13 +774,13 @@ test('a page offline registers a Background Sync tag; back online, the worker dr
   });
 });
 
-test('quota: a write that does not fit is QUOTA_EXCEEDED; earlier writes stay intact and sync', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('quota: a write that does not fit is QUOTA_EXCEEDED; earlier writes stay intact and sync', ['quota'], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const cdp = await env.context.newCDPSession(env.page);
     // Chromium compresses IndexedDB values: only incompressible data uses quota as it grows.
-    await cdp.send('Storage.overrideQuotaForOrigin', { origin: baseUrl(), quotaSize: 300_000 });
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: recorder.url, quotaSize: 300_000 });
     const page = await env.open('page', env.page, { autoSync: false });
-    const { quota } = await cdp.send('Storage.getUsageAndQuota', { origin: baseUrl() });
+    const { quota } = await cdp.send('Storage.getUsageAndQuota', { origin: recorder.url });
     assert.equal(quota, 300_000, 'the quota override is in force');
 
     const result = await page.evaluate(async () => {
@@ -702,8 +811,8 @@ test('quota: a write that does not fit is QUOTA_EXCEEDED; earlier writes stay in
   });
 });
 
-test('another connection upgrading the database closes ours and emits `closed`', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('another connection upgrading the database closes ours and emits `closed`', [], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const a = await env.open('A', env.page, { autoSync: false });
     await runWrites(a, puts('V', 1));
     // A newer app version in another tab opens the same database at a higher version.
@@ -727,8 +836,8 @@ test('another connection upgrading the database closes ours and emits `closed`',
   });
 });
 
-test("a subscriber in tab B hears tab A's changes, marked remote", async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest("a subscriber in tab B hears tab A's changes, marked remote", [], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const a = await env.open('A', env.page, { autoSync: false });
     const b = await env.open('B', undefined, { autoSync: false });
     await runWrites(a, [{ method: 'put', args: ['notes', 'shared', { from: 'A' }] }]);
@@ -759,8 +868,8 @@ test("a subscriber in tab B hears tab A's changes, marked remote", async (t) => 
 // The server refuses a batch whose body is over 1 MiB with 413 for the whole request. The engine
 // splits the batch until the write that is too large on its own is refused alone: the small writes
 // queued beside it sync, and only the oversized one is dead-lettered.
-test('a write too large for the server is dead-lettered alone; the rest of its batch syncs', async (t) => {
-  await withBrowser(t, async (env) => {
+engineTest('a write too large for the server is dead-lettered alone; the rest of its batch syncs', [], async (t, engine) => {
+  await withBrowser(t, engine, async (env) => {
     const page = await env.open('page', env.page, { autoSync: false });
     const dead = await page.evaluate(async () => {
       await rt.engine.put('notes', 'small-1', { text: 'a' });

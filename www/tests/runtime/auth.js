@@ -1,4 +1,4 @@
-// Signing in for the runtime pages and their service worker: POST /auth/token as the demo user
+// Signing in for the runtime pages and their service worker, and marking their batch requests: POST /auth/token as the demo user
 // alice (the server runs with --demo-users). Used as the engine's `auth` callback, so every call,
 // the first and each one after a 401, gets a fresh token.
 export async function signIn(user = 'alice') {
@@ -9,4 +9,11 @@ export async function signIn(user = 'alice') {
   });
   if (!response.ok) throw new Error(`sign-in as ${user} answered ${response.status}`);
   return (await response.json()).token;
+}
+
+/** `request` with the header that names its sender (a tab, or `sw`) to the spec's recording proxy. */
+export function withSource(request, source) {
+  const marked = new Request(request);
+  marked.headers.set('x-tidesync-test-source', source);
+  return marked;
 }

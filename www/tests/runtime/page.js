@@ -1,7 +1,7 @@
 // Test harness page for www/tests/runtime.spec.mjs. The spec drives everything through window.rt
 // with page.evaluate; nothing here runs on its own except loading the wasm.
 import init, { SyncEngine } from '/pkg/tidesync.js';
-import { signIn } from './auth.js';
+import { signIn, withSource } from './auth.js';
 
 /** The options every test page opens with: one user, one collection, fast retries. */
 export function defaultOptions() {
@@ -105,14 +105,17 @@ const rt = {
 };
 
 // Every batch request this page sends, with when it went out and when its answer came (the clock
-// all tabs share): the spec checks that two tabs never have one in flight at the same time.
+// all tabs share): the spec checks that two tabs never have one in flight at the same time. Each
+// one says which tab sent it (`rt.source`, named by the spec) in a header the spec's recording proxy
+// reads.
 rt.batchTimes = [];
+rt.source = 'page';
 const realFetch = globalThis.fetch;
 globalThis.fetch = (input, init) => {
   if (!String(input?.url ?? input).endsWith('/api/sync/batch')) return realFetch(input, init);
   const span = { start: Date.now(), end: null };
   rt.batchTimes.push(span);
-  const answer = realFetch(input, init);
+  const answer = realFetch(withSource(new Request(input, init), rt.source));
   const done = () => { span.end = Date.now(); };
   answer.then(done, done);
   return answer;

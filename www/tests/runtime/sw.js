@@ -1,7 +1,14 @@
 // The module service worker of www/tests/runtime: drains tidesync's queue on Background Sync
 // (tags `tidesync:rt:{userId}:sync`), with the same fast retry settings as page.js.
 import { handleBackgroundSync } from '/pkg/sw.js';
-import { signIn } from './auth.js';
+import { signIn, withSource } from './auth.js';
+
+// The worker's batch requests say so to the spec's recording proxy.
+const realFetch = self.fetch;
+self.fetch = (input, init) => {
+  const request = new Request(input, init);
+  return realFetch(request.url.endsWith('/api/sync/batch') ? withSource(request, 'sw') : request);
+};
 
 const tier = { intervalMs: 200, batchSize: 4 };
 handleBackgroundSync(
