@@ -38,18 +38,7 @@ pub fn random_unit() -> f64 {
 
 /// A random id in UUID v4 layout.
 pub fn random_id() -> String {
-    let hi = random_u64();
-    let lo = random_u64();
-    let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x4000;
-    let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    )
+    tidesync::core::engine::uuid_v4(random_u64(), random_u64())
 }
 
 #[cfg(test)]

@@ -430,7 +430,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         }
         o.last_error = Some(error.to_string());
         o.last_status = error.status();
-        let retryable = retryable(&f.error, op.kind);
+        let class = failure_class(&f.error, op.kind);
+        let retryable = matches!(class, Class::Retryable | Class::Reauth | Class::Conflict);
         let exhausted = o.attempts >= self.config.retry.max_attempts
             || out.now.saturating_sub(o.created_at) >= self.config.retry.max_age_ms;
         if retryable && !exhausted {
@@ -445,7 +446,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         // (`settle`), unless the server said it conflicts (it applied nothing; the record's later
         // writes go on). A write whose answer never came may have been applied; one refused for
         // now (401, 408, 425, 429) must not be overtaken by the record's later writes either.
-        let lane_waits = retryable && !matches!(error.status(), Some(404 | 409 | 412));
+        let lane_waits = matches!(class, Class::Retryable | Class::Reauth);
         self.dead_letter(tx, o, &error, lane_waits, out);
     }
 
@@ -501,23 +502,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     }
 }
 
-/// Whether a failed op is tried again: a network failure, a server error, a conflict answer
-/// without the server's state, or a 401 the transport could not cure with a fresh token (retry
-/// later rather than lose the write). `Integrity`: the server applied the op but its record could
-/// not be fetched to check it.
-fn retryable(error: &SyncError, kind: OpKind) -> bool {
+/// What a failure means for its op, by the status classes of `retry::classify_status`: tried again
+/// are a network failure or server error (`Retryable`; also `Integrity`: the server applied the op
+/// but its record could not be fetched to check it), a 401 the transport could not cure with a
+/// fresh token (`Reauth`), and a conflict answer without the server's state (`Conflict`).
+fn failure_class(error: &SyncError, kind: OpKind) -> Class {
     match error {
-        SyncError::Http { status, .. } => {
-            matches!(
-                classify_status(*status, kind == OpKind::Create),
-                Class::Retryable | Class::Reauth | Class::Conflict
-            )
-        }
+        SyncError::Http { status, .. } => classify_status(*status, kind == OpKind::Create),
         SyncError::Network(_)
         | SyncError::Timeout
         | SyncError::Protocol(_)
         | SyncError::Offline
-        | SyncError::Integrity(_) => true,
-        _ => false,
+        | SyncError::Integrity(_) => Class::Retryable,
+        _ => Class::Permanent,
     }
 }

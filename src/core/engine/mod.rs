@@ -584,7 +584,11 @@ fn record_time(v: Option<&Value>) -> Option<u64> {
 
 /// A random (version 4) UUID.
 pub fn uuid(clock: &impl Clock) -> String {
-    let (a, b) = (clock.random_u64(), clock.random_u64());
+    uuid_v4(clock.random_u64(), clock.random_u64())
+}
+
+/// A version 4 UUID made of two random words (the reference server's ids too).
+pub fn uuid_v4(a: u64, b: u64) -> String {
     let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
     let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     format!(
