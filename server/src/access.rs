@@ -142,6 +142,19 @@ fn classify(path: &str) -> Option<Guarded> {
     }
 }
 
+/// A push channel's `?access_token=` (RFC 6750 §2.3): `EventSource` and `WebSocket` cannot send
+/// an `Authorization` header. Only the channels take it; tokens in URLs end up in logs.
+fn channel_token(req: &Request) -> Option<String> {
+    #[derive(Deserialize)]
+    struct InUrl {
+        access_token: Option<String>,
+    }
+    if !crate::live::is_channel(req.uri().path()) {
+        return None;
+    }
+    axum::extract::Query::<InUrl>::try_from_uri(req.uri()).ok()?.0.access_token
+}
+
 /// Runs before fault injection and the handlers: a refused request never reaches either.
 pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let Some(kind) = classify(req.uri().path()) else {
@@ -155,7 +168,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
         return too_many(&state, wait);
     }
     if let Guarded::Api = kind {
-        let user = match authenticate(&state.auth, req.headers()) {
+        let user = match authenticate(&state.auth, req.headers(), channel_token(&req)) {
             Ok(user) => user,
             Err(why) => {
                 state.unauthorized.fetch_add(1, Ordering::Relaxed);

@@ -37,6 +37,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiEr
         "unauthorized": state.unauthorized.load(Ordering::Relaxed),
         "rateLimited": state.rate_limited.load(Ordering::Relaxed),
         "cursor": counts.cursor,
+        "channels": state.live.open_channels(),
     });
     Ok(json_response(StatusCode::OK, &body, None))
 }
@@ -52,6 +53,9 @@ pub async fn reset(State(state): State<Arc<AppState>>) -> Result<Response, ApiEr
     }
     *state.limits.lock().unwrap_or_else(PoisonError::into_inner) = state.configured_limits;
     state.limiter.clear();
+    // The sequences started again: a channel's position means nothing now. Its device reconnects,
+    // is greeted afresh and pulls everything.
+    state.live.cut_all();
     Ok(json_response(StatusCode::OK, &json!({"success": true}), None))
 }
 

@@ -95,15 +95,21 @@ pub fn unauthorized(message: &str) -> Response {
     response
 }
 
-/// The user named by a valid `Authorization: Bearer <token>`, or why there is none (for the 401).
-pub fn authenticate(config: &AuthConfig, headers: &HeaderMap) -> Result<User, &'static str> {
-    let value = headers.get(header::AUTHORIZATION).ok_or("missing bearer token")?;
-    let text = value.to_str().map_err(|_| Invalid::Malformed.message())?;
-    let token = match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err("Authorization must be `Bearer <token>`"),
+/// The user named by a valid `Authorization: Bearer <token>` (or, on a push channel, a token given
+/// in the URL), or why there is none (for the 401).
+pub fn authenticate(config: &AuthConfig, headers: &HeaderMap, in_url: Option<String>) -> Result<User, &'static str> {
+    let token = match (headers.get(header::AUTHORIZATION), in_url) {
+        (Some(value), _) => {
+            let text = value.to_str().map_err(|_| Invalid::Malformed.message())?;
+            match text.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim().to_owned(),
+                _ => return Err("Authorization must be `Bearer <token>`"),
+            }
+        }
+        (None, Some(token)) => token,
+        (None, None) => return Err("missing bearer token"),
     };
-    jwt::verify(&config.secret, token, unix_now()).map(|claims| User(claims.sub)).map_err(Invalid::message)
+    jwt::verify(&config.secret, &token, unix_now()).map(|claims| User(claims.sub)).map_err(Invalid::message)
 }
 
 /// Compares SHA-256 digests in constant time, so neither the content nor the length of the right

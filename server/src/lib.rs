@@ -13,6 +13,7 @@ mod clock;
 mod error;
 mod faults;
 mod jwt;
+mod live;
 mod rest;
 mod store;
 
@@ -21,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -40,6 +42,7 @@ pub use auth::{parse_users, AuthConfig, DEFAULT_TOKEN_TTL_SECS, DEMO_USERS};
 pub use body::MAX_BODY_BYTES;
 pub use faults::{FaultConfig, MalformedKind};
 pub use jwt::{MAX_TOKEN_BYTES, MIN_SECRET_BYTES};
+pub use live::{DEFAULT_HEARTBEAT, SOCKET_PATH, STREAM_PATH};
 pub use store::DB_FILE;
 
 use error::ApiError;
@@ -70,6 +73,8 @@ pub struct Config {
     pub admin: bool,
     pub auth: AuthConfig,
     pub limits: RateLimits,
+    /// How often an idle push channel sends a heartbeat.
+    pub heartbeat: Duration,
 }
 
 impl Config {
@@ -83,6 +88,7 @@ impl Config {
             admin: false,
             auth,
             limits: RateLimits::default(),
+            heartbeat: DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct AppState {
     limiter: access::Limiter,
     unauthorized: AtomicU64,
     rate_limited: AtomicU64,
+    /// The push channels.
+    live: live::Hub,
 }
 
 impl AppState {
@@ -115,6 +123,7 @@ impl AppState {
             limiter: access::Limiter::default(),
             unauthorized: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            live: live::Hub::new(config.heartbeat),
         }))
     }
 }
@@ -176,13 +185,14 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("x-device-id"),
             HeaderName::from_static("x-client-version"),
             HeaderName::from_static("x-tidesync-version"),
+            HeaderName::from_static("last-event-id"),
             header::IF_MATCH,
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])
 }
 
 /// `/admin/*`: mounted only with `Config::admin`.
-fn admin_routes() -> [(&'static str, MethodRouter<Arc<AppState>>); 6] {
+fn admin_routes() -> [(&'static str, MethodRouter<Arc<AppState>>); 7] {
     [
         ("/admin/faults", get(faults::get_config).post(faults::set_config).delete(faults::clear_config)),
         ("/admin/ledger", get(admin::ledger)),
@@ -190,6 +200,7 @@ fn admin_routes() -> [(&'static str, MethodRouter<Arc<AppState>>); 6] {
         ("/admin/reset", post(admin::reset)),
         ("/admin/tokens", post(auth::mint)),
         ("/admin/limits", get(admin::get_limits).post(admin::set_limits)),
+        ("/admin/streams/cut", post(live::cut)),
     ]
 }
 
@@ -203,6 +214,8 @@ pub fn app(state: Arc<AppState>, static_dir: Option<&Path>, admin: bool) -> Rout
     }
     let router = router
         .route("/api/sync/batch", post(batch::handle))
+        .route(live::STREAM_PATH, get(live::stream))
+        .route(live::SOCKET_PATH, get(live::socket))
         .route("/api/{collection}", get(rest::list).post(rest::create))
         .route("/api/{collection}/{id}", get(rest::get_one).put(rest::replace).patch(rest::patch).delete(rest::delete))
         .method_not_allowed_fallback(method_not_allowed);
@@ -214,6 +227,7 @@ pub fn app(state: Arc<AppState>, static_dir: Option<&Path>, admin: bool) -> Rout
         None => router.fallback(not_found),
     };
     router
+        .layer(axum::middleware::from_fn_with_state(state.clone(), live::notify_writes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
         .layer(cors())
@@ -223,6 +237,7 @@ pub fn app(state: Arc<AppState>, static_dir: Option<&Path>, admin: bool) -> Rout
 /// A server running in the background; tests and `main` both use it.
 pub struct Server {
     addr: SocketAddr,
+    state: Arc<AppState>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -234,8 +249,8 @@ impl Server {
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
         // The peer address is what the per-address rate limit counts.
-        let router =
-            app(state, config.static_dir.as_deref(), config.admin).into_make_service_with_connect_info::<SocketAddr>();
+        let router = app(state.clone(), config.static_dir.as_deref(), config.admin)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -245,7 +260,7 @@ impl Server {
                 })
                 .await
         });
-        Ok(Self { addr, shutdown, task })
+        Ok(Self { addr, state, shutdown, task })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -259,6 +274,8 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish, and returns once the server is gone.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(());
+        // Streams never end by themselves; the graceful shutdown would wait for them forever.
+        self.state.live.close();
         match self.task.await {
             Ok(result) => result,
             Err(err) => Err(std::io::Error::other(err)),

@@ -56,6 +56,7 @@ struct Flags {
     demo_users: bool,
     token_ttl: Option<i64>,
     limits: RateLimits,
+    heartbeat_ms: Option<u64>,
     admin: bool,
 }
 
@@ -80,6 +81,11 @@ impl Flags {
             "--rate-limit" => self.limits.user = Rate::parse(&value()?)?,
             "--address-rate-limit" => self.limits.address = Rate::parse(&value()?)?,
             "--admin" => self.admin = true,
+            "--heartbeat-ms" => {
+                let text = value()?;
+                let ms = text.parse().ok().filter(|ms| *ms > 0);
+                self.heartbeat_ms = Some(ms.ok_or_else(|| format!("invalid --heartbeat-ms: {text}"))?);
+            }
             _ => return Err(format!("unknown argument: {name}")),
         }
         Ok(())
@@ -136,6 +142,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     config.static_dir = flags.static_dir;
     config.admin = flags.admin;
     config.limits = flags.limits;
+    config.heartbeat = flags.heartbeat_ms.map_or(config.heartbeat, std::time::Duration::from_millis);
     Ok(Some(Args { config, temporary_data_dir, generated_secret }))
 }
 

@@ -258,6 +258,17 @@ pub fn list_since(
     rows.collect()
 }
 
+/// The collections of `user` changed after `since`, each with its newest change's sequence number,
+/// oldest first: what a push channel tells a device that has seen everything up to `since`.
+pub fn changed_since(conn: &Connection, user: &str, since: i64) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT collection, MAX(change_seq) AS seq FROM records WHERE user = ?1 AND change_seq > ?2
+         GROUP BY collection ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![user, since], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
 /// Whether a ledger entry came from the batch endpoint or from a REST write: the two store
 /// different shapes (a batch result vs. a whole HTTP response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

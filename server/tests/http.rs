@@ -290,7 +290,7 @@ async fn reset_wipes_records_ledger_faults_and_counters() {
         server.stats().await,
         json!({
             "records": 0, "liveRecords": 0, "ledgerEntries": 0, "requests": 0, "cursor": 0,
-            "unauthorized": 0, "rateLimited": 0,
+            "unauthorized": 0, "rateLimited": 0, "channels": 0,
         })
     );
     assert_eq!(server.get("/admin/faults").await.json()["failNext"], 0);
