@@ -5,6 +5,7 @@ import type {
   ConflictOf,
   DeadLetterOf,
   DefaultSchema,
+  PendingOpOf,
   SyncEngine,
   SyncError,
   SyncRecord,
@@ -61,6 +62,9 @@ export declare function useConflicts<S = DefaultSchema>(): ConflictOf<S>[];
 /** Dead-lettered writes (empty until read). */
 export declare function useDeadLetters<S = DefaultSchema>(): DeadLetterOf<S>[];
 
+/** Writes waiting for the server, in send order, with attempts, next try and last error (empty until read). */
+export declare function useQueue<S = DefaultSchema>(): PendingOpOf<S>[];
+
 /** The hooks, typed by your schema. */
 export interface SyncHooks<S> {
   useSyncEngine(): SyncEngine<S>;
@@ -69,6 +73,7 @@ export interface SyncHooks<S> {
   useSyncStatus(): SyncStatus | undefined;
   useConflicts(): ConflictOf<S>[];
   useDeadLetters(): DeadLetterOf<S>[];
+  useQueue(): PendingOpOf<S>[];
 }
 
 /**

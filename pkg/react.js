@@ -202,7 +202,18 @@ export function useDeadLetters() {
   });
 }
 
+/** Writes waiting for the server, in send order (empty while loading). */
+export function useQueue() {
+  return useEntry('queue', {
+    read: (engine) => engine.queue(),
+    shape: (list) => list ?? NONE,
+    // Writes, flush results (attempts, next try, last error), dead letters, resolutions, clearQueue.
+    concerns: (ev) => ev.type !== 'realtime',
+    initial: NONE,
+  });
+}
+
 /** The same hooks, typed for a schema: `export const { useEntity, useCollection } = createSyncHooks<Schema>()`. */
 export function createSyncHooks() {
-  return { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters };
+  return { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters, useQueue };
 }

@@ -45,10 +45,11 @@ test('npm pack gives a tarball that installs, imports and type-checks in an empt
   try {
     const [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], PKG));
     const files = packed.files.map((f) => f.path).sort();
-    for (const f of ['index.js', 'index.d.ts', 'react.js', 'react.d.ts', 'sw.js', 'sw.d.ts', 'tidesync.js', 'tidesync_bg.wasm', 'package.json', 'README.md']) {
+    for (const f of ['index.js', 'index.d.ts', 'react.js', 'react.d.ts', 'sw.js', 'sw.d.ts', 'devtools.js', 'devtools.d.ts', 'tidesync.js', 'tidesync_bg.wasm', 'package.json', 'README.md']) {
       assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(', ')}`);
     }
-    // Every target of the exports map is in the tarball.
+    // The entry points, and every target of the exports map is in the tarball.
+    assert.deepEqual(Object.keys(manifest.exports).sort(), ['.', './devtools', './package.json', './react', './sw', './tidesync_bg.wasm']);
     for (const entry of Object.values(manifest.exports)) {
       for (const target of typeof entry === 'string' ? [entry] : Object.values(entry)) {
         assert.ok(files.includes(target.replace(/^\.\//, '')), `exports target ${target} is not packed`);

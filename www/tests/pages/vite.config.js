@@ -1,6 +1,6 @@
 // Test pages built with Vite by scripts/test into the served directory's /tests/pages/:
-// hooks.html (tidesync/react render counts) and blank.html (an empty page of the server's origin
-// where the README examples run).
+// hooks.html (tidesync/react render counts), devtools.html (tidesync/devtools) and blank.html (an
+// empty page of the server's origin where the README examples run).
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
@@ -19,6 +19,6 @@ export default defineConfig({
     target: 'es2022',
     // Readable stacks in test failures.
     minify: false,
-    rollupOptions: { input: { hooks: here('hooks.html'), blank: here('blank.html') } },
+    rollupOptions: { input: { hooks: here('hooks.html'), devtools: here('devtools.html'), blank: here('blank.html') } },
   },
 });
