@@ -268,6 +268,11 @@ export interface SyncStatus {
   /** ms since the epoch */
   lastSyncAt: number | null;
   lastError: ErrorEntry | null;
+  /**
+   * When the next pending write is due, at the earliest (ms since the epoch): as this tab's last
+   * flush read the queue, brought forward by every write since. `null` when nothing is pending or
+   * every pending write waits for you (`blocked`).
+   */
   nextAttemptAt: number | null;
   breaker: BreakerState;
   network: NetworkDecision;

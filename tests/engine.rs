@@ -1522,3 +1522,84 @@ fn a_flush_reads_the_dead_letters_for_settling_only_when_one_may_be_due() {
     assert_eq!((first, empty), (empty + 1, 2), "an empty flush: the queue and the paused lanes");
     assert_eq!(flush_calls(&e), empty);
 }
+
+#[test]
+fn status_reads_no_queue_and_counts_again_after_another_tab_wrote() {
+    let e = env();
+    for i in 0..50 {
+        e.put("notes", &format!("n{i}"), json!({"i": i}));
+    }
+    // The counts are kept as transactions commit: status() costs no store call at all while there
+    // is no conflict or dead letter to list in `blocked`.
+    let before = e.store.calls();
+    let s = block_on(e.engine.status()).unwrap();
+    assert_eq!((s.pending, s.conflicts, s.dead_letters, e.store.calls() - before), (50, 0, 0, 0));
+    assert_eq!(s.next_attempt_at, Some(e.clock.now_ms()), "the writes are due now");
+
+    // Another tab: a second engine over the same database, whose writes this one does not see.
+    let other = block_on(Engine::open(e.store.clone(), e.net.clone(), e.clock.clone(), config(|_| {}))).unwrap();
+    block_on(other.put("notes", "from-the-other-tab", json!({}), None)).unwrap();
+    block_on(other.delete("notes", "n0", None)).unwrap();
+    block_on(other.put("notes", "another", json!({}), None)).unwrap();
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 50, "kept, not counted: it has not heard yet");
+    // Its message arrives: the next status() counts once (the store's count(), no queue read), and
+    // keeps the counts again.
+    e.engine.queue_changed();
+    assert_eq!(e.engine.kept_counts(), None);
+    let before = e.store.calls();
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 51);
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 51);
+    assert_eq!(e.store.calls() - before, 1, "one count for two status() calls");
+    assert!(e.engine.kept_counts().is_some());
+
+    // A flush answers them all; the queue is empty and nothing is due.
+    e.clock.advance(1);
+    let r = e.flush();
+    assert_eq!((r.accepted, r.remaining), (51, 0));
+    let s = block_on(e.engine.status()).unwrap();
+    assert_eq!((s.pending, s.next_attempt_at), (0, None));
+}
+
+#[test]
+fn counts_stay_exact_through_conflicts_dead_letters_and_their_resolution() {
+    let e = env_with(|c| c.retry.max_attempts = 1);
+    let check = |what: &str| {
+        let d = e.store.dump();
+        let s = block_on(e.engine.status()).unwrap();
+        assert_eq!(
+            (s.pending, s.dead_letters, s.conflicts),
+            (d.ops.len(), d.dead_letters.len(), d.conflicts.len()),
+            "{what}"
+        );
+        s
+    };
+    e.synced("docs", "d", json!({"title": "base"}));
+    e.put("docs", "d", json!({"title": "mine"}));
+    e.put("notes", "a", json!({"t": 1}));
+    check("two writes");
+    // One batch: the server holds another version of the doc, and refuses the note for good.
+    e.net.then(|ops| {
+        let outcome = |o: &Operation| match o.collection.as_str() {
+            "docs" => Outcome::Conflict {
+                server_version: Some(5),
+                server_data: Some(json!({"title": "theirs"})),
+                deleted: false,
+                server_modified_ms: Some(0),
+            },
+            _ => Outcome::Failed(Failure::new(http(400))),
+        };
+        Ok(PushResponse { results: ops.iter().map(|o| result(o, outcome(o))).collect(), server_time_ms: None })
+    });
+    assert_eq!(e.flush().sent, 2);
+    let s = check("a manual conflict and a dead letter");
+    assert_eq!((s.conflicts, s.dead_letters, s.blocked.len()), (1, 1, 1));
+    let id = block_on(e.engine.conflicts()).unwrap()[0].id.clone();
+    block_on(e.engine.resolve_conflict(&id, Choice::Server)).unwrap();
+    check("resolved");
+    let op = block_on(e.engine.dead_letters()).unwrap()[0].op.id.clone();
+    block_on(e.engine.retry_dead_letter(&op)).unwrap();
+    check("retried");
+    e.clock.advance(60_000);
+    e.flush();
+    assert_eq!(check("flushed").pending, 0);
+}

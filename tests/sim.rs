@@ -35,13 +35,15 @@ use tidesync::core::error::SyncError;
 use tidesync::core::merge::{MergeSpec, OnDeleted, Strategy};
 use tidesync::core::netpolicy::NetInfo;
 use tidesync::core::op::{EntityKey, OpKind, Operation, Priority, SyncStatus};
+use tidesync::core::queue::next_due;
 use tidesync::core::retry::RetryPolicy;
+use tidesync::core::sorted::VecSet;
 use tidesync::core::traits::{
-    Clock, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Store, Transport, Write,
+    Clock, Counts, Failure, OpResult, Outcome, PullPage, PushResponse, ServerRecord, Store, Transport, Write,
 };
 use tidesync::core::value::Value;
 use tidesync::json;
-use tidesync::store::memory::MemoryStore;
+use tidesync::store::memory::{MemoryData, MemoryStore};
 
 // ---------------------------------------------------------------------------------------------
 // Randomness and a tiny executor
@@ -245,6 +247,8 @@ stats!(
     dead_letters_discarded,
     pulls,
     drain_rounds,
+    counts_kept,
+    counts_recounted,
 );
 
 static TOTALS: Mutex<Option<Stats>> = Mutex::new(None);
@@ -1363,6 +1367,48 @@ impl Sim {
                         "client {c}: {k:?} is synced but its data {:?} differs from its base {:?}",
                         e.data, e.base
                     ));
+                }
+            }
+        }
+        drop(net);
+        self.check_counts(c, &d)
+    }
+
+    /// `status()`'s counts, which the engine keeps from each transaction's writes (or counts again
+    /// when it cannot be sure of them), against a full count of the store; and its `nextAttemptAt`,
+    /// never later than the next op is due (or now).
+    fn check_counts(&mut self, c: usize, d: &MemoryData) -> Check {
+        let engine = self.clients[c].engine.clone();
+        let counted = Counts { pending: d.ops.len(), dead_letters: d.dead_letters.len(), conflicts: d.conflicts.len() };
+        match engine.kept_counts() {
+            Some(kept) if kept != counted => {
+                return Err(format!("client {c}: the engine keeps {kept:?}, the store holds {counted:?}"));
+            }
+            Some(_) => self.stat(|s| s.counts_kept += 1),
+            None => {
+                self.stat(|s| s.counts_recounted += 1);
+                let recounted = block_on(engine.counts()).map_err(|e| e.to_string())?;
+                if recounted != counted || engine.kept_counts() != Some(counted) {
+                    return Err(format!("client {c}: counted {recounted:?} again, the store holds {counted:?}"));
+                }
+            }
+        }
+        let status = block_on(engine.status()).map_err(|e| e.to_string())?;
+        let (pending, dead, conflicts) = (status.pending, status.dead_letters, status.conflicts);
+        if (pending, dead, conflicts) != (counted.pending, counted.dead_letters, counted.conflicts) {
+            return Err(format!("client {c}: status() says {pending}/{dead}/{conflicts}, the store holds {counted:?}"));
+        }
+        let mut paused: VecSet<EntityKey> = d.conflicts.values().map(|c| c.key()).collect();
+        paused.extend(d.dead_letters.values().filter(|d| d.maybe_applied).map(|d| d.op.key()));
+        let ops: Vec<Operation> = d.ops.values().cloned().collect();
+        let now = self.clients[c].clock.now_ms();
+        if let Some(due) = next_due(&ops, &paused) {
+            match status.next_attempt_at {
+                Some(t) if t <= due.max(now) => {}
+                other => {
+                    return Err(format!(
+                        "client {c}: status() says the next op is due at {other:?}, one is due at {due}"
+                    ))
                 }
             }
         }

@@ -111,34 +111,6 @@ pub struct Operation {
     pub patch: Option<Value>,
 }
 
-/// What `status()` needs of a pending op: its lane, its place there and when it is due; no payload
-/// (reading every payload of a long queue only to count it was most of a cold start).
-#[derive(Clone, Debug, PartialEq)]
-pub struct OpSummary {
-    pub id: String,
-    pub collection: String,
-    pub entity_id: String,
-    pub seq: u64,
-    pub next_attempt_at: u64,
-}
-
-impl OpSummary {
-    /// The stored fields a summary is read from.
-    pub const FIELDS: &'static str = "id,collection,entityId,seq,nextAttemptAt";
-}
-
-impl From<&Operation> for OpSummary {
-    fn from(o: &Operation) -> OpSummary {
-        OpSummary {
-            id: o.id.clone(),
-            collection: o.collection.clone(),
-            entity_id: o.entity_id.clone(),
-            seq: o.seq,
-            next_attempt_at: o.next_attempt_at,
-        }
-    }
-}
-
 impl Operation {
     pub fn key(&self) -> EntityKey {
         EntityKey::new(self.collection.clone(), self.entity_id.clone())

@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use super::error::{Result, SyncError};
-use super::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
+use super::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use super::sorted::VecMap;
 use super::value::Value;
 
@@ -21,6 +21,29 @@ pub struct Tx {
     next_seq: u64,
     seq_used: bool,
     writes: Vec<Write>,
+    /// What the writes so far do to the counts (`delta`).
+    delta: Delta,
+}
+
+/// How many pending ops, dead letters and conflicts a store holds: what `status()` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pending: usize,
+    pub dead_letters: usize,
+    pub conflicts: usize,
+}
+
+/// What a transaction's writes do to the `Counts`, as its own reads prove it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub pending: isize,
+    pub dead_letters: isize,
+    pub conflicts: isize,
+    /// The earliest `next_attempt_at` of an op it wrote.
+    pub due: Option<u64>,
+    /// It deleted a dead letter or a conflict read before it began: whether that one was still
+    /// there (another call may have taken it meanwhile) is more than the transaction can tell.
+    pub unsure: bool,
 }
 
 /// One write inside a transaction.
@@ -100,17 +123,33 @@ impl Tx {
                     None => {
                         lane.push(op.clone());
                         lane.sort_by_key(|o| o.seq);
+                        self.delta.pending += 1;
                     }
                 }
+                let due = op.next_attempt_at;
+                self.delta.due = Some(self.delta.due.map_or(due, |d| d.min(due)));
             }
             Write::DeleteOp(id) => {
+                // Every op a transaction deletes is in a lane it read.
                 for lane in self.lanes.values_mut() {
+                    let before = lane.len();
                     lane.retain(|o| &o.id != id);
+                    self.delta.pending -= (before - lane.len()) as isize;
                 }
             }
+            // A dead letter's op leaves its lane in the same transaction (an op id is never both),
+            // and a conflict's id is new: each is one more.
+            Write::PutDeadLetter(_) => self.delta.dead_letters += 1,
+            Write::PutConflict(_) => self.delta.conflicts += 1,
+            Write::DeleteDeadLetter(_) | Write::DeleteConflict(_) => self.delta.unsure = true,
             _ => {}
         }
         self.writes.push(w);
+    }
+
+    /// What the writes so far do to the pending, dead-letter and conflict counts.
+    pub fn delta(&self) -> Delta {
+        self.delta
     }
 
     /// The writes to apply, with the sequence counter's if it moved.
@@ -125,14 +164,6 @@ impl Tx {
 /// The meta record holding the next local sequence number.
 pub const SEQ_META: &str = "nextSeq";
 
-/// The queue as `status()` and `metrics()` count it (`Store::queue_summary`).
-#[derive(Debug)]
-pub struct QueueSummary {
-    pub ops: Vec<OpSummary>,
-    pub conflicts: Vec<Conflict>,
-    pub dead_letters: Vec<DeadLetter>,
-}
-
 /// Where entities, ops, conflicts, dead letters and meta records live. Every method is one atomic
 /// transaction; `transact` reads and writes in the same one.
 #[allow(async_fn_in_trait)]
@@ -145,13 +176,10 @@ pub trait Store {
     /// All pending ops and the keys of entities whose lane is paused by a manual conflict,
     /// in one read.
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)>;
-    /// `load_queue` without the ops' payloads, and the dead letters: what `status()` counts and
-    /// reports and what finding the next due op needs, from one snapshot.
-    async fn queue_summary(&self) -> Result<QueueSummary> {
-        let (ops, conflicts) = self.load_queue().await?;
-        let dead_letters = self.dead_letters().await?;
-        Ok(QueueSummary { ops: ops.iter().map(OpSummary::from).collect(), conflicts, dead_letters })
-    }
+    /// How many pending ops, dead letters and conflicts there are, without reading them (IndexedDB
+    /// `count()`): the engine counts once at open and after another tab wrote, and keeps the counts
+    /// from each transaction's `Tx::delta` otherwise.
+    async fn counts(&self) -> Result<Counts>;
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>>;
     async fn conflicts(&self) -> Result<Vec<Conflict>>;
     async fn get_meta(&self, name: &str) -> Result<Option<Value>>;

@@ -136,15 +136,19 @@ export async function getAll(db, name, collection) {
 // A readonly transaction over the stores named in `names` (comma-separated), for `page` reads.
 export const readonly = (db, names) => db.transaction(names.split(','));
 
-// At most `count` records of `name` (all when `count` is undefined), from just after the key
-// `after` (JSON text; '' from the first), as JSON text; with `fields` (comma-separated), only those
-// fields of each. Each page arrives in a task of its own, so a long queue is read without one long
-// main-thread task; ask for the next page as soon as one arrives, or the transaction ends.
-export async function page(tx, name, after, count, fields) {
+// At most `count` records of `name`, from just after the key `after` (JSON text; '' from the
+// first), as JSON text. Each page arrives in a task of its own, so a long queue is read without one
+// long main-thread task; ask for the next page as soon as one arrives, or the transaction ends.
+export async function page(tx, name, after, count) {
   const range = after ? IDBKeyRange.lowerBound(JSON.parse(after), true) : undefined;
-  const all = await req(tx.objectStore(name).getAll(range, count));
-  const keys = fields?.split(',');
-  return text(keys ? all.map((r) => Object.fromEntries(keys.map((k) => [k, r?.[k]]))) : all);
+  return text(await req(tx.objectStore(name).getAll(range, count)));
+}
+
+// How many pending ops, dead letters and conflicts there are: IndexedDB counts them, in one
+// readonly transaction, without reading a record.
+export function counts(db) {
+  const tx = db.transaction(['ops', 'deadLetters', 'conflicts']);
+  return Promise.all(['ops', 'deadLetters', 'conflicts'].map((s) => req(tx.objectStore(s).count())));
 }
 
 // The flush lease (see src/web/locks.rs): takes `flushLease` = {holder, expires} in `meta` if it is

@@ -18,9 +18,9 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::core::error::{Result, SyncError};
 use crate::core::json;
-use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, OpSummary, Operation};
+use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::sorted::VecSet;
-use crate::core::traits::{QueueSummary, Store, Tx, Write, SEQ_META};
+use crate::core::traits::{Counts, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
 /// The schema version. Bump it with a migration in `idb.js`'s `upgrade`.
@@ -43,7 +43,8 @@ extern "C" {
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
     fn append(db: &JsValue, name: &str, entries: &str, max: u32) -> Promise;
-    fn page(tx: &JsValue, store: &str, after: &str, count: Option<u32>, fields: Option<&str>) -> Promise;
+    fn page(tx: &JsValue, store: &str, after: &str, count: u32) -> Promise;
+    fn counts(db: &JsValue) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
     #[wasm_bindgen(js_name = dropLease)]
@@ -245,28 +246,19 @@ impl IdbStore {
 }
 
 impl IdbStore {
-    /// Every pending op (only `fields` of each, when given) and every conflict, in one readonly
-    /// transaction, with the dead letters when `with_dead` (none otherwise). The ops come
-    /// `QUEUE_PAGE` per request, each page parsed in a task of its own.
-    async fn queue<T>(
-        &self,
-        fields: Option<&str>,
-        read: fn(Value) -> json::Read<T>,
-        id: fn(&T) -> &str,
-        with_dead: bool,
-    ) -> Result<(Vec<T>, Vec<Conflict>, Vec<DeadLetter>)> {
-        let stores = if with_dead { "ops,conflicts,deadLetters" } else { "ops,conflicts" };
-        let tx = readonly(&self.db, stores).map_err(js_error)?;
-        // Futures at once: their rejections are handled even if reading the ops fails first.
-        let conflicts = JsFuture::from(page(&tx, "conflicts", "", None, None));
-        let dead = with_dead.then(|| JsFuture::from(page(&tx, "deadLetters", "", None, None)));
-        let (mut ops, mut after) = (Vec::new(), String::new());
+    /// Every pending op and every conflict, in one readonly transaction. The ops come `QUEUE_PAGE`
+    /// per request, each page parsed in a task of its own.
+    async fn queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
+        let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
+        // A future at once: its rejection is handled even if reading the ops fails first.
+        let conflicts = JsFuture::from(page(&tx, "conflicts", "", u32::MAX));
+        let (mut ops, mut after) = (Vec::<Operation>::new(), String::new());
         loop {
-            let chunk = records(read_json(page(&tx, "ops", &after, Some(QUEUE_PAGE), fields)).await?, read)?;
+            let chunk = records(read_json(page(&tx, "ops", &after, QUEUE_PAGE)).await?, Operation::from_json)?;
             let full = chunk.len() == QUEUE_PAGE as usize;
             if let Some(last) = chunk.last() {
                 after.clear();
-                json::write_string(id(last), &mut after);
+                json::write_string(&last.id, &mut after);
             }
             ops.extend(chunk);
             if !full {
@@ -274,11 +266,7 @@ impl IdbStore {
             }
         }
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
-        let dead = match dead {
-            Some(d) => records(parsed(d.await.map_err(js_error)?.as_string())?, DeadLetter::from_json)?,
-            None => Vec::new(),
-        };
-        Ok((ops, records(conflicts, Conflict::from_json)?, dead))
+        Ok((ops, records(conflicts, Conflict::from_json)?))
     }
 }
 
@@ -309,15 +297,14 @@ impl Store for IdbStore {
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
-        // The flush reads this: no dead letters.
-        let (ops, conflicts, _) = self.queue(None, Operation::from_json, |o| &o.id, false).await?;
-        Ok((ops, conflicts))
+        self.queue().await
     }
 
-    async fn queue_summary(&self) -> Result<QueueSummary> {
-        let (ops, conflicts, dead_letters) =
-            self.queue(Some(OpSummary::FIELDS), OpSummary::from_json, |o| &o.id, true).await?;
-        Ok(QueueSummary { ops, conflicts, dead_letters })
+    async fn counts(&self) -> Result<Counts> {
+        // [ops, dead letters, conflicts], counted by IndexedDB in one readonly transaction.
+        let n = js_sys::Array::from(&wait(counts(&self.db)).await?);
+        let at = |i| n.get(i).as_f64().unwrap_or(0.0) as usize;
+        Ok(Counts { pending: at(0), dead_letters: at(1), conflicts: at(2) })
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {

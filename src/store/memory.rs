@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::core::error::{Result, SyncError};
 use crate::core::op::{Conflict, DeadLetter, Entity, EntityKey, Operation};
 use crate::core::sorted::VecSet;
-use crate::core::traits::{Store, Tx, Write, SEQ_META};
+use crate::core::traits::{Counts, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
 #[derive(Clone, Debug, Default)]
@@ -138,6 +138,12 @@ impl Store for MemoryStore {
         self.count();
         let d = self.data.borrow();
         Ok((d.ops.values().cloned().collect(), d.conflicts.values().cloned().collect()))
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        self.count();
+        let d = self.data.borrow();
+        Ok(Counts { pending: d.ops.len(), dead_letters: d.dead_letters.len(), conflicts: d.conflicts.len() })
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {

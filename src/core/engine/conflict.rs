@@ -207,7 +207,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let key = c.key();
         let now = self.clock.now_ms();
         let (entity, events) = self
-            .store
             .transact(std::slice::from_ref(&key), |tx| {
                 let mut out = Applied::at(now);
                 tx.write(Write::DeleteConflict(c.id.clone()));
@@ -226,7 +225,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok((tx.entity(&key).cloned(), out.events))
             })
             .await?;
-        self.queue_changed();
+        self.wrote_queue();
         self.deliver(events);
         self.remember(vec![AuditEntry::of(c, "manual", now, result)]);
         self.save_audit().await;

@@ -50,7 +50,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let now = self.clock.now_ms();
         let fresh_id = uuid(&self.clock);
         let entity = self
-            .store
             .transact(std::slice::from_ref(&key), |tx| {
                 let mut op = dl.op.clone();
                 if !dl.maybe_applied {
@@ -95,7 +94,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                 Ok(e)
             })
             .await?;
-        self.queue_changed();
+        self.wrote_queue();
         self.emit(change_event(&key, entity.as_ref()));
         Ok(())
     }
@@ -109,7 +108,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let key = dl.op.key();
         let held = self.held_elsewhere(dead.iter().filter(|d| d.op.id != op_id)).await?;
         let events = self
-            .store
             .transact(std::slice::from_ref(&key), |tx| {
                 tx.write(Write::DeleteDeadLetter(dl.op.id.clone()));
                 Ok(revert_unsent(tx, std::slice::from_ref(&key), &held))
@@ -140,7 +138,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let keys: Vec<EntityKey> = keys.into_iter().collect();
         let held = self.held_elsewhere(self.store.dead_letters().await?.iter()).await?;
         let (n, events) = self
-            .store
             .transact(&keys, |tx| {
                 let ops: Vec<Operation> = tx.ops().cloned().collect();
                 for o in &ops {

@@ -130,8 +130,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     /// The whole queue, read from the store.
     async fn read_queue(&self) -> Result<Snapshot> {
+        let epoch = self.state.borrow().delta_epoch;
         let (ops, conflicts) = self.store.load_queue().await?;
         let paused = self.paused_lanes(&conflicts).await?;
+        // `status().nextAttemptAt`: exact as read, unless a write landed meanwhile (the read may
+        // or may not hold it; the write brought the bound forward already).
+        let due = next_due(&ops, &paused);
+        let mut st = self.state.borrow_mut();
+        st.next_due = match (st.delta_epoch == epoch, st.next_due, due) {
+            (true, ..) => due,
+            (false, Some(a), Some(b)) => Some(a.min(b)),
+            (false, a, b) => a.or(b),
+        };
         Ok(Snapshot { ops, paused, whole: true })
     }
 
@@ -200,27 +210,26 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// another tab may have coalesced a write into one of them since we read the queue.
     async fn mark_sent(&self, heads: Vec<Operation>) -> Result<Vec<Operation>> {
         let keys: Vec<EntityKey> = heads.iter().map(Operation::key).collect();
-        self.store
-            .transact(&keys, |tx| {
-                let mut batch = Vec::with_capacity(heads.len());
-                for expected in &heads {
-                    // Only the op that is still the lane's head goes out.
-                    let Some(head) = tx.lane(&expected.key()).first().cloned() else { continue };
-                    if head.id != expected.id {
-                        continue;
-                    }
-                    if !head.sent {
-                        let mut h = head.clone();
-                        h.sent = true;
-                        tx.write(Write::PutOp(h.clone()));
-                        batch.push(h);
-                    } else {
-                        batch.push(head);
-                    }
+        self.transact(&keys, |tx| {
+            let mut batch = Vec::with_capacity(heads.len());
+            for expected in &heads {
+                // Only the op that is still the lane's head goes out.
+                let Some(head) = tx.lane(&expected.key()).first().cloned() else { continue };
+                if head.id != expected.id {
+                    continue;
                 }
-                Ok(batch)
-            })
-            .await
+                if !head.sent {
+                    let mut h = head.clone();
+                    h.sent = true;
+                    tx.write(Write::PutOp(h.clone()));
+                    batch.push(h);
+                } else {
+                    batch.push(head);
+                }
+            }
+            Ok(batch)
+        })
+        .await
     }
 
     /// Applies the server's answers to the batch in one transaction. Returns whether the flush
@@ -244,7 +253,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Err(_) => VecMap::default(),
         };
         let mut out = self
-            .store
             .transact(&keys, |tx| {
                 let mut out = Applied::at(t1);
                 for op in batch {

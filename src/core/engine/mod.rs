@@ -22,7 +22,7 @@ use super::op::{Conflict, ConflictReason, DeadLetter, Entity, EntityKey, OpKind,
 use super::queue::{local_write, new_op, next_due, ready_heads, Mutation, WriteEffect};
 use super::retry::{classify_status, BreakerState, CircuitBreaker, Class, RetryPolicy};
 use super::sorted::{VecMap, VecSet};
-use super::traits::{Clock, Failure, Outcome, PushResponse, QueueSummary, ServerRecord, Store, Transport, Tx, Write};
+use super::traits::{Clock, Counts, Delta, Failure, Outcome, PushResponse, ServerRecord, Store, Transport, Tx, Write};
 use super::value::Value;
 
 /// A collection the app syncs.
@@ -184,6 +184,9 @@ pub struct Status {
     pub flushing: bool,
     pub last_sync_at: Option<u64>,
     pub last_error: Option<ErrorEntry>,
+    /// When the next pending write is due, at the earliest: as this engine's last flush read the
+    /// queue, brought forward by every write since (a write is due at once). `None` when nothing
+    /// is pending, or every pending write waits for the app (`blocked`).
     pub next_attempt_at: Option<u64>,
     pub breaker: BreakerState,
     pub network: NetDecision,
@@ -204,6 +207,16 @@ pub(super) struct State {
     /// letter, a resolved conflict, another tab's write): the flush's queue snapshot is then read
     /// again, so a new write does not wait behind the whole drain.
     queue_epoch: u64,
+    /// The pending ops, dead letters and conflicts in the store, kept from each committed
+    /// transaction's `Tx::delta`; `None`: to be counted again (`Engine::counts`).
+    counts: Option<Counts>,
+    /// Moves whenever `counts` is dropped: a count begun before it is not kept.
+    counts_epoch: u64,
+    /// When the next pending op may be due, at the earliest: set from the whole queue by each
+    /// flush, brought forward by every op written since (here or, for all we know, in another tab).
+    next_due: Option<u64>,
+    /// Moves with every delta: a `next_due` read from the queue while one landed is only a bound.
+    delta_epoch: u64,
     last_report: FlushReport,
     events: Vec<Event>,
     audit: VecDeque<AuditEntry>,
@@ -262,6 +275,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Some(Value::Array(entries)) => entries.into_iter().filter_map(|v| AuditEntry::from_json(v).ok()).collect(),
             _ => VecDeque::new(),
         };
+        let counts = store.counts().await?;
         let state = State {
             breaker: CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown_ms),
             metrics: Metrics::default(),
@@ -271,6 +285,11 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             flushing: false,
             flush_again: false,
             queue_epoch: 0,
+            counts: Some(counts),
+            counts_epoch: 0,
+            // Whatever an earlier session left may be due already; the first flush says when.
+            next_due: (counts.pending > 0).then(|| clock.now_ms()),
+            delta_epoch: 0,
             last_report: FlushReport::default(),
             events: Vec::new(),
             audit,
@@ -334,10 +353,86 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         }
     }
 
-    /// Tells a running flush that the queue changed under it (see `State::queue_epoch`). The JS
-    /// layer calls it when another tab says it wrote.
+    /// Another tab (or a service worker) changed the store: a running flush reads the queue again
+    /// (see `State::queue_epoch`), and the counts are counted again at the next `status()`. The JS
+    /// layer calls it for every message on the tabs' channel.
+    ///
+    /// Counted, not adjusted: the other tab's events say which records changed, not how many ops,
+    /// dead letters or conflicts it added or removed, and a tab that closes between its commit and
+    /// its message says nothing at all. Three IndexedDB `count()`s after a burst of remote events
+    /// cost about what one read of a record does (see bench/RESULTS.md).
     pub fn queue_changed(&self) {
+        let mut st = self.state.borrow_mut();
+        st.queue_epoch += 1;
+        st.counts = None;
+        st.counts_epoch += 1;
+        // Its writes may be due now.
+        let now = self.clock.now_ms();
+        st.next_due = Some(st.next_due.map_or(now, |t| t.min(now)));
+    }
+
+    /// This engine wrote to the queue outside a flush pass (see `State::queue_epoch`).
+    pub(super) fn wrote_queue(&self) {
         self.state.borrow_mut().queue_epoch += 1;
+    }
+
+    /// `Store::transact`, keeping the counts in step with what the transaction wrote once it is
+    /// stored. Every write of the engine goes through it.
+    pub(super) async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+        let mut delta = Delta::default();
+        let r = self
+            .store
+            .transact(keys, |tx| {
+                let r = f(tx);
+                delta = tx.delta();
+                r
+            })
+            .await?;
+        self.count(delta);
+        Ok(r)
+    }
+
+    fn count(&self, d: Delta) {
+        let mut st = self.state.borrow_mut();
+        st.delta_epoch += 1;
+        let mut due = d.due;
+        if d.unsure {
+            st.counts = None;
+            st.counts_epoch += 1;
+            // A conflict or a dead letter that held a record's writes may be gone: they may be due.
+            due = Some(due.map_or(self.clock.now_ms(), |t| t.min(self.clock.now_ms())));
+        }
+        if let Some(c) = &mut st.counts {
+            c.pending = c.pending.saturating_add_signed(d.pending);
+            c.dead_letters = c.dead_letters.saturating_add_signed(d.dead_letters);
+            c.conflicts = c.conflicts.saturating_add_signed(d.conflicts);
+        }
+        if let Some(t) = due {
+            st.next_due = Some(st.next_due.map_or(t, |n| n.min(t)));
+        }
+    }
+
+    /// Pending ops, dead letters and conflicts: as kept, or counted by the store when they are not
+    /// (`queue_changed`, or a transaction that deleted a dead letter or conflict).
+    pub async fn counts(&self) -> Result<Counts> {
+        let epoch = {
+            let st = self.state.borrow();
+            if let Some(c) = st.counts {
+                return Ok(c);
+            }
+            st.counts_epoch
+        };
+        let c = self.store.counts().await?;
+        let mut st = self.state.borrow_mut();
+        if st.counts_epoch == epoch {
+            st.counts = Some(c);
+        }
+        Ok(c)
+    }
+
+    /// The counts as kept, without asking the store (`None`: they are to be counted again).
+    pub fn kept_counts(&self) -> Option<Counts> {
+        self.state.borrow().counts
     }
 
     pub(super) fn emit(&self, e: Event) {
@@ -441,10 +536,19 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         self.config.net_policy.decide(&st.net, st.rtt.average())
     }
 
+    /// The sync status. It reads nothing of the queue: the counts are kept as transactions commit
+    /// (`counts`); the conflicts and dead letters are read only when there are some (`blocked`).
     pub async fn status(&self) -> Result<Status> {
         self.check_open()?;
-        let QueueSummary { ops, conflicts, dead_letters } = self.store.queue_summary().await?;
-        let mut paused: VecSet<EntityKey> = conflicts.iter().map(Conflict::key).collect();
+        let counts = self.counts().await?;
+        let conflicts = match counts.conflicts {
+            0 => Vec::new(),
+            _ => self.store.conflicts().await?,
+        };
+        let dead_letters = match counts.dead_letters {
+            0 => Vec::new(),
+            _ => self.store.dead_letters().await?,
+        };
         let mut blocked: Vec<Blocked> = conflicts
             .iter()
             .map(|c| Blocked {
@@ -459,7 +563,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             })
             .collect();
         for d in dead_letters.iter().filter(|d| d.maybe_applied) {
-            paused.insert(d.op.key());
             blocked.push(Blocked {
                 collection: d.op.collection.clone(),
                 id: d.op.entity_id.clone(),
@@ -474,15 +577,15 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let network = self.network();
         let st = self.state.borrow();
         Ok(Status {
-            pending: ops.len(),
-            conflicts: conflicts.len(),
-            dead_letters: dead_letters.len(),
+            pending: counts.pending,
+            conflicts: counts.conflicts,
+            dead_letters: counts.dead_letters,
             blocked,
             online: st.net.online,
             flushing: st.flushing,
             last_sync_at: st.metrics.last_successful_sync,
             last_error: st.metrics.sync_errors.back().cloned(),
-            next_attempt_at: next_due(&ops, &paused),
+            next_attempt_at: st.next_due.filter(|_| counts.pending > 0),
             breaker: st.breaker.state(),
             network,
         })
@@ -490,8 +593,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     pub async fn metrics(&self) -> Result<MetricsSnapshot> {
         self.check_open()?;
-        let q = self.store.queue_summary().await?;
-        Ok(self.state.borrow().metrics.snapshot(q.ops.len(), q.conflicts.len(), q.dead_letters.len()))
+        let c = self.counts().await?;
+        Ok(self.state.borrow().metrics.snapshot(c.pending, c.conflicts, c.dead_letters))
     }
 
     /// Pending ops in send order (priority, then sequence).

@@ -91,7 +91,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             let keys: Vec<EntityKey> = items.iter().map(|r| EntityKey::new(collection, r.id.clone())).collect();
             let now = self.clock.now_ms();
             let (out, held) = self
-                .store
                 .transact(&keys, |tx| {
                     let mut out = Applied::at(now);
                     let mut held = false;
@@ -290,7 +289,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         while let Some((keys, records)) = passes.pop() {
             let now = self.clock.now_ms();
             let (mut need_server, events, wait) =
-                self.store.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
+                self.transact(&keys, |tx| Ok(repair_pass(tx, &keys, records.as_deref(), now))).await?;
             waiting.extend(wait);
             self.deliver(events);
             if local {

@@ -67,7 +67,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         let mut new_id = || uuid(&self.clock);
         let corrupt: RefCell<Option<Entity>> = RefCell::new(None);
         let result = self
-            .store
             .transact(&keys, |tx| {
                 keys.iter()
                     .zip(writes)
@@ -92,7 +91,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             }
         }
         let effects = result?;
-        self.queue_changed();
+        self.wrote_queue();
         for (key, eff) in keys.iter().zip(&effects) {
             if eff.changed {
                 self.emit(change_event(key, eff.entity.as_ref()));

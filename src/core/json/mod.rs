@@ -14,7 +14,7 @@ use crate::core::value::{Map, Value};
 pub use parse::{parse, MAX_DEPTH};
 pub use write::{append, to_string, write_f64, write_pair, write_string, Error};
 
-use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, OpSummary, Operation, Priority, SyncStatus};
+use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, Operation, Priority, SyncStatus};
 
 /// `v` as compact JSON text (which cannot fail: a `Value`'s keys are strings).
 pub fn text(v: &Value) -> String {
@@ -165,19 +165,6 @@ impl Operation {
             checksum: f.str("checksum")?,
             sent: f.bool("sent")?,
             patch: f.value("patch"),
-        })
-    }
-}
-
-impl OpSummary {
-    pub fn from_json(v: Value) -> Read<OpSummary> {
-        let mut f = Fields::new(v, "op")?;
-        Ok(OpSummary {
-            id: f.str("id")?,
-            collection: f.str("collection")?,
-            entity_id: f.str("entityId")?,
-            seq: f.uint("seq", u64::MAX)?,
-            next_attempt_at: f.uint("nextAttemptAt", u64::MAX)?,
         })
     }
 }
