@@ -50,10 +50,17 @@ export interface CollectionState<T, C extends string = string> {
 /** One record, re-rendering only when it changes (in this tab, another tab, or by sync). */
 export declare function useEntity<T = DefaultSchema[string]>(collection: string, id: string): EntityState<T>;
 
-/** Every record of a collection, re-rendering only when one of them changes. */
+/**
+ * Every record of a collection, re-rendering only when one of them changes. A change event reads
+ * that record alone and puts it in place; a burst changing more than one record in eight reads the
+ * list once.
+ */
 export declare function useCollection<T = DefaultSchema[string]>(collection: string): CollectionState<T>;
 
-/** `engine.status()` kept current (pending count, online, last sync, ...); `undefined` until read. */
+/**
+ * `engine.status()` kept current (pending count, online, last sync, ...), read at most once per
+ * animation frame; `undefined` until read.
+ */
 export declare function useSyncStatus(): SyncStatus | undefined;
 
 /** Conflicts waiting for the app (empty until read). */

@@ -89,3 +89,101 @@ test('hooks re-render only the components whose data changed, across tabs too', 
     await browser.close();
   }
 });
+
+/** How many times each counted component rendered between `before` and `after`. */
+const delta = (before, after) => Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
+
+test('a write renders its record, its collection and the status once each, and nothing else', async (t) => {
+  await api('/admin/reset', { method: 'POST' });
+  const browser = await launch();
+  const db = `hooks-once-${Date.now()}`;
+  try {
+    const page = await openHooks(browser.context, db);
+    await poll('first reads', () => page.evaluate(() => document.querySelectorAll('[data-loading="true"]').length === 0));
+    // Counts the status() and list() calls the hooks make from here on.
+    await page.evaluate(() => {
+      const engine = window.hooks.engine;
+      window.calls = { status: 0, list: 0 };
+      for (const method of ['status', 'list']) {
+        const f = engine[method].bind(engine);
+        engine[method] = (...args) => {
+          window.calls[method] += 1;
+          return f(...args);
+        };
+      }
+    });
+    const statusCalls = () => page.evaluate(() => window.calls.status);
+    const listCalls = () => page.evaluate(() => window.calls.list);
+    // The status renders at most once per write (its storage estimate may move, its counts not).
+    const step = async (what, write, shown, { many = false } = {}) => {
+      const before = await settled(page);
+      await page.evaluate(write);
+      await poll(what, () => page.evaluate(shown));
+      const d = delta(before, await settled(page));
+      if (many) return d;
+      assert.ok(d.status <= 1, `${what}: the status rendered ${d.status} times`);
+      return { ...d, status: Math.min(d.status, 1) };
+    };
+
+    let d = await step('a/x', () => window.hooks.engine.put('a', 'x', { v: 1 }),
+      () => document.querySelector('[data-testid="entity-a-x"]').textContent === '{"v":1}');
+    assert.deepEqual(d, { 'entity-a-x': 1, 'entity-a-y': 0, 'entity-b-x': 0, 'collection-a': 1, 'collection-b': 0, 'row-a-x': 1, status: 1 });
+
+    // The same record again: once more each; a second record of the collection leaves a/x's row alone.
+    d = await step('a/x patched', () => window.hooks.engine.patch('a', 'x', { v: 2 }),
+      () => document.querySelector('[data-testid="entity-a-x"]').textContent === '{"v":2}');
+    assert.deepEqual(d, { 'entity-a-x': 1, 'entity-a-y': 0, 'entity-b-x': 0, 'collection-a': 1, 'collection-b': 0, 'row-a-x': 1, status: 1 });
+    d = await step('a/y', () => window.hooks.engine.put('a', 'y', { v: 1 }),
+      () => document.querySelector('[data-testid="entity-a-y"]').textContent === '{"v":1}');
+    assert.deepEqual(d, { 'entity-a-x': 0, 'entity-a-y': 1, 'entity-b-x': 0, 'collection-a': 1, 'collection-b': 0, 'row-a-x': 0, 'row-a-y': 1, status: 1 });
+
+    // Another collection: nothing of a renders.
+    d = await step('b/x', () => window.hooks.engine.put('b', 'x', { w: 1 }),
+      () => document.querySelector('[data-testid="entity-b-x"]').textContent === '{"w":1}');
+    assert.deepEqual(d, { 'entity-a-x': 0, 'entity-a-y': 0, 'entity-b-x': 1, 'collection-a': 0, 'collection-b': 1, 'row-a-x': 0, 'row-a-y': 0, 'row-b-x': 1, status: 1 });
+
+    assert.equal(await listCalls(), 0, 'single writes update the lists in place: no list()');
+
+    // A burst: 300 records in one putMany (300 change events at once) is one list() and one
+    // render of the collection, one status() call; the a/x row and entity keep theirs.
+    let calls = await statusCalls();
+    d = await step('300 records', () => window.hooks.engine.putMany('a', Array.from({ length: 300 }, (_, i) => ({ id: `m${String(i).padStart(3, '0')}`, data: { i } }))),
+      () => document.querySelector('[data-testid="collection-a"]').dataset.count === '302');
+    assert.equal(d['collection-a'], 1, JSON.stringify(d));
+    assert.equal(d['entity-a-x'], 0);
+    assert.equal(d['row-a-x'], 0);
+    assert.equal(d.status, 1);
+    assert.equal((await statusCalls()) - calls, 1, 'one status() for the burst');
+    assert.equal(await listCalls(), 1, 'one list() for the burst');
+
+    // 100 writes one after the other, each awaited: the status is read once per frame, not once per write.
+    calls = await statusCalls();
+    d = await step('100 writes', async () => {
+      for (let i = 0; i < 100; i++) await window.hooks.engine.put('b', `s${i}`, { i });
+    }, () => document.querySelector('[data-testid="collection-b"]').dataset.count === '101', { many: true });
+    const statusReads = (await statusCalls()) - calls;
+    t.diagnostic(`100 sequential writes: ${statusReads} status() calls, ${d.status} status renders, ${d['collection-b']} renders of collection b`);
+    assert.ok(statusReads < 50, `${statusReads} status() calls for 100 writes`);
+    assert.equal(await page.getAttribute('[data-testid="status"]', 'data-pending'), '403');
+    assert.equal(d['collection-a'], 0);
+    assert.equal(d['entity-a-x'], 0);
+    assert.equal(await listCalls(), 1, 'still one list(): every write of b was read alone');
+
+    // A flush answers all 403: every record's syncStatus changes, in one burst per request.
+    const before = await settled(page);
+    await page.evaluate(() => window.hooks.engine.flush());
+    await poll('synced', async () => (await page.getAttribute('[data-testid="entity-a-x"]', 'data-status')) === 'synced');
+    d = delta(before, await settled(page));
+    const rows = Object.keys(d).filter((k) => k.startsWith('row-'));
+    assert.equal(rows.length, 403);
+    assert.ok(rows.every((k) => d[k] === 1), 'each row once: its syncStatus changed');
+    assert.deepEqual([d['entity-a-x'], d['collection-a'], d['collection-b']], [1, 1, 1]);
+    assert.equal(await listCalls(), 3, 'one list() per collection for the flush (403 changes at once)');
+    assert.equal(await page.getAttribute('[data-testid="status"]', 'data-pending'), '0');
+  } catch (err) {
+    if (browser.logs.length) t.diagnostic(`browser console:\n${browser.logs.join('\n')}`);
+    throw err;
+  } finally {
+    await browser.close();
+  }
+});
