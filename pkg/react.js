@@ -44,12 +44,11 @@ function share(prev, next) {
 
 const NONE = Object.freeze([]);
 
-// Cache keys; a `change` event finds its record's and its collection's entries by them.
+// A `change` event finds its record's and its collection's entries by these keys.
 const entityKey = (collection, id) => `e\u0000${collection}\u0000${id}`;
 const collectionKey = (collection) => `c\u0000${collection}`;
 
-// Runs `f` at the next animation frame, or after 100 ms where frames do not come (a hidden tab, a
-// worker): at most one status() per frame however many events a burst brings.
+// `f` at the next animation frame, or in 100 ms where frames do not come (a hidden tab).
 function nextFrame(f) {
   let done = false;
   const run = () => {
@@ -66,13 +65,13 @@ class Cache {
   constructor(engine) {
     this.engine = engine;
     this.entries = new Map();
-    // Entries that hear every `change` event (status, queue, conflicts, dead letters); the others
-    // hear only their own record's or collection's, found by key.
+    // Entries that hear every `change` (status, queue, ...); the others only their own, by key.
     this.wide = new Set();
     this.dirty = new Set();
     this.framed = new Set();
-    // getRecord() promises of the current burst: a record's entry and its collection's share one read.
-    this.reads = new Map();
+    // While a burst's re-reads start: their getRecord() promises (a record's entry and its
+    // collection's share one read).
+    this.reads = null;
     this.off = null;
   }
 
@@ -142,14 +141,18 @@ class Cache {
   run(set) {
     const due = [...set];
     set.clear();
-    this.reads.clear();
+    this.reads = new Map();
     due.forEach((e) => this.refresh(e));
+    this.reads = null;
   }
 
   getRecord(collection, id) {
     const key = entityKey(collection, id);
-    let p = this.reads.get(key);
-    if (!p) this.reads.set(key, (p = this.engine.getRecord(collection, id)));
+    let p = this.reads?.get(key);
+    if (!p) {
+      p = this.engine.getRecord(collection, id);
+      this.reads?.set(key, p);
+    }
     return p;
   }
 
@@ -214,12 +217,10 @@ export function useEntity(collection, id) {
 
 const shapeRecord = (record, error) => ({ data: record?.data, record, loading: false, error });
 
-// Changed records are read one by one (getRecord, in parallel) and put in place in the list while
-// they are few: up to LIST_MIN of them, or one per LIST_RATIO records of the list. Past that, one
-// list() is read (a flush or a pull that changed much of the collection). In Chromium with 10,000
-// records (bench/RESULTS.md, section 9), list() takes about 0.03 ms per record and a getRecord()
-// among many in parallel about 0.13 ms: reading alone wins while under a quarter of the records
-// changed, so one in eight leaves a margin of two. 32 reads cost about what listing 100 records does.
+// Changed records are read alone (getRecord, in parallel) and put in place while they are at most
+// LIST_MIN or one in LIST_RATIO; past that, one list(). In Chromium (bench/RESULTS.md, section 9)
+// list() costs ~0.03 ms per record, a getRecord() among many ~0.15 ms: reading alone wins below a
+// quarter of the records; one in eight leaves a margin of two.
 const LIST_MIN = 32;
 const LIST_RATIO = 8;
 
@@ -255,14 +256,13 @@ export function useCollection(collection) {
   });
 }
 
-// `list` (sorted by id, as list() returns it) with each of `ids` replaced by its record (removed when
-// it is undefined): the same array when nothing changed, else a copy in which unchanged records keep
-// their identity.
+// `list` (in id order, as list() returns it) with `ids` set to `records` (undefined: removed); the
+// same array when nothing changed.
 function patch(list, ids, records) {
   let out = list;
   ids.forEach((id, k) => {
     const record = records[k];
-    // The first index whose id is not below `id` (ids compare as IndexedDB orders them).
+    // The first index whose id is not below `id` (JS compares strings as IndexedDB orders them).
     let lo = 0;
     let hi = out.length;
     while (lo < hi) {

@@ -142,6 +142,16 @@ test('a write renders its record, its collection and the status once each, and n
       () => document.querySelector('[data-testid="entity-b-x"]').textContent === '{"w":1}');
     assert.deepEqual(d, { 'entity-a-x': 0, 'entity-a-y': 0, 'entity-b-x': 1, 'collection-a': 0, 'collection-b': 1, 'row-a-x': 0, 'row-a-y': 0, 'row-b-x': 1, status: 1 });
 
+    // In place and in id order: a record before the others, then one removed.
+    const rowIds = (c) => page.evaluate((c) => [...document.querySelectorAll(`[data-testid="collection-${c}"] li`)].map((li) => li.dataset.testid), c);
+    d = await step('a/b0', () => window.hooks.engine.put('a', 'b0', { v: 0 }),
+      () => document.querySelector('[data-testid="collection-a"]').dataset.count === '3');
+    assert.deepEqual(await rowIds('a'), ['row-a-b0', 'row-a-x', 'row-a-y']);
+    assert.deepEqual([d['collection-a'], d['row-a-b0'], d['row-a-x'], d['row-a-y'], d['entity-a-x']], [1, 1, 0, 0, 0]);
+    d = await step('a/x deleted', () => window.hooks.engine.delete('a', 'x'),
+      () => document.querySelector('[data-testid="entity-a-x"]').textContent === 'none');
+    assert.deepEqual(await rowIds('a'), ['row-a-b0', 'row-a-y']);
+    assert.deepEqual([d['collection-a'], d['entity-a-x'], d['entity-a-y'], d['row-a-b0'], d['row-a-y']], [1, 1, 0, 0, 0]);
     assert.equal(await listCalls(), 0, 'single writes update the lists in place: no list()');
 
     // A burst: 300 records in one putMany (300 change events at once) is one list() and one
@@ -150,8 +160,8 @@ test('a write renders its record, its collection and the status once each, and n
     d = await step('300 records', () => window.hooks.engine.putMany('a', Array.from({ length: 300 }, (_, i) => ({ id: `m${String(i).padStart(3, '0')}`, data: { i } }))),
       () => document.querySelector('[data-testid="collection-a"]').dataset.count === '302');
     assert.equal(d['collection-a'], 1, JSON.stringify(d));
-    assert.equal(d['entity-a-x'], 0);
-    assert.equal(d['row-a-x'], 0);
+    assert.equal(d['entity-a-y'], 0);
+    assert.equal(d['row-a-y'], 0);
     assert.equal(d.status, 1);
     assert.equal((await statusCalls()) - calls, 1, 'one status() for the burst');
     assert.equal(await listCalls(), 1, 'one list() for the burst');
@@ -166,18 +176,23 @@ test('a write renders its record, its collection and the status once each, and n
     assert.ok(statusReads < 50, `${statusReads} status() calls for 100 writes`);
     assert.equal(await page.getAttribute('[data-testid="status"]', 'data-pending'), '403');
     assert.equal(d['collection-a'], 0);
-    assert.equal(d['entity-a-x'], 0);
+    assert.equal(d['entity-a-y'], 0);
     assert.equal(await listCalls(), 1, 'still one list(): every write of b was read alone');
+    const sorted = (ids) => [...ids].sort();
+    const [a, b] = [await rowIds('a'), await rowIds('b')];
+    assert.equal(b.length, 101);
+    assert.deepEqual(b, sorted(b), 'b, put in place one by one, is in id order (s10 before s2)');
+    assert.deepEqual(a, sorted(a));
 
     // A flush answers all 403: every record's syncStatus changes, in one burst per request.
     const before = await settled(page);
     await page.evaluate(() => window.hooks.engine.flush());
-    await poll('synced', async () => (await page.getAttribute('[data-testid="entity-a-x"]', 'data-status')) === 'synced');
+    await poll('synced', async () => (await page.getAttribute('[data-testid="entity-a-y"]', 'data-status')) === 'synced');
     d = delta(before, await settled(page));
     const rows = Object.keys(d).filter((k) => k.startsWith('row-'));
     assert.equal(rows.length, 403);
     assert.ok(rows.every((k) => d[k] === 1), 'each row once: its syncStatus changed');
-    assert.deepEqual([d['entity-a-x'], d['collection-a'], d['collection-b']], [1, 1, 1]);
+    assert.deepEqual([d['entity-a-y'], d['collection-a'], d['collection-b']], [1, 1, 1]);
     assert.equal(await listCalls(), 3, 'one list() per collection for the flush (403 changes at once)');
     assert.equal(await page.getAttribute('[data-testid="status"]', 'data-pending'), '0');
   } catch (err) {
