@@ -5,7 +5,7 @@
 //
 //   node bench/run.mjs --server BIN --static DIR --merge FILE --merge-wasm FILE [--out DIR] [--budget BYTES]
 //
-// BENCH_RUNS=N runs every benchmark N times (default: the RUNS table below); BENCH_ONLY=writes,drain,...
+// BENCH_RUNS=N runs every benchmark N times (default: the RUNS table below); BENCH_ONLY=writes,drain,live,...
 // runs some sections only (for working on the harness; the committed results come from a full run), and
 // with BENCH_UPDATE=1 its rows replace those sections in the existing results.json (the update is noted
 // in RESULTS.md, with when and under what load it was measured).
@@ -187,6 +187,22 @@ async function coldStartSection(page, template) {
   }
 }
 
+async function liveSection(page, template) {
+  log(`live reads: status() and a useCollection() update at ${thousands(DRAIN_OPS)} records with pending writes`);
+  const r = await runs(page, 'live', { template, count: DRAIN_OPS });
+  const n = thousands(DRAIN_OPS);
+  ROWS.push(row('9. Live reads', `status() with ${n} pending writes (counts kept by the engine)`, 'ms', 'lower',
+    r.map((x) => x.status.engine.ms), 'the queue scan status() was: every pending op read (queue().length)', r.map((x) => x.status.baseline.ms)));
+  ROWS.push(row('9. Live reads', `status() with ${n} pending writes, after another tab wrote (counted again: IndexedDB count())`, 'ms', 'lower',
+    r.map((x) => x.recountMs), 'the queue scan status() was: every pending op read (queue().length)', r.map((x) => x.status.baseline.ms)));
+  ROWS.push(row('9. Live reads', `useCollection() of ${n} records after one put(): the record read alone, put in place`, 'ms', 'lower',
+    r.map((x) => x.update.engine.ms), 'list() and the identity-keeping pass (useCollection before)', r.map((x) => x.update.baseline.ms)));
+  for (const k of [1, 32, 256, 833, 2500]) {
+    ROWS.push(row('9. Live reads', `${thousands(k)} changed record(s) read alone (getRecord, in parallel)`, 'ms', 'lower',
+      r.map((x) => x.reads[k]), `one list() of ${n} records`, r.map((x) => x.listMs)));
+  }
+}
+
 async function mergeSection() {
   // The same workload (bench/merge_workload.rs) timed natively (examples/bench_merge.rs) and in wasm in
   // headless Chromium (tests/web_merge_bench.rs), each beside a whole-record LWW clone in the same build.
@@ -244,10 +260,12 @@ const cell = (s) => {
   if (!s) return 'not available';
   return s.runs.length > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
 };
+// Two significant digits below 0.1 (a cost of 0.0023× would print as 0.00×).
+const ratio = (x) => (x < 0.1 ? x.toPrecision(2) : x.toFixed(2));
 const costCell = (s) => {
   if (!s) return '—';
-  const range = s.runs.length > 1 ? ` (${s.min.toFixed(2)}–${s.max.toFixed(2)})` : '';
-  return `**${s.median.toFixed(2)}×**${range}`;
+  const range = s.runs.length > 1 ? ` (${ratio(s.min)}–${ratio(s.max)})` : '';
+  return `**${ratio(s.median)}×**${range}`;
 };
 const runsOf = (r) => (r.tidesync ?? r.baseline)?.runs.length ?? '—';
 
@@ -295,7 +313,8 @@ function markdown(results) {
     '- Writes: both sides use the browser\'s default IndexedDB durability. tidesync\'s put() is one readwrite transaction over its stores (reads the record, its pending ops and the sequence; writes record, op and sequence); the baseline writes only the record.',
     '- Drain: the server is reset (`POST /admin/reset`) before every measured side, so both apply every op from scratch. The batch baseline sends the very ops the engine holds (ids, payloads, checksums), built and parsed in JS, requests in sequence like the engine. REST mode (`transport: \'rest\'`) flushes 100 ops per pass, one request each; its baseline is the per-op POST sequence.',
     '- Writes: p99 of the 100-record groups is over 10 groups per run, i.e. the slowest group.',
-    '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (`open()` reads the device id; `status()` reads every pending op without its payload, the conflicts and the dead-letter count, in one readonly transaction).',
+    '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (`open()` reads the device id and counts the pending ops, dead letters and conflicts with IndexedDB `count()`, reading none of them; `status()` answers from those counts). Before the counts were kept (#16), `status()` read every pending op without its payload.',
+    '- Live reads: the engine keeps `status()`\'s counts as its transactions commit (IndexedDB `count()` at open and after another tab wrote); the baseline reads the whole queue, as `status()` did before. The `useCollection()` rows time only bringing the list up to date after the `put()` resolved: tidesync/react now reads the changed record alone (`getRecord`) and puts it in place; before, it read the whole `list()` and compared it with the previous one to keep unchanged records\' identity. The `getRecord` rows set where one `list()` becomes cheaper (pkg/react.js `LIST_MIN`, `LIST_RATIO`).',
     '- Main thread: PerformanceObserver `longtask` reports only tasks over 50 ms; 0 means none.',
     '- Merges: one workload (`bench/merge_workload.rs`), timed natively (`examples/bench_merge.rs`) and as wasm in headless Chromium (`tests/web_merge_bench.rs`, a wasm-bindgen test built only in release), both in the release profile (opt-level "z", LTO) the package is built with; records/s = records ÷ the wall time of one pass over all of them. Each run is one timed pass after an untimed one (the browser tiers its wasm code up), native and wasm alternating which goes first.',
   );
@@ -314,9 +333,14 @@ async function update(fresh) {
   // The size table has no rows: it counts as a section when it was measured.
   const sections = [...new Set(fresh.rows.map((r) => r.section).concat(fresh.sizes ? ['8. Size'] : []))];
   const rows = [];
+  // Section 7 gathers rows from the seed and the drain runs: a row of it not measured now stays.
+  const same = (a, b) => a.section === b.section && a.label === b.label && a.baselineLabel === b.baselineLabel;
+  const gathered = (r) => r.section === '7. Main thread' && !fresh.rows.some((x) => same(x, r));
   for (const r of old.rows) {
-    if (!sections.includes(r.section)) rows.push(r);
-    else if (!rows.some((x) => x.section === r.section)) rows.push(...fresh.rows.filter((x) => x.section === r.section));
+    if (!sections.includes(r.section) || gathered(r)) rows.push(r);
+    else if (!rows.some((x) => x.section === r.section && !gathered(x))) {
+      rows.push(...fresh.rows.filter((x) => x.section === r.section));
+    }
   }
   rows.push(...fresh.rows.filter((r) => !rows.includes(r) && !old.rows.some((o) => o.section === r.section)));
   // A note names its section without the number ("Merges in wasm: ...").
@@ -345,9 +369,10 @@ try {
   const { product } = await (await context.newCDPSession(page)).send('Browser.getVersion');
 
   if (wanted('writes')) await writesSection(page);
-  if (wanted('drain') || wanted('cold')) await seedSection(page, 'seed-10k');
+  if (wanted('drain') || wanted('cold') || wanted('live')) await seedSection(page, 'seed-10k');
   if (wanted('drain')) await drainSection(page, 'seed-10k');
   if (wanted('cold')) await coldStartSection(page, 'seed-10k');
+  if (wanted('live')) await liveSection(page, 'seed-10k');
   if (wanted('merge')) await mergeSection();
   if (wanted('checksums')) await checksumSection(page);
   if (wanted('boundary')) await boundarySection(page);

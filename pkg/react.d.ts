@@ -52,7 +52,7 @@ export declare function useEntity<T = DefaultSchema[string]>(collection: string,
 
 /**
  * Every record of a collection, re-rendering only when one of them changes. A change event reads
- * that record alone and puts it in place; a burst changing more than one record in eight reads the
+ * that record alone and puts it in place; a burst changing more than one record in twelve reads the
  * list once.
  */
 export declare function useCollection<T = DefaultSchema[string]>(collection: string): CollectionState<T>;

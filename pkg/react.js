@@ -219,10 +219,10 @@ const shapeRecord = (record, error) => ({ data: record?.data, record, loading: f
 
 // Changed records are read alone (getRecord, in parallel) and put in place while they are at most
 // LIST_MIN or one in LIST_RATIO; past that, one list(). In Chromium (bench/RESULTS.md, section 9)
-// list() costs ~0.03 ms per record, a getRecord() among many ~0.15 ms: reading alone wins below a
-// quarter of the records; one in eight leaves a margin of two.
+// list() costs ~0.03 ms per record, a getRecord() among many ~0.16 ms: reading alone wins below
+// about one in six; one in twelve leaves a margin of two.
 const LIST_MIN = 32;
-const LIST_RATIO = 8;
+const LIST_RATIO = 12;
 
 /** Every record of a collection: `{ data: SyncRecord[], loading, error }`. */
 export function useCollection(collection) {

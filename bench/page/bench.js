@@ -427,6 +427,122 @@ export async function boundary({ run, n }) {
   return result;
 }
 
+// ---- 9. live reads (what the React hooks pay after a change) ----
+
+// The two ways tidesync/react brings a useCollection() list up to date, as pkg/react.js does them
+// (copied here: the bench page loads the package without React). `share` keeps every record that
+// did not change (its identity, for React.memo); `patch` puts records read alone in place.
+function equal(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && equal(a[k], b[k]));
+}
+function share(prev, next) {
+  if (equal(prev, next)) return prev;
+  if (typeof prev !== 'object' || typeof next !== 'object' || prev === null || next === null) return next;
+  if (Array.isArray(prev) !== Array.isArray(next)) return next;
+  if (Array.isArray(next)) {
+    const byId = new Map(prev.map((x) => [x?.id, x]));
+    return next.map((x, i) => share(x?.id === undefined ? prev[i] : byId.get(x.id), x));
+  }
+  if (Object.getPrototypeOf(next) !== Object.prototype) return next;
+  const out = {};
+  for (const k of Object.keys(next)) out[k] = share(prev[k], next[k]);
+  return out;
+}
+function patch(list, ids, records) {
+  let out = list;
+  ids.forEach((id, k) => {
+    const record = records[k];
+    let lo = 0;
+    let hi = out.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (out[mid].id < id) lo = mid + 1;
+      else hi = mid;
+    }
+    const old = out[lo]?.id === id ? out[lo] : undefined;
+    if (old === undefined && record === undefined) return;
+    const next = old && record ? share(old, record) : record;
+    if (next === old) return;
+    if (out === list) out = list.slice();
+    if (!record) out.splice(lo, 1);
+    else if (old) out[lo] = next;
+    else out.splice(lo, 0, next);
+  });
+  return out;
+}
+
+const median = (xs) => percentile(xs, 50);
+
+/**
+ * A copy of the seeded database (`count` records, each with a pending write), and in it:
+ * - status(): the counts the engine keeps, against the queue scan status() was (every pending op
+ *   read: `queue().length`, which also reads their payloads);
+ * - a useCollection() list of `count` records after one put() (a record in the middle): the record
+ *   read alone and put in place, against list() and the identity-keeping pass over it;
+ * - reading `k` changed records alone (getRecord, in parallel) against one list(), for the
+ *   threshold past which useCollection reads the whole list;
+ * - status() after another tab wrote: the engine counts again (IndexedDB count()).
+ * Each engine-side figure is the median of several calls (`reps`).
+ */
+export async function live({ run, template, count, reps = 15 }) {
+  const { engine, name } = await copyOfSeed(template, count, 100, 'batch');
+  const status = await paired(
+    run,
+    async () => ({ ms: median(await timeEach(reps, () => engine.status())) }),
+    async () => ({ ms: median(await timeEach(3, async () => (await engine.queue()).length)) }),
+  );
+  let list = await engine.list(COLLECTION);
+  const id = list[list.length >> 1].id;
+  let serial = 0;
+  const afterPut = async (update) => {
+    const out = [];
+    for (let i = 0; i < reps; i++) {
+      await engine.put(COLLECTION, id, note(1_000_000 + serial++));
+      const t = performance.now();
+      await update();
+      out.push(performance.now() - t);
+    }
+    return median(out);
+  };
+  const update = await paired(
+    run,
+    async () => ({ ms: await afterPut(async () => { list = patch(list, [id], [await engine.getRecord(COLLECTION, id)]); }) }),
+    async () => ({ ms: await afterPut(async () => { list = share(list, await engine.list(COLLECTION)); }) }),
+  );
+  if (list.length !== count || list[list.length >> 1].data.count !== 1_000_000 + serial - 1) {
+    throw new Error('the patched list is not what list() returns');
+  }
+  const reads = {};
+  for (const k of [1, 32, 256, 833, 2500]) {
+    const ids = list.slice(0, k).map((r) => r.id);
+    reads[k] = median(await timeEach(3, () => Promise.all(ids.map((i) => engine.getRecord(COLLECTION, i)))));
+  }
+  const listMs = median(await timeEach(3, () => engine.list(COLLECTION)));
+  // Another tab (a second engine on the database) writes: its message makes this engine count
+  // again (IndexedDB count() of three stores) at the next status().
+  const other = await openEngine(name);
+  const recount = [];
+  for (let i = 0; i < reps; i++) {
+    const heard = new Promise((resolve) => {
+      const off = engine.subscribe((ev) => ev.remote && (off(), resolve()));
+    });
+    await other.put(COLLECTION, `remote-${i}`, note(i));
+    await heard;
+    const t = performance.now();
+    const { pending } = await engine.status();
+    recount.push(performance.now() - t);
+    if (pending !== count + i + 1) throw new Error(`after another tab's write: ${pending} pending, expected ${count + i + 1}`);
+  }
+  other.close();
+  await dropEngine(engine, name);
+  return { status, update, reads, listMs, recountMs: median(recount) };
+}
+
 export const info = () => ({ initMs, hardwareConcurrency: navigator.hardwareConcurrency });
 
-window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, info };
+window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, live, info };
