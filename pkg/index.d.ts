@@ -191,6 +191,45 @@ export interface SyncOptions<S = DefaultSchema> {
    * it comes back online. Default `true`; `false` syncs only when you call `flush()` / `pull()`.
    */
   autoSync?: boolean;
+  /**
+   * A push channel: the server pokes when a collection changes and this device pulls it at once,
+   * instead of at its next poll. `true` is Server-Sent Events at `/api/sync/stream`. One tab per
+   * device keeps the connection. Off by default; needs `autoSync`; not opened in a service worker.
+   */
+  realtime?: boolean | RealtimeOptions;
+}
+
+/** The push channel's options (see the README, "Push channel"). */
+export interface RealtimeOptions {
+  /** `'sse'` (default: plain HTTP, passes proxies) or `'websocket'`. */
+  kind?: 'sse' | 'websocket';
+  /** Path under `baseUrl` or a full URL. Default `/api/sync/stream` (SSE), `/api/sync/ws` (WebSocket). */
+  url?: string;
+  /** Reconnection delay: random(0, min(capMs, baseMs · 2ⁿ)) after n failures. Default 1000 / 30000. */
+  backoff?: { baseMs?: number; capMs?: number };
+}
+
+/** Where the push channel stands (`realtimeStatus()`, the `realtime` event). */
+export interface RealtimeStatus {
+  kind: 'sse' | 'websocket';
+  url: string;
+  /**
+   * `follower`: another tab of this device keeps the channel (its state is mirrored here once it
+   * says). `backoff`: waiting `retryAt` to reconnect, polling meanwhile.
+   */
+  state: 'follower' | 'connecting' | 'open' | 'backoff' | 'offline' | 'closed';
+  /** This tab keeps the connection. */
+  leader: boolean;
+  /** The last event id heard: what a reconnection resumes from. */
+  lastEventId: string | null;
+  lastMessage: { type: string; collection: string | null; id: string | null; at: number } | null;
+  messages: number;
+  /** Pulls the channel started. */
+  pulls: number;
+  reconnects: number;
+  retryAt: number | null;
+  /** Why the last connection or pull failed. */
+  error: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,7 +531,14 @@ export interface BlockedEvent {
   message: string;
 }
 
+/** The push channel changed state or heard a message (this tab; followers mirror the leader). */
+export interface RealtimeEvent {
+  type: 'realtime';
+  status: RealtimeStatus;
+}
+
 export type SyncEvent =
+  | RealtimeEvent
   | ChangeEvent
   | SyncDoneEvent
   | ErrorEvent
@@ -676,6 +722,9 @@ export declare class SyncEngine<S = DefaultSchema> {
   /** Debug engines only: discards every pending write. Pass `'discard pending writes'`. Resolves to how many. */
   clearQueue(confirm: typeof CLEAR_QUEUE_CONFIRMATION): Promise<number>;
 
+  /** The push channel's state, or `undefined` when the engine was opened without `realtime`. */
+  realtimeStatus(): RealtimeStatus | undefined;
+
   /** Stops syncing and closes the database; later calls reject with `CLOSED`. */
   close(): void;
 }
@@ -722,6 +771,8 @@ export interface SyncDebug {
   failNext(count?: number, status?: number): Promise<DebugFaults>;
   setLatency(ms: number): Promise<DebugFaults>;
   clearFaults(): Promise<DebugFaults>;
+  /** The push channel's state, or `undefined` without `realtime`. */
+  realtimeStatus(): RealtimeStatus | undefined;
   /** The command names. */
   help(): string;
 }

@@ -110,6 +110,8 @@ export class SyncEngine {
   #name;
   #userId;
   #debugOff = null;
+  // The push channel (`realtime` option), when on.
+  #live = null;
   // Listeners for the events this wrapper itself emits (deadLetterDiscarded, queueCleared).
   #local = new Set();
 
@@ -125,6 +127,18 @@ export class SyncEngine {
     await init();
     const raw = await call(() => wasm.SyncEngine.open(options));
     const engine = new SyncEngine(CREATE, raw, options.name, options.userId ?? 'anonymous');
+    // Not in a service worker (it lives for one event), nor when the app syncs by hand.
+    if (options.realtime && options.autoSync !== false && typeof ServiceWorkerGlobalScope === 'undefined') {
+      try {
+        const { startRealtime } = await import('./realtime.js');
+        engine.#live = startRealtime({
+          raw, options, dbName: `tidesync:${engine.name}:${engine.userId}`, emit: (e) => engine.#emit(e),
+        });
+      } catch (e) {
+        raw.close();
+        throw new SyncError('CONFIG', `realtime: ${e?.message ?? e}`, { cause: e });
+      }
+    }
     if (raw.debug) engine.#debugOff = installDebugHook(engine);
     return engine;
   }
@@ -177,7 +191,12 @@ export class SyncEngine {
     this.#emit({ type: 'deadLetterDiscarded', opId });
   }
   auditLog() { return sync(() => this.#raw.auditLog()); }
-  setFaults(faults) { return call(() => this.#raw.setFaults(faults)); }
+  setFaults(faults) {
+    if (typeof faults?.offline === 'boolean') this.#live?.setOffline(faults.offline);
+    return call(() => this.#raw.setFaults(faults));
+  }
+  /** The push channel's state (`realtime` option), or `undefined` when it is off. */
+  realtimeStatus() { return this.#live?.status(); }
   async clearQueue(confirm) {
     const discarded = await call(() => this.#raw.clearQueue(confirm));
     this.#emit({ type: 'queueCleared', discarded });
@@ -206,6 +225,8 @@ export class SyncEngine {
   }
 
   close() {
+    this.#live?.close();
+    this.#live = null;
     this.#debugOff?.();
     this.#debugOff = null;
     this.#raw.close();
@@ -244,6 +265,7 @@ function installDebugHook(engine) {
     events: (limit = DEBUG_EVENT_LOG_SIZE) => log.slice(-limit),
     clearEvents: () => { log.length = 0; },
     setFaults: (faults) => engine.setFaults(faults),
+    realtimeStatus: () => engine.realtimeStatus(),
     goOffline: () => engine.setFaults({ offline: true }),
     goOnline: () => engine.setFaults({ offline: false }),
     failNext: (count = 1, status = 503) => engine.setFaults({ failNext: count, failStatus: status }),
