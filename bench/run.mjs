@@ -218,6 +218,16 @@ async function boundarySection(page) {
     pick(r, 'engine', 'opsPerSec'), 'put(JS object), same records', pick(r, 'baseline', 'opsPerSec')));
 }
 
+// ---- 9. real time ----
+
+async function realtimeSection(page) {
+  log('real time: a write on A visible on B, push channel vs interval polling');
+  const r = await runs(page, 'realtime', { writes: 15, pollMs: 1000 });
+  const base = 'interval polling every 1 s (the default is 30 s)';
+  ROWS.push(row('9. Real time', 'write on A visible on B (SSE push channel): p50', 'ms', 'lower', pick(r, 'engine', 'p50Ms'), base, pick(r, 'baseline', 'p50Ms')));
+  ROWS.push(row('9. Real time', 'write on A visible on B (SSE push channel): p95', 'ms', 'lower', pick(r, 'engine', 'p95Ms'), base, pick(r, 'baseline', 'p95Ms')));
+}
+
 // ---- 8. size ----
 
 async function sizes() {
@@ -351,6 +361,7 @@ try {
   if (wanted('merge')) await mergeSection();
   if (wanted('checksums')) await checksumSection(page);
   if (wanted('boundary')) await boundarySection(page);
+  if (wanted('realtime')) await realtimeSection(page);
   ROWS.push(...MAIN_THREAD);
 
   const cpus = os.cpus();

@@ -82,12 +82,13 @@ export function startRealtime({ raw, options, dbName, emit }) {
     if (!pulling) drain();
   };
 
+  // `poke`: that collection changed. `hello`: the server could not resume us, so anything may have
+  // changed. Anything else (heartbeats, kinds of a later protocol) is ignored.
   function onMessage(m) {
-    if (m.type === 'heartbeat') return;
-    if (m.id != null) status.lastEventId = String(m.id);
+    if (m.type !== 'poke' && m.type !== 'hello') return;
+    if (m.id != null && m.id !== '') status.lastEventId = String(m.id);
     status.messages++;
     status.lastMessage = { type: m.type, collection: m.collection ?? null, id: m.id ?? null, at: Date.now() };
-    // `hello`: the server could not resume us, so anything may have changed.
     want(m.type === 'poke' ? m.collection : '*');
     set({});
   }
@@ -127,7 +128,7 @@ export function startRealtime({ raw, options, dbName, emit }) {
         if (line === '') {
           if (event.data.length) {
             try {
-              onMessage({ type: event.event ?? 'message', id: event.id, ...JSON.parse(event.data.join('\n')) });
+              onMessage({ type: event.event, id: event.id, ...JSON.parse(event.data.join('\n')) });
             } catch {
               status.error = 'a push message was not JSON';
             }

@@ -429,4 +429,53 @@ export async function boundary({ run, n }) {
 
 export const info = () => ({ initMs, hardwareConcurrency: navigator.hardwareConcurrency });
 
-window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, info };
+/**
+ * A write on device A visible on device B, the same writes seen by two devices at once: B through the
+ * push channel (`realtime: true`, the package entry that loads it), C by interval polling every
+ * `pollMs` (the default interval is 30 s; 1 s keeps the run short). Writes are spaced at random so
+ * they fall anywhere in C's poll interval.
+ */
+async function realtime({ writes = 15, pollMs = 1000 }) {
+  const { SyncEngine: Engine } = await import('./pkg/index.js');
+  const c = `live${Date.now().toString(36)}${serial++}`;
+  const tier = (intervalMs) => ({ intervalMs, batchSize: 100 });
+  const every = (ms) => ({ good: tier(ms), fair: tier(ms), poor: tier(ms) });
+  const base = { userId: USER, baseUrl: location.origin, auth: async () => TOKEN, collections: { [c]: { endpoint: `/api/${c}` } } };
+  const names = [fresh('live-a'), fresh('live-b'), fresh('live-c')];
+  const a = await Engine.open({ ...base, name: names[0], network: every(60_000) });
+  const b = await Engine.open({ ...base, name: names[1], network: every(60_000), realtime: true });
+  const p = await Engine.open({ ...base, name: names[2], network: every(pollMs) });
+  const seenBy = (e) => {
+    const m = new Map();
+    e.subscribe((ev) => ev.type === 'change' && !m.has(ev.id) && m.set(ev.id, performance.now()));
+    return m;
+  };
+  const [viaPush, viaPoll] = [seenBy(b), seenBy(p)];
+  const until = async (what, f, ms = 10_000) => {
+    const end = performance.now() + ms;
+    while (!f()) {
+      if (performance.now() > end) throw new Error(`realtime bench: timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  await until('the channel', () => b.realtimeStatus().state === 'open' && b.realtimeStatus().pulls >= 1);
+  const push = [];
+  const poll = [];
+  for (let i = 0; i < writes; i++) {
+    const id = `w${i}`;
+    const t0 = performance.now();
+    await a.put(c, id, note(i), { priority: 'high' });
+    await until(`${id} on both`, () => viaPush.has(id) && viaPoll.has(id), pollMs * 3 + 5000);
+    push.push(viaPush.get(id) - t0);
+    poll.push(viaPoll.get(id) - t0);
+    await new Promise((r) => setTimeout(r, Math.random() * pollMs));
+  }
+  for (const [e, name] of [[a, names[0]], [b, names[1]], [p, names[2]]]) await dropEngine(e, name);
+  const pct = (xs, q) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+  return {
+    engine: { p50Ms: pct(push, 0.5), p95Ms: pct(push, 0.95) },
+    baseline: { p50Ms: pct(poll, 0.5), p95Ms: pct(poll, 0.95) },
+  };
+}
+
+window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, realtime, info };

@@ -481,7 +481,7 @@ impl SyncEngine {
     /// Whether a push channel is open (set by `realtime.js`): while it is, the background rounds
     /// push but do not poll. While it is down they poll again at the interval (not at once: a
     /// server restart would make every device poll together).
-    #[wasm_bindgen(js_name = "setLive")]
+    #[wasm_bindgen(js_name = "setLive", skip_typescript)]
     pub fn set_live(&self, on: bool) {
         self.inner.live.set(on);
     }
