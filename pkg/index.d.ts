@@ -125,6 +125,30 @@ export interface CollectionOptions<T = SyncData> {
   /** Overrides the engine's `transport` for this collection. */
   transport?: TransportKind;
   rest?: RestOptions;
+  /**
+   * Query indexes: a field (`'due'`) or a list of fields (`['done', 'updatedAt']`) each. A `query()`
+   * whose `where` fixes an index's leading fields, then ranges over the next one and orders by the
+   * following ones, reads only its page; any other query reads the whole collection.
+   */
+  indexes?: Array<(keyof T & string) | (keyof T & string)[]>;
+}
+
+/** A key value a query compares: booleans order as 0 and 1, numbers before strings. */
+export type QueryValue = string | number | boolean;
+
+/** A condition on one field: a value (equality) or operators, all of which must hold. */
+export type QueryCondition =
+  | QueryValue
+  | { eq?: QueryValue; in?: QueryValue[]; gt?: QueryValue; gte?: QueryValue; lt?: QueryValue; lte?: QueryValue; prefix?: string };
+
+/** `query()`'s question. Records without a value for a `where` or `orderBy` field are not in the result. */
+export interface Query<T = SyncData> {
+  where?: { [K in keyof T & string]?: QueryCondition };
+  /** `'due'`, `['due', 'desc']` or a list of them; ties by id. Default: by id. */
+  orderBy?: (keyof T & string) | [keyof T & string, 'asc' | 'desc'] | Array<(keyof T & string) | [keyof T & string, 'asc' | 'desc']>;
+  limit?: number;
+  /** The last record of the previous page: the page after it. */
+  after?: SyncRecord<T>;
 }
 
 /** All durations in milliseconds. */
@@ -686,6 +710,22 @@ export declare class SyncEngine<S = DefaultSchema> {
   getRecord<C extends CollectionName<S>>(collection: C, id: string): Promise<SyncRecord<S[C], C> | undefined>;
   /** Every record of the collection, ordered by id. */
   list<C extends CollectionName<S>>(collection: C): Promise<SyncRecord<S[C], C>[]>;
+  /**
+   * The records matching `query`, through a declared index when one fits (see the collection's
+   * `indexes`). Rejects with `INVALID_INPUT` for a malformed query or an unknown collection.
+   */
+  query<C extends CollectionName<S>>(collection: C, query?: Query<S[C]>): Promise<SyncRecord<S[C], C>[]>;
+  /**
+   * A live query: `listener` gets the result now and again whenever a change (a write here or in
+   * another tab, a pull, a merge, a resolution) changes it; unchanged results are not sent again.
+   * Returns the unsubscribe function.
+   */
+  subscribeQuery<C extends CollectionName<S>>(
+    collection: C,
+    query: Query<S[C]> | undefined,
+    listener: (records: SyncRecord<S[C], C>[]) => void,
+    onError?: (error: SyncError) => void,
+  ): () => void;
 
   /** Sends every due write now (waits for another tab's flush rather than racing it). */
   flush(): Promise<FlushReport>;

@@ -105,6 +105,9 @@ export async function deleteDatabase(name, userId) {
 
 const CREATE = Symbol('SyncEngine.open');
 
+let queries;
+const loadQueries = () => (queries ??= import('./query.js'));
+
 export class SyncEngine {
   #raw;
   #name;
@@ -112,6 +115,7 @@ export class SyncEngine {
   #debugOff = null;
   // The push channel (`realtime` option), when on.
   #live = null;
+  #indexes = {};
   // Listeners for the events this wrapper itself emits (deadLetterDiscarded, queueCleared).
   #local = new Set();
 
@@ -125,8 +129,14 @@ export class SyncEngine {
 
   static async open(options) {
     await init();
+    // Query indexes are checked (by query.js, loaded only for them) before anything opens.
+    const collections = options?.collections;
+    const declares = Object.values(collections ?? {}).some((c) => c?.indexes !== undefined);
+    const indexes = declares ? (await loadQueries()).indexesOf(collections, (m) => new SyncError('CONFIG', m)) : {};
+    for (const c of Object.keys(collections ?? {})) indexes[c] ??= [];
     const raw = await call(() => wasm.SyncEngine.open(options));
     const engine = new SyncEngine(CREATE, raw, options.name, options.userId ?? 'anonymous');
+    engine.#indexes = indexes;
     // Not in a service worker (it lives for one event), nor when the app syncs by hand.
     if (options.realtime && options.autoSync !== false && typeof ServiceWorkerGlobalScope === 'undefined') {
       try {
@@ -172,6 +182,35 @@ export class SyncEngine {
   }
   list(collection) {
     return call(() => this.#raw.list(str('collection', collection)));
+  }
+  /** Records of `collection` matching `spec` ({ where, orderBy, limit, after }), through an index when one fits. */
+  async query(collection, spec) {
+    const q = await this.#queryArgs(collection, spec);
+    return call(() => q.module.run(this.#raw.database, collection, q.indexes, q.query));
+  }
+  /** Calls `listener(records)` with the query's result now and whenever it changes. Returns the unsubscribe. */
+  subscribeQuery(collection, spec, listener, onError = (e) => console.error('tidesync: a live query failed', e)) {
+    if (typeof listener !== 'function') throw invalid('subscribeQuery() takes a listener function');
+    let off = null;
+    let stopped = false;
+    this.#queryArgs(collection, spec).then((q) => {
+      if (!stopped) off = q.module.subscribe(this, this.#raw.database, collection, q.indexes, q.query, listener, (e) => onError(toSyncError(e)));
+    }, (e) => onError(e));
+    return () => {
+      stopped = true;
+      off?.();
+    };
+  }
+  async #queryArgs(collection, spec) {
+    str('collection', collection);
+    const indexes = this.#indexes[collection];
+    if (!indexes) throw new SyncError('INVALID_INPUT', `unknown collection '${collection}'`);
+    const module = await loadQueries();
+    try {
+      return { module, indexes, query: module.normalize(spec) };
+    } catch (e) {
+      throw invalid(`query: ${e.message}`);
+    }
   }
   flush() { return call(() => this.#raw.flush()); }
   pull(collection) {

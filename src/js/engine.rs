@@ -213,7 +213,9 @@ impl SyncEngine {
             })
             .into_js_value()
         };
-        let store = IdbStore::open(&options.db_name, on_closed.unchecked_into(), on_blocked.unchecked_into()).await?;
+        let store =
+            IdbStore::open(&options.db_name, &options.options, on_closed.unchecked_into(), on_blocked.unchecked_into())
+                .await?;
         let transport = FetchTransport::new(
             &options.base_url,
             &options.batch_endpoint,
@@ -484,6 +486,12 @@ impl SyncEngine {
     #[wasm_bindgen(js_name = "setLive", skip_typescript)]
     pub fn set_live(&self, on: bool) {
         self.inner.live.set(on);
+    }
+
+    /// The IndexedDB database (`query.js` reads the query indexes through it; nothing writes).
+    #[wasm_bindgen(getter, skip_typescript)]
+    pub fn database(&self) -> JsValue {
+        self.inner.engine.store().handle()
     }
 
     /// This device's id (sent as `X-Device-ID`).
