@@ -257,3 +257,40 @@ test('indexes declared later are built from the stored records; bad indexes and 
     'SyncError:INVALID_INPUT:true', 'SyncError:INVALID_INPUT:true', 'SyncError:INVALID_INPUT:true', 'SyncError:INVALID_INPUT:true',
   ]);
 });
+
+test('useQuery renders again only when its result changes; useQuerySuspense suspends until the first result (Chromium, React StrictMode)', async (t) => {
+  const browser = await launch();
+  t.after(() => browser.close());
+  const page = browser.page;
+  await page.goto(`${baseUrl()}/tests/pages/query.html?db=q-react-${Date.now()}`);
+  await page.evaluate(() => window.queries.ready);
+  const read = (id) => page.evaluate((id) => {
+    const el = document.querySelector(`[data-testid="${id}"]`);
+    return { text: el?.textContent, renders: Number(el?.dataset.renders ?? 0) };
+  }, id);
+  const settle = async (id, text) => {
+    for (let i = 0; i < 100; i++) {
+      const r = await read(id);
+      if (r.text === text) return r;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    throw new Error(`${id} never showed ${text}: ${JSON.stringify(await read(id))}`);
+  };
+  const start = await settle('due', 'c1,c3,c5');
+  await settle('suspended', 'c5,c4');
+  const write = (collection, id, data) => page.evaluate(([c, id, d]) => window.queries.engine.put(c, id, d), [collection, id, data]);
+
+  await write('other', 'o', { done: false, due: 0 });
+  await write('cards', 'c9', { done: true, due: 0 });
+  await new Promise((res) => setTimeout(res, 300));
+  const quiet = await read('due');
+  assert.equal(quiet.text, 'c1,c3,c5');
+  assert.equal(quiet.renders, start.renders, 'writes that do not change the result do not render');
+
+  await write('cards', 'c0', { done: false, due: 0 });
+  const moved = await settle('due', 'c0,c1,c3');
+  // StrictMode renders twice per update in development builds; the test pages are built for production.
+  assert.equal(moved.renders, start.renders + 1, 'one write that changes the result: one render');
+  const suspended = await settle('suspended', 'c5,c4');
+  assert.ok(suspended.renders >= 1);
+});
