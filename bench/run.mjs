@@ -228,6 +228,29 @@ async function realtimeSection(page) {
   ROWS.push(row('9. Real time', 'write on A visible on B (SSE push channel): p95', 'ms', 'lower', pick(r, 'engine', 'p95Ms'), base, pick(r, 'baseline', 'p95Ms')));
 }
 
+// ---- 10. live queries ----
+
+async function liveQuerySection(page) {
+  for (const count of [10_000, 100_000]) {
+    log(`live queries: ${thousands(count)} records, 100 live queries`);
+    const r = await runs(page, 'liveQueries', { count }, count > 10_000 ? 1 : 3);
+    const n = thousands(count);
+    ROWS.push(row('10. Live queries', `live-query update after one write, ${n} records, 100 live queries: p50`, 'ms', 'lower',
+      pick(r, 'engine', 'p50Ms'), 'the same query re-run over a plain JS array', pick(r, 'array', 'p50Ms')));
+    ROWS.push(row('10. Live queries', `live-query update after one write, ${n} records, 100 live queries: p50`, 'ms', 'lower',
+      pick(r, 'engine', 'p50Ms'), 'the same query re-read through a raw IndexedDB index', pick(r, 'baseline', 'p50Ms')));
+    ROWS.push(row('10. Live queries', `live-query update after one write, ${n} records, 100 live queries: p95`, 'ms', 'lower',
+      pick(r, 'engine', 'p95Ms'), 'the same query re-read through a raw IndexedDB index', pick(r, 'baseline', 'p95Ms')));
+    ROWS.push(row('10. Live queries', `first page (50, by index) right after opening, ${n} records`, 'ms', 'lower',
+      pick(r, 'engine', 'firstPageMs'), 'raw IndexedDB: open + index getAll of 50', pick(r, 'baseline', 'firstPageMs')));
+    ROWS.push(row('10. Live queries', `JS heap per record held, ${n} records, 100 live queries open`, 'B', 'lower',
+      pick(r, 'engine', 'heapPerRecord'), null, null));
+    // In this section, not in 7: re-measuring it alone (BENCH_UPDATE) must not replace section 7.
+    ROWS.push(row('10. Live queries', `longest main-thread task during the updates and the first page, ${n} records`, 'ms', 'lower',
+      pick(r, 'engine', 'longestMs'), 'raw IndexedDB re-reads', pick(r, 'baseline', 'longestMs')));
+  }
+}
+
 // ---- 8. size ----
 
 async function sizes() {
@@ -340,7 +363,8 @@ async function update(fresh) {
 
 const loadAtStart = os.loadavg().map((x) => x.toFixed(2));
 const server = await startServer();
-const browser = await launch();
+// gc() in the page, for the memory figures.
+const browser = await launch(['--js-flags=--expose-gc']);
 let exitCode = 0;
 let closing = false;
 try {
@@ -362,6 +386,7 @@ try {
   if (wanted('checksums')) await checksumSection(page);
   if (wanted('boundary')) await boundarySection(page);
   if (wanted('realtime')) await realtimeSection(page);
+  if (wanted('live')) await liveQuerySection(page);
   ROWS.push(...MAIN_THREAD);
 
   const cpus = os.cpus();
