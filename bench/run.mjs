@@ -5,7 +5,7 @@
 //
 //   node bench/run.mjs --server BIN --static DIR --merge FILE --merge-wasm FILE [--out DIR] [--budget BYTES]
 //
-// BENCH_RUNS=N runs every benchmark N times (default: the RUNS table below); BENCH_ONLY=writes,drain,live,...
+// BENCH_RUNS=N runs every benchmark N times (default: the RUNS table below); BENCH_ONLY=writes,drain,hooks,...
 // runs some sections only (for working on the harness; the committed results come from a full run), and
 // with BENCH_UPDATE=1 its rows replace those sections in the existing results.json (the update is noted
 // in RESULTS.md, with when and under what load it was measured).
@@ -187,18 +187,18 @@ async function coldStartSection(page, template) {
   }
 }
 
-async function liveSection(page, template) {
-  log(`live reads: status() and a useCollection() update at ${thousands(DRAIN_OPS)} records with pending writes`);
-  const r = await runs(page, 'live', { template, count: DRAIN_OPS });
+async function hookReadsSection(page, template) {
+  log(`hook reads: status() and a useCollection() update at ${thousands(DRAIN_OPS)} records with pending writes`);
+  const r = await runs(page, 'hookReads', { template, count: DRAIN_OPS });
   const n = thousands(DRAIN_OPS);
-  ROWS.push(row('9. Live reads', `status() with ${n} pending writes (counts kept by the engine)`, 'ms', 'lower',
+  ROWS.push(row('11. Hook reads', `status() with ${n} pending writes (counts kept by the engine)`, 'ms', 'lower',
     r.map((x) => x.status.engine.ms), 'the queue scan status() was: every pending op read (queue().length)', r.map((x) => x.status.baseline.ms)));
-  ROWS.push(row('9. Live reads', `status() with ${n} pending writes, after another tab wrote (counted again: IndexedDB count())`, 'ms', 'lower',
+  ROWS.push(row('11. Hook reads', `status() with ${n} pending writes, after another tab wrote (counted again: IndexedDB count())`, 'ms', 'lower',
     r.map((x) => x.recountMs), 'the queue scan status() was: every pending op read (queue().length)', r.map((x) => x.status.baseline.ms)));
-  ROWS.push(row('9. Live reads', `useCollection() of ${n} records after one put(): the record read alone, put in place`, 'ms', 'lower',
+  ROWS.push(row('11. Hook reads', `useCollection() of ${n} records after one put(): the record read alone, put in place`, 'ms', 'lower',
     r.map((x) => x.update.engine.ms), 'list() and the identity-keeping pass (useCollection before)', r.map((x) => x.update.baseline.ms)));
   for (const k of [1, 32, 256, 833, 2500]) {
-    ROWS.push(row('9. Live reads', `${thousands(k)} changed record(s) read alone (getRecord, in parallel)`, 'ms', 'lower',
+    ROWS.push(row('11. Hook reads', `${thousands(k)} changed record(s) read alone (getRecord, in parallel)`, 'ms', 'lower',
       r.map((x) => x.reads[k]), `one list() of ${n} records`, r.map((x) => x.listMs)));
   }
 }
@@ -232,6 +232,39 @@ async function boundarySection(page) {
   const r = await runs(page, 'boundary', { n: 300 });
   ROWS.push(row('6. Boundary', 'putJson(JSON string), 1 KB record', 'ops/s', 'higher',
     pick(r, 'engine', 'opsPerSec'), 'put(JS object), same records', pick(r, 'baseline', 'opsPerSec')));
+}
+
+// ---- 9. real time ----
+
+async function realtimeSection(page) {
+  log('real time: a write on A visible on B, push channel vs interval polling');
+  const r = await runs(page, 'realtime', { writes: 15, pollMs: 1000 });
+  const base = 'interval polling every 1 s (the default is 30 s)';
+  ROWS.push(row('9. Real time', 'write on A visible on B (SSE push channel): p50', 'ms', 'lower', pick(r, 'engine', 'p50Ms'), base, pick(r, 'baseline', 'p50Ms')));
+  ROWS.push(row('9. Real time', 'write on A visible on B (SSE push channel): p95', 'ms', 'lower', pick(r, 'engine', 'p95Ms'), base, pick(r, 'baseline', 'p95Ms')));
+}
+
+// ---- 10. live queries ----
+
+async function liveQuerySection(page) {
+  for (const count of [10_000, 100_000]) {
+    log(`live queries: ${thousands(count)} records, 100 live queries`);
+    const r = await runs(page, 'liveQueries', { count }, count > 10_000 ? 1 : 3);
+    const n = thousands(count);
+    ROWS.push(row('10. Live queries', `live-query update after one write, ${n} records, 100 live queries: p50`, 'ms', 'lower',
+      pick(r, 'engine', 'p50Ms'), 'the same query re-run over a plain JS array', pick(r, 'array', 'p50Ms')));
+    ROWS.push(row('10. Live queries', `live-query update after one write, ${n} records, 100 live queries: p50`, 'ms', 'lower',
+      pick(r, 'engine', 'p50Ms'), 'the same query re-read through a raw IndexedDB index', pick(r, 'baseline', 'p50Ms')));
+    ROWS.push(row('10. Live queries', `live-query update after one write, ${n} records, 100 live queries: p95`, 'ms', 'lower',
+      pick(r, 'engine', 'p95Ms'), 'the same query re-read through a raw IndexedDB index', pick(r, 'baseline', 'p95Ms')));
+    ROWS.push(row('10. Live queries', `first page (50, by index) right after opening, ${n} records`, 'ms', 'lower',
+      pick(r, 'engine', 'firstPageMs'), 'raw IndexedDB: open + index getAll of 50', pick(r, 'baseline', 'firstPageMs')));
+    ROWS.push(row('10. Live queries', `JS heap per record held, ${n} records, 100 live queries open`, 'B', 'lower',
+      pick(r, 'engine', 'heapPerRecord'), null, null));
+    // In this section, not in 7: re-measuring it alone (BENCH_UPDATE) must not replace section 7.
+    ROWS.push(row('10. Live queries', `longest main-thread task during the updates and the first page, ${n} records`, 'ms', 'lower',
+      pick(r, 'engine', 'longestMs'), 'raw IndexedDB re-reads', pick(r, 'baseline', 'longestMs')));
+  }
 }
 
 // ---- 8. size ----
@@ -314,7 +347,7 @@ function markdown(results) {
     '- Drain: the server is reset (`POST /admin/reset`) before every measured side, so both apply every op from scratch. The batch baseline sends the very ops the engine holds (ids, payloads, checksums), built and parsed in JS, requests in sequence like the engine. REST mode (`transport: \'rest\'`) flushes 100 ops per pass, one request each; its baseline is the per-op POST sequence.',
     '- Writes: p99 of the 100-record groups is over 10 groups per run, i.e. the slowest group.',
     '- Cold start: "ready to flush" = `SyncEngine.open()` resolved and `status()` returned the pending count (`open()` reads the device id and counts the pending ops, dead letters and conflicts with IndexedDB `count()`, reading none of them; `status()` answers from those counts). Before the counts were kept (#16), `status()` read every pending op without its payload.',
-    '- Live reads: the engine keeps `status()`\'s counts as its transactions commit (IndexedDB `count()` at open and after another tab wrote); the baseline reads the whole queue, as `status()` did before. The `useCollection()` rows time only bringing the list up to date after the `put()` resolved: tidesync/react now reads the changed record alone (`getRecord`) and puts it in place; before, it read the whole `list()` and compared it with the previous one to keep unchanged records\' identity. The `getRecord` rows set where one `list()` becomes cheaper (pkg/react.js `LIST_MIN`, `LIST_RATIO`).',
+    '- Hook reads: the engine keeps `status()`\'s counts as its transactions commit (IndexedDB `count()` at open and after another tab wrote); the baseline reads the whole queue, as `status()` did before. The `useCollection()` rows time only bringing the list up to date after the `put()` resolved: tidesync/react now reads the changed record alone (`getRecord`) and puts it in place; before, it read the whole `list()` and compared it with the previous one to keep unchanged records\' identity. The `getRecord` rows set where one `list()` becomes cheaper (pkg/react.js `LIST_MIN`, `LIST_RATIO`).',
     '- Main thread: PerformanceObserver `longtask` reports only tasks over 50 ms; 0 means none.',
     '- Merges: one workload (`bench/merge_workload.rs`), timed natively (`examples/bench_merge.rs`) and as wasm in headless Chromium (`tests/web_merge_bench.rs`, a wasm-bindgen test built only in release), both in the release profile (opt-level "z", LTO) the package is built with; records/s = records ÷ the wall time of one pass over all of them. Each run is one timed pass after an untimed one (the browser tiers its wasm code up), native and wasm alternating which goes first.',
   );
@@ -354,7 +387,8 @@ async function update(fresh) {
 
 const loadAtStart = os.loadavg().map((x) => x.toFixed(2));
 const server = await startServer();
-const browser = await launch();
+// gc() in the page, for the memory figures.
+const browser = await launch(['--js-flags=--expose-gc']);
 let exitCode = 0;
 let closing = false;
 try {
@@ -369,13 +403,15 @@ try {
   const { product } = await (await context.newCDPSession(page)).send('Browser.getVersion');
 
   if (wanted('writes')) await writesSection(page);
-  if (wanted('drain') || wanted('cold') || wanted('live')) await seedSection(page, 'seed-10k');
+  if (wanted('drain') || wanted('cold') || wanted('hooks')) await seedSection(page, 'seed-10k');
   if (wanted('drain')) await drainSection(page, 'seed-10k');
   if (wanted('cold')) await coldStartSection(page, 'seed-10k');
-  if (wanted('live')) await liveSection(page, 'seed-10k');
+  if (wanted('hooks')) await hookReadsSection(page, 'seed-10k');
   if (wanted('merge')) await mergeSection();
   if (wanted('checksums')) await checksumSection(page);
   if (wanted('boundary')) await boundarySection(page);
+  if (wanted('realtime')) await realtimeSection(page);
+  if (wanted('live')) await liveQuerySection(page);
   ROWS.push(...MAIN_THREAD);
 
   const cpus = os.cpus();

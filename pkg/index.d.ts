@@ -125,6 +125,30 @@ export interface CollectionOptions<T = SyncData> {
   /** Overrides the engine's `transport` for this collection. */
   transport?: TransportKind;
   rest?: RestOptions;
+  /**
+   * Query indexes: a field (`'due'`) or a list of fields (`['done', 'updatedAt']`) each. A `query()`
+   * whose `where` fixes an index's leading fields, then ranges over the next one and orders by the
+   * following ones, reads only its page; any other query reads the whole collection.
+   */
+  indexes?: Array<(keyof T & string) | (keyof T & string)[]>;
+}
+
+/** A key value a query compares: booleans order as 0 and 1, numbers before strings. */
+export type QueryValue = string | number | boolean;
+
+/** A condition on one field: a value (equality) or operators, all of which must hold. */
+export type QueryCondition =
+  | QueryValue
+  | { eq?: QueryValue; in?: QueryValue[]; gt?: QueryValue; gte?: QueryValue; lt?: QueryValue; lte?: QueryValue; prefix?: string };
+
+/** `query()`'s question. Records without a value for a `where` or `orderBy` field are not in the result. */
+export interface Query<T = SyncData> {
+  where?: { [K in keyof T & string]?: QueryCondition };
+  /** `'due'`, `['due', 'desc']` or a list of them; ties by id. Default: by id. */
+  orderBy?: (keyof T & string) | [keyof T & string, 'asc' | 'desc'] | Array<(keyof T & string) | [keyof T & string, 'asc' | 'desc']>;
+  limit?: number;
+  /** The last record of the previous page: the page after it. */
+  after?: SyncRecord<T>;
 }
 
 /** All durations in milliseconds. */
@@ -191,6 +215,45 @@ export interface SyncOptions<S = DefaultSchema> {
    * it comes back online. Default `true`; `false` syncs only when you call `flush()` / `pull()`.
    */
   autoSync?: boolean;
+  /**
+   * A push channel: the server pokes when a collection changes and this device pulls it at once,
+   * instead of at its next poll. `true` is Server-Sent Events at `/api/sync/stream`. One tab per
+   * device keeps the connection. Off by default; needs `autoSync`; not opened in a service worker.
+   */
+  realtime?: boolean | RealtimeOptions;
+}
+
+/** The push channel's options (see the README, "Push channel"). */
+export interface RealtimeOptions {
+  /** `'sse'` (default: plain HTTP, passes proxies) or `'websocket'`. */
+  kind?: 'sse' | 'websocket';
+  /** Path under `baseUrl` or a full URL. Default `/api/sync/stream` (SSE), `/api/sync/ws` (WebSocket). */
+  url?: string;
+  /** Reconnection delay: random(0, min(capMs, baseMs · 2ⁿ)) after n failures. Default 1000 / 30000. */
+  backoff?: { baseMs?: number; capMs?: number };
+}
+
+/** Where the push channel stands (`realtimeStatus()`, the `realtime` event). */
+export interface RealtimeStatus {
+  kind: 'sse' | 'websocket';
+  url: string;
+  /**
+   * `follower`: another tab of this device keeps the channel (its state is mirrored here once it
+   * says). `backoff`: waiting `retryAt` to reconnect, polling meanwhile.
+   */
+  state: 'follower' | 'connecting' | 'open' | 'backoff' | 'offline' | 'closed';
+  /** This tab keeps the connection. */
+  leader: boolean;
+  /** The last event id heard: what a reconnection resumes from. */
+  lastEventId: string | null;
+  lastMessage: { type: string; collection: string | null; id: string | null; at: number } | null;
+  messages: number;
+  /** Pulls the channel started. */
+  pulls: number;
+  reconnects: number;
+  retryAt: number | null;
+  /** Why the last connection or pull failed. */
+  error: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,7 +560,14 @@ export interface BlockedEvent {
   message: string;
 }
 
+/** The push channel changed state or heard a message (this tab; followers mirror the leader). */
+export interface RealtimeEvent {
+  type: 'realtime';
+  status: RealtimeStatus;
+}
+
 export type SyncEvent =
+  | RealtimeEvent
   | ChangeEvent
   | SyncDoneEvent
   | ErrorEvent
@@ -645,6 +715,22 @@ export declare class SyncEngine<S = DefaultSchema> {
   getRecord<C extends CollectionName<S>>(collection: C, id: string): Promise<SyncRecord<S[C], C> | undefined>;
   /** Every record of the collection, ordered by id. */
   list<C extends CollectionName<S>>(collection: C): Promise<SyncRecord<S[C], C>[]>;
+  /**
+   * The records matching `query`, through a declared index when one fits (see the collection's
+   * `indexes`). Rejects with `INVALID_INPUT` for a malformed query or an unknown collection.
+   */
+  query<C extends CollectionName<S>>(collection: C, query?: Query<S[C]>): Promise<SyncRecord<S[C], C>[]>;
+  /**
+   * A live query: `listener` gets the result now and again whenever a change (a write here or in
+   * another tab, a pull, a merge, a resolution) changes it; unchanged results are not sent again.
+   * Returns the unsubscribe function.
+   */
+  subscribeQuery<C extends CollectionName<S>>(
+    collection: C,
+    query: Query<S[C]> | undefined,
+    listener: (records: SyncRecord<S[C], C>[]) => void,
+    onError?: (error: SyncError) => void,
+  ): () => void;
 
   /** Sends every due write now (waits for another tab's flush rather than racing it). */
   flush(): Promise<FlushReport>;
@@ -680,6 +766,9 @@ export declare class SyncEngine<S = DefaultSchema> {
   setFaults(faults: Partial<DebugFaults>): Promise<DebugFaults>;
   /** Debug engines only: discards every pending write. Pass `'discard pending writes'`. Resolves to how many. */
   clearQueue(confirm: typeof CLEAR_QUEUE_CONFIRMATION): Promise<number>;
+
+  /** The push channel's state, or `undefined` when the engine was opened without `realtime`. */
+  realtimeStatus(): RealtimeStatus | undefined;
 
   /** Stops syncing and closes the database; later calls reject with `CLOSED`. */
   close(): void;
@@ -727,6 +816,8 @@ export interface SyncDebug {
   failNext(count?: number, status?: number): Promise<DebugFaults>;
   setLatency(ms: number): Promise<DebugFaults>;
   clearFaults(): Promise<DebugFaults>;
+  /** The push channel's state, or `undefined` without `realtime`. */
+  realtimeStatus(): RealtimeStatus | undefined;
   /** The command names. */
   help(): string;
 }

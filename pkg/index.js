@@ -105,11 +105,17 @@ export async function deleteDatabase(name, userId) {
 
 const CREATE = Symbol('SyncEngine.open');
 
+let queries;
+const loadQueries = () => (queries ??= import('./query.js'));
+
 export class SyncEngine {
   #raw;
   #name;
   #userId;
   #debugOff = null;
+  // The push channel (`realtime` option), when on.
+  #live = null;
+  #indexes = {};
   // Listeners for the events this wrapper itself emits (deadLetterDiscarded, queueCleared).
   #local = new Set();
 
@@ -123,8 +129,26 @@ export class SyncEngine {
 
   static async open(options) {
     await init();
+    // Query indexes are checked (by query.js, loaded only for them) before anything opens.
+    const collections = options?.collections;
+    const declares = Object.values(collections ?? {}).some((c) => c?.indexes !== undefined);
+    const indexes = declares ? (await loadQueries()).indexesOf(collections, (m) => new SyncError('CONFIG', m)) : {};
+    for (const c of Object.keys(collections ?? {})) indexes[c] ??= [];
     const raw = await call(() => wasm.SyncEngine.open(options));
     const engine = new SyncEngine(CREATE, raw, options.name, options.userId ?? 'anonymous');
+    engine.#indexes = indexes;
+    // Not in a service worker (it lives for one event), nor when the app syncs by hand.
+    if (options.realtime && options.autoSync !== false && typeof ServiceWorkerGlobalScope === 'undefined') {
+      try {
+        const { startRealtime } = await import('./realtime.js');
+        engine.#live = startRealtime({
+          raw, options, dbName: `tidesync:${engine.name}:${engine.userId}`, emit: (e) => engine.#emit(e),
+        });
+      } catch (e) {
+        raw.close();
+        throw new SyncError('CONFIG', `realtime: ${e?.message ?? e}`, { cause: e });
+      }
+    }
     if (raw.debug) engine.#debugOff = installDebugHook(engine);
     return engine;
   }
@@ -159,6 +183,35 @@ export class SyncEngine {
   list(collection) {
     return call(() => this.#raw.list(str('collection', collection)));
   }
+  /** Records of `collection` matching `spec` ({ where, orderBy, limit, after }), through an index when one fits. */
+  async query(collection, spec) {
+    const q = await this.#queryArgs(collection, spec);
+    return call(() => q.module.run(this.#raw.database, collection, q.indexes, q.query));
+  }
+  /** Calls `listener(records)` with the query's result now and whenever it changes. Returns the unsubscribe. */
+  subscribeQuery(collection, spec, listener, onError = (e) => console.error('tidesync: a live query failed', e)) {
+    if (typeof listener !== 'function') throw invalid('subscribeQuery() takes a listener function');
+    let off = null;
+    let stopped = false;
+    this.#queryArgs(collection, spec).then((q) => {
+      if (!stopped) off = q.module.subscribe(this, this.#raw.database, collection, q.indexes, q.query, listener, (e) => onError(toSyncError(e)));
+    }, (e) => onError(e));
+    return () => {
+      stopped = true;
+      off?.();
+    };
+  }
+  async #queryArgs(collection, spec) {
+    str('collection', collection);
+    const indexes = this.#indexes[collection];
+    if (!indexes) throw new SyncError('INVALID_INPUT', `unknown collection '${collection}'`);
+    const module = await loadQueries();
+    try {
+      return { module, indexes, query: module.normalize(spec) };
+    } catch (e) {
+      throw invalid(`query: ${e.message}`);
+    }
+  }
   flush() { return call(() => this.#raw.flush()); }
   pull(collection) {
     return call(() => this.#raw.pull(collection == null ? undefined : str('collection', collection)));
@@ -177,7 +230,12 @@ export class SyncEngine {
     this.#emit({ type: 'deadLetterDiscarded', opId });
   }
   auditLog() { return sync(() => this.#raw.auditLog()); }
-  setFaults(faults) { return call(() => this.#raw.setFaults(faults)); }
+  setFaults(faults) {
+    if (typeof faults?.offline === 'boolean') this.#live?.setOffline(faults.offline);
+    return call(() => this.#raw.setFaults(faults));
+  }
+  /** The push channel's state (`realtime` option), or `undefined` when it is off. */
+  realtimeStatus() { return this.#live?.status(); }
   async clearQueue(confirm) {
     const discarded = await call(() => this.#raw.clearQueue(confirm));
     this.#emit({ type: 'queueCleared', discarded });
@@ -206,6 +264,8 @@ export class SyncEngine {
   }
 
   close() {
+    this.#live?.close();
+    this.#live = null;
     this.#debugOff?.();
     this.#debugOff = null;
     this.#raw.close();
@@ -244,6 +304,7 @@ function installDebugHook(engine) {
     events: (limit = DEBUG_EVENT_LOG_SIZE) => log.slice(-limit),
     clearEvents: () => { log.length = 0; },
     setFaults: (faults) => engine.setFaults(faults),
+    realtimeStatus: () => engine.realtimeStatus(),
     goOffline: () => engine.setFaults({ offline: true }),
     goOnline: () => engine.setFaults({ offline: false }),
     failNext: (count = 1, status = 503) => engine.setFaults({ failNext: count, failStatus: status }),

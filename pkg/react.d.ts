@@ -6,6 +6,7 @@ import type {
   DeadLetterOf,
   DefaultSchema,
   PendingOpOf,
+  Query,
   SyncEngine,
   SyncError,
   SyncRecord,
@@ -72,6 +73,12 @@ export declare function useDeadLetters<S = DefaultSchema>(): DeadLetterOf<S>[];
 /** Writes waiting for the server, in send order, with attempts, next try and last error (empty until read). */
 export declare function useQueue<S = DefaultSchema>(): PendingOpOf<S>[];
 
+/** A live query (`engine.subscribeQuery`): the records, kept current; renders again only when they change. */
+export declare function useQuery<T = DefaultSchema[string]>(collection: string, query?: Query<T>): CollectionState<T>;
+
+/** `useQuery` for Suspense: suspends until the first result; throws the query's error. */
+export declare function useQuerySuspense<T = DefaultSchema[string]>(collection: string, query?: Query<T>): SyncRecord<T>[];
+
 /** The hooks, typed by your schema. */
 export interface SyncHooks<S> {
   useSyncEngine(): SyncEngine<S>;
@@ -81,6 +88,8 @@ export interface SyncHooks<S> {
   useConflicts(): ConflictOf<S>[];
   useDeadLetters(): DeadLetterOf<S>[];
   useQueue(): PendingOpOf<S>[];
+  useQuery<C extends CollectionName<S>>(collection: C, query?: Query<S[C]>): CollectionState<S[C], C>;
+  useQuerySuspense<C extends CollectionName<S>>(collection: C, query?: Query<S[C]>): SyncRecord<S[C], C>[];
 }
 
 /**

@@ -1,7 +1,7 @@
 // tidesync/react: hooks over SyncEngine on useSyncExternalStore. One cache per engine; each
 // cached value is re-read only when an event concerns it, and kept (same object) when the new
 // read is equal by value, so components re-render only when their data changed.
-import { createContext, createElement, useCallback, useContext, useSyncExternalStore } from 'react';
+import { createContext, createElement, useCallback, useContext, useMemo, useSyncExternalStore } from 'react';
 
 const EngineContext = createContext(null);
 
@@ -218,7 +218,7 @@ export function useEntity(collection, id) {
 const shapeRecord = (record, error) => ({ data: record?.data, record, loading: false, error });
 
 // Changed records are read alone (getRecord, in parallel) and put in place while they are at most
-// LIST_MIN or one in LIST_RATIO; past that, one list(). In Chromium (bench/RESULTS.md, section 9)
+// LIST_MIN or one in LIST_RATIO; past that, one list(). In Chromium (bench/RESULTS.md, section 11)
 // list() costs ~0.03 ms per record, a getRecord() among many ~0.16 ms: reading alone wins below
 // about one in six; one in twelve leaves a margin of two.
 const LIST_MIN = 32;
@@ -329,7 +329,80 @@ export function useQueue() {
   });
 }
 
+// One live query per (engine, collection, question), shared by the components that ask it: the
+// first subscriber starts `engine.subscribeQuery`, the last one stops it.
+const liveQueries = new WeakMap();
+
+function liveQuery(engine, key) {
+  let byKey = liveQueries.get(engine);
+  if (!byKey) liveQueries.set(engine, (byKey = new Map()));
+  let q = byKey.get(key);
+  if (q) return q;
+  const [collection, spec] = JSON.parse(key);
+  const listeners = new Set();
+  let off = null;
+  let ready;
+  const firstResult = new Promise((resolve) => { ready = resolve; });
+  const set = (state) => {
+    q.state = state;
+    ready();
+    listeners.forEach((f) => f());
+  };
+  q = {
+    state: LOADING_LIST,
+    firstResult,
+    subscribe(listener, graceMs = 0) {
+      listeners.add(listener);
+      off ??= engine.subscribeQuery(collection, spec, (records) => set({ data: records, loading: false, error: undefined }),
+        (error) => set({ data: q.state.data, loading: false, error }));
+      return () => {
+        listeners.delete(listener);
+        if (listeners.size) return;
+        // Let a component that re-subscribes at once (a re-render, Strict Mode, Suspense's retry
+        // after the first result) keep it.
+        setTimeout(() => {
+          if (listeners.size || !off) return;
+          off();
+          off = null;
+          byKey.delete(key);
+        }, graceMs);
+      };
+    },
+  };
+  byKey.set(key, q);
+  return q;
+}
+
+/**
+ * A live query (`engine.query` kept current from the changes): `{ data, loading, error }`. Renders
+ * again only when the result changes.
+ */
+export function useQuery(collection, spec) {
+  const engine = useSyncEngine();
+  const key = JSON.stringify([collection, spec ?? {}]);
+  const q = useMemo(() => liveQuery(engine, key), [engine, key]);
+  const get = useCallback(() => q.state, [q]);
+  return useSyncExternalStore(q.subscribe, get, get);
+}
+
+/** `useQuery` for Suspense: suspends until the first result, then returns the records (throws a query's error). */
+export function useQuerySuspense(collection, spec) {
+  const engine = useSyncEngine();
+  const key = JSON.stringify([collection, spec ?? {}]);
+  const q = useMemo(() => liveQuery(engine, key), [engine, key]);
+  const get = useCallback(() => q.state, [q]);
+  const state = useSyncExternalStore(q.subscribe, get, get);
+  if (state.loading) {
+    // Subscribed from here on, so the first result arrives even before React commits; kept a few
+    // seconds after it, for React's retry to find it.
+    const off = q.subscribe(() => {}, 5000);
+    throw q.firstResult.finally(off);
+  }
+  if (state.error) throw state.error;
+  return state.data;
+}
+
 /** The same hooks, typed for a schema: `export const { useEntity, useCollection } = createSyncHooks<Schema>()`. */
 export function createSyncHooks() {
-  return { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters, useQueue };
+  return { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters, useQueue, useQuery, useQuerySuspense };
 }

@@ -112,7 +112,7 @@ fn sign_in() -> js_sys::Function {
 /// Engines of the reference server sign in unless the test brings its own `auth`.
 async fn open_with(name: &str, b: &Backend, auth: Option<js_sys::Function>, timeout_ms: u32) -> WebEngine {
     let auth = auth.or_else(|| (SERVER == Some(b.url)).then(sign_in));
-    let store = IdbStore::open(name, noop(), noop()).await.expect("open IndexedDB");
+    let store = IdbStore::open(name, "{}", noop(), noop()).await.expect("open IndexedDB");
     let wires = [("notes".to_string(), b.wire.clone())].into();
     let transport = FetchTransport::new(b.url, "/api/sync/batch", wires, timeout_ms, auth);
     Engine::open(store, transport, WebClock, config()).await.expect("open engine")

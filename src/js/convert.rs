@@ -119,6 +119,9 @@ pub struct OpenOptions {
     pub wires: VecMap<String, CollectionWire>,
     /// Collections with their own merge function: `resolve(base, local, server)`.
     pub resolvers: Vec<(String, Function)>,
+    /// The options as JSON text, for the store: `idb.js` reads the query indexes the collections
+    /// declare (`collections[c].indexes`, checked by `index.js`) and keeps their keys.
+    pub options: String,
 }
 
 pub fn open_options(v: JsValue) -> Result<OpenOptions> {
@@ -133,7 +136,9 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
     let resolvers = resolvers(&v)?;
     // Through JSON text, as app values are (functions such as `auth` and `resolve` are left out).
     let text = json_text(&v).map_err(SyncError::Config)?;
-    read_options(crate::core::json::parse(&text).map_err(config)?, auth, resolvers)
+    let mut options = read_options(crate::core::json::parse(&text).map_err(config)?, auth, resolvers)?;
+    options.options = text;
+    Ok(options)
 }
 
 fn config(e: String) -> SyncError {
@@ -172,6 +177,7 @@ fn read_options(v: Value, auth: Option<Function>, resolvers: Vec<(String, Functi
         engine,
         wires,
         resolvers,
+        options: String::new(),
     })
 }
 

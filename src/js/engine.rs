@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     _channel_listener: RefCell<Option<MessageCallback>>,
     /// A Background Sync tag is registered for the current pending writes.
     background_sync_registered: Cell<bool>,
+    /// A push channel (`realtime.js`, in this tab or another) is open: it pulls when the server
+    /// says something changed, so the background rounds only push.
+    live: Cell<bool>,
 }
 
 /// The sync engine: records in IndexedDB, writes queued and pushed to your backend.
@@ -210,7 +213,9 @@ impl SyncEngine {
             })
             .into_js_value()
         };
-        let store = IdbStore::open(&options.db_name, on_closed.unchecked_into(), on_blocked.unchecked_into()).await?;
+        let store =
+            IdbStore::open(&options.db_name, &options.options, on_closed.unchecked_into(), on_blocked.unchecked_into())
+                .await?;
         let transport = FetchTransport::new(
             &options.base_url,
             &options.batch_endpoint,
@@ -219,6 +224,8 @@ impl SyncEngine {
             options.auth,
         );
         let engine = Engine::open(store, transport, WebClock, options.engine).await?;
+        // Pulls carry `X-Device-ID` too, as every request does.
+        *engine.transport().device_id.borrow_mut() = engine.device_id().to_string();
         for (collection, f) in options.resolvers {
             engine.set_resolver(&collection, resolver(f));
         }
@@ -237,6 +244,7 @@ impl SyncEngine {
             db_name: options.db_name,
             _channel_listener: RefCell::new(None),
             background_sync_registered: Cell::new(false),
+            live: Cell::new(false),
         });
         *weak.borrow_mut() = Rc::downgrade(&inner);
         inner.listen_channel();
@@ -472,6 +480,20 @@ impl SyncEngine {
         .into_js_value()
     }
 
+    /// Whether a push channel is open (set by `realtime.js`): while it is, the background rounds
+    /// push but do not poll. While it is down they poll again at the interval (not at once: a
+    /// server restart would make every device poll together).
+    #[wasm_bindgen(js_name = "setLive", skip_typescript)]
+    pub fn set_live(&self, on: bool) {
+        self.inner.live.set(on);
+    }
+
+    /// The IndexedDB database (`query.js` reads the query indexes through it; nothing writes).
+    #[wasm_bindgen(getter, skip_typescript)]
+    pub fn database(&self) -> JsValue {
+        self.inner.engine.store().handle()
+    }
+
     /// This device's id (sent as `X-Device-ID`).
     #[wasm_bindgen(getter, js_name = "deviceId")]
     pub fn device_id(&self) -> String {
@@ -599,7 +621,7 @@ impl Inner {
         // Another tab (or the service worker) flushing right now has it covered.
         let locked = with_lock(&self.lock_name(), self.engine.store(), false, || async move {
             let flushed = me.engine.flush().await;
-            if flushed.as_ref().is_ok_and(|r| !r.offline) {
+            if flushed.as_ref().is_ok_and(|r| !r.offline) && !me.live.get() {
                 if let Err(e) = me.engine.pull(None).await {
                     me.engine.report(&e);
                 }

@@ -52,6 +52,9 @@ pub struct FetchTransport {
     token: RefCell<Option<String>>,
     pub faults: RefCell<Faults>,
     pub requests: Cell<u64>,
+    /// This device's id, for the requests the engine does not send with one (pulls). Known only
+    /// once the engine has read it from the database: see `js::engine`.
+    pub device_id: RefCell<String>,
 }
 
 /// What came back from one HTTP request.
@@ -80,6 +83,7 @@ impl FetchTransport {
             token: RefCell::new(None),
             faults: RefCell::new(Faults::default()),
             requests: Cell::new(0),
+            device_id: RefCell::new(String::new()),
         }
     }
 
@@ -292,7 +296,8 @@ impl Transport for FetchTransport {
         // A paginated full listing is followed to its end here: the engine sees one listing.
         let mut whole = PullPage::default();
         for _ in 0..MAX_LISTING_PAGES {
-            let a = self.send("GET", &url, None, &[], "").await?;
+            let device = self.device_id.borrow().clone();
+            let a = self.send("GET", &url, None, &[], &device).await?;
             let (page, next) =
                 decode_pull(wire, a.status, &a.body, a.retry_after.as_deref(), js_sys::Date::now() as u64)?;
             let Some(next) = next else {

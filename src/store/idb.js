@@ -20,7 +20,7 @@ const req = (r) =>
   });
 
 // The stores of each schema version the database has not seen yet.
-function upgrade(db, oldVersion) {
+function upgrade(db, oldVersion, tx) {
   if (oldVersion < 1) {
     db.createObjectStore('entities', { keyPath: ['collection', 'id'] });
     db.createObjectStore('ops', { keyPath: 'id' }).createIndex('entity', ['collection', 'entityId']);
@@ -28,17 +28,80 @@ function upgrade(db, oldVersion) {
     db.createObjectStore('conflicts', { keyPath: 'id' });
     db.createObjectStore('meta');
   }
+  if (oldVersion < 2) {
+    // The query indexes: every record keeps, in `ix`, one key per index its collection declares
+    // (see `keys`), all in this one index. Declaring an index needs no schema change.
+    tx.objectStore('entities').createIndex('query', 'ix', { multiEntry: true });
+  }
+}
+
+// Each collection's indexes as lists of fields (`'due'` is `['due']`), from the engine's options (JSON
+// text); what is not a field name or a list of them is left out (index.js refuses it first).
+function declared(text) {
+  const out = {};
+  for (const [c, spec] of Object.entries(JSON.parse(text || '{}').collections ?? {})) {
+    const list = spec?.indexes;
+    if (!Array.isArray(list)) continue;
+    const ok = list.map((i) => (typeof i === 'string' ? [i] : i))
+      .filter((i) => Array.isArray(i) && i.length && i.every((f) => typeof f === 'string' && f));
+    if (ok.length) out[c] = ok;
+  }
+  return out;
+}
+
+// A field's value as an index key part: numbers and strings as they are, booleans as 0 and 1;
+// anything else (missing, null, objects, arrays) keeps the record out of that index.
+export function part(v) {
+  if (typeof v === 'boolean') return +v;
+  return (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'string' ? v : undefined;
+}
+
+// The index keys of an entity: [collection, 'f1,f2', v1, v2, id] per index of its collection. A
+// deleted record (no data) has none.
+function keys(indexes, e) {
+  const out = [];
+  for (const fields of (e.data && indexes[e.collection]) || []) {
+    const values = fields.map((f) => part(e.data[f]));
+    if (!values.includes(undefined)) out.push([e.collection, fields.join(), ...values, e.id]);
+  }
+  return out;
+}
+
+// Every entity's `ix` recomputed when the declared indexes changed since the last open (the first
+// open of a build with indexes, or an app that declared another): a cursor over the store, each
+// record written back only when its keys differ.
+async function reindex(db, indexes) {
+  const want = JSON.stringify(indexes);
+  const tx = db.transaction(['entities', 'meta'], 'readwrite');
+  const meta = tx.objectStore('meta');
+  const done = commit(tx, '[]');
+  const had = await req(meta.get('queryIndexes'));
+  // The same indexes, or none ever: every record's keys are right.
+  if (had === want || (had === undefined && want === '{}')) return done;
+  await new Promise((ok, no) => {
+    const r = tx.objectStore('entities').openCursor();
+    r.onerror = () => no(r.error);
+    r.onsuccess = () => {
+      const c = r.result;
+      if (!c) return ok();
+      const ix = keys(indexes, c.value);
+      if (JSON.stringify(ix) !== JSON.stringify(c.value.ix ?? [])) c.update({ ...c.value, ix });
+      c.continue();
+    };
+  });
+  meta.put(want, 'queryIndexes');
+  return done;
 }
 
 // Opens `name` at `version`, upgrading it. An exception while upgrading is logged and aborts the
 // upgrade: the open then fails (AbortError) and nothing of the upgrade stays.
-export async function open(name, version, onClosed, onBlocked) {
+export async function open(name, version, options, onClosed, onBlocked) {
   const f = globalThis.indexedDB;
   if (!f) throw 'IndexedDB is not available here';
   const r = f.open(name, version);
   r.onupgradeneeded = (e) => {
     try {
-      upgrade(r.result, e.oldVersion);
+      upgrade(r.result, e.oldVersion, r.transaction);
     } catch (err) {
       console.error('tidesync: database upgrade failed', err);
       throw err;
@@ -51,8 +114,13 @@ export async function open(name, version, onClosed, onBlocked) {
     db.close();
     onClosed();
   };
+  ixOf.set(db, declared(options));
+  await reindex(db, ixOf.get(db));
   return db;
 }
+
+// Each open database's declared indexes.
+const ixOf = new WeakMap();
 
 export function close(db) {
   db.onversionchange = null;
@@ -83,8 +151,11 @@ export function commit(tx, writes) {
     tx.onabort = () => no(tx.error || 'the transaction was aborted');
   });
   try {
+    const indexes = ixOf.get(tx.db);
     for (const [s, key, value] of JSON.parse(writes)) {
       const store = tx.objectStore(STORES[s]);
+      // An entity carries its query index keys.
+      if (s === 0 && value && indexes) value.ix = keys(indexes, value);
       if (value === undefined) store.delete(key);
       else if (key === null) store.put(value);
       else store.put(value, key);

@@ -24,11 +24,11 @@ use crate::core::traits::{Counts, Store, Tx, Write, SEQ_META};
 use crate::core::value::Value;
 
 /// The schema version. Bump it with a migration in `idb.js`'s `upgrade`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[wasm_bindgen(module = "/src/store/idb.js")]
 extern "C" {
-    fn open(name: &str, version: u32, on_closed: &Function, on_blocked: &Function) -> Promise;
+    fn open(name: &str, version: u32, options: &str, on_closed: &Function, on_blocked: &Function) -> Promise;
     fn close(db: &JsValue);
     fn remove(name: &str) -> Promise;
     #[wasm_bindgen(catch)]
@@ -70,9 +70,16 @@ impl IdbStore {
     /// Opens (creating or upgrading) the database `name`. `on_closed` runs when another tab
     /// upgrades the database: we close ours at once so its upgrade is not blocked, and tell the app.
     /// `on_blocked` runs when our upgrade waits for an old tab to close.
-    pub async fn open(name: &str, on_closed: Function, on_blocked: Function) -> Result<IdbStore> {
-        let db = wait(open(name, SCHEMA_VERSION, &on_closed, &on_blocked)).await?;
+    /// `options` is the engine's options as JSON text: every stored record carries the keys of the
+    /// query indexes its collection declares there (`idb.js`).
+    pub async fn open(name: &str, options: &str, on_closed: Function, on_blocked: Function) -> Result<IdbStore> {
+        let db = wait(open(name, SCHEMA_VERSION, options, &on_closed, &on_blocked)).await?;
         Ok(IdbStore { db })
+    }
+
+    /// The `IDBDatabase`, for the JS that reads the query indexes.
+    pub fn handle(&self) -> JsValue {
+        self.db.clone()
     }
 
     /// Closes the database; every later call fails with `CLOSED`.

@@ -35,12 +35,12 @@ export function baseUrl() {
  * Launches Chromium with a fresh user-data dir. Returns { context, page, logs, close }; `logs` collects the
  * page's console messages and uncaught errors.
  */
-export async function launch() {
+export async function launch(extraArgs = []) {
   const userDataDir = await mkdtemp(path.join(tmpdir(), 'tidesync-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
   });
   const logs = [];
   const page = context.pages()[0] ?? (await context.newPage());

@@ -818,7 +818,7 @@ engineTest('another connection upgrading the database closes ours and emits `clo
     // A newer app version in another tab opens the same database at a higher version.
     const b = await env.load('B');
     const upgrade = await b.evaluate((name) => new Promise((resolve) => {
-      const req = indexedDB.open(name, 2);
+      const req = indexedDB.open(name, 3); // above the schema version (src/store/idb.rs)
       req.onblocked = () => resolve('blocked');
       req.onerror = () => resolve(`error: ${req.error}`);
       req.onsuccess = () => {

@@ -18,6 +18,7 @@ import init, {
   type FlushReport,
   type PendingOp,
   type PullReport,
+  type RealtimeStatus,
   type SyncConflict,
   type SyncData,
   type SyncErrorCode,
@@ -67,6 +68,7 @@ const options: SyncOptions<Schema> = {
   breaker: { threshold: 5, cooldownMs: 30_000 },
   debug: true,
   autoSync: true,
+  realtime: { kind: 'sse', url: '/api/sync/stream', backoff: { baseMs: 500, capMs: 10_000 } },
   collections: {
     progress: {
       endpoint: '/api/progress-v2',
@@ -251,6 +253,12 @@ export async function typed(): Promise<void> {
       case 'blocked':
         void event.message;
         break;
+      case 'realtime': {
+        const s: RealtimeStatus = event.status;
+        const state: 'follower' | 'connecting' | 'open' | 'backoff' | 'offline' | 'closed' = s.state;
+        void [state, s.leader, s.lastEventId, s.lastMessage?.collection, s.pulls, s.retryAt];
+        break;
+      }
       default: {
         const never: never = event;
         void never;

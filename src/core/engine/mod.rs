@@ -361,7 +361,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// dead letters or conflicts it added or removed, and a tab that closes between its commit and
     /// its message says nothing at all. The three IndexedDB `count()`s take about 10 ms at 10,000
     /// pending ops in Chromium (a queue read took 300), once per burst of remote events and only
-    /// when something asks (bench/RESULTS.md, section 9).
+    /// when something asks (bench/RESULTS.md, section 11).
     pub fn queue_changed(&self) {
         let mut st = self.state.borrow_mut();
         st.queue_epoch += 1;

@@ -56,6 +56,8 @@ export const engineOptions = (session: Session): SyncOptions<Schema> => ({
   transport: 'batch',
   debug: true,
   network,
+  // Another window (or device) sees a write within milliseconds, not at the next poll.
+  realtime: true,
   collections: {
     progress: { endpoint: '/api/progress', merge: { default: 'lww' }, priority: 'high' },
     stats: {

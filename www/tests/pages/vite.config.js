@@ -1,5 +1,5 @@
 // Test pages built with Vite by scripts/test into the served directory's /tests/pages/:
-// hooks.html (tidesync/react render counts), devtools.html (tidesync/devtools) and blank.html (an
+// hooks.html (tidesync/react render counts), query.html (useQuery), devtools.html (tidesync/devtools) and blank.html (an
 // empty page of the server's origin where the README examples run).
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
@@ -19,6 +19,6 @@ export default defineConfig({
     target: 'es2022',
     // Readable stacks in test failures.
     minify: false,
-    rollupOptions: { input: { hooks: here('hooks.html'), devtools: here('devtools.html'), blank: here('blank.html') } },
+    rollupOptions: { input: { hooks: here('hooks.html'), devtools: here('devtools.html'), query: here('query.html'), blank: here('blank.html') } },
   },
 });

@@ -1,0 +1,360 @@
+// The push channel (`realtime`), in real browsers against the reference server on loopback: two
+// devices (two databases) of one user; device B hears of A's accepted writes through the channel.
+// Every request a page makes is recorded (its fetch is wrapped before the package loads), so "no
+// poll while connected" is counted, not assumed. Chromium, Firefox and WebKitGTK for the main flow;
+// cuts, restarts, tabs and bursts in Chromium.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { baseUrl, ENGINES, launch } from './browser.mjs';
+import { api, poll, sleep, tokenFor } from './app.mjs';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TARGET_DIR = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
+
+/**
+ * Installs the harness in a blank page: `fetch` recorded, the package loaded, and
+ * `globalThis.openDevice(label, options)` opening an engine whose `change` events are timed.
+ */
+async function harness(page, server = baseUrl()) {
+  await page.goto(`${baseUrl()}/tests/pages/blank.html`);
+  await page.evaluate(async ([origin, server]) => {
+    const realFetch = globalThis.fetch;
+    globalThis.requests = [];
+    globalThis.fetch = (input, init) => {
+      const r = new Request(input, init);
+      const url = new URL(r.url);
+      globalThis.requests.push({
+        at: performance.now(), method: r.method, path: url.pathname,
+        device: r.headers.get('x-device-id'), lastEventId: r.headers.get('last-event-id'),
+      });
+      return realFetch(input, init);
+    };
+    const { SyncEngine } = await import(`${origin}/pkg/index.js`);
+    globalThis.devices = {};
+    globalThis.authCalls = 0;
+    globalThis.openDevice = async (label, options) => {
+      const engine = await SyncEngine.open({
+        name: label,
+        userId: 'alice',
+        baseUrl: server,
+        auth: async () => {
+          globalThis.authCalls++;
+          const r = await realFetch(`${server}/auth/token`, {
+            method: 'POST', headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ username: 'alice', password: 'alice' }),
+          });
+          return (await r.json()).token;
+        },
+        ...options,
+      });
+      const seen = {};
+      engine.subscribe((e) => {
+        if (e.type === 'change' && !(e.id in seen)) seen[e.id] = performance.now();
+      });
+      globalThis.devices[label] = { engine, seen };
+      return engine.deviceId;
+    };
+    globalThis.sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    globalThis.waitFor = async (what, f, ms = 10_000) => {
+      const end = performance.now() + ms;
+      for (;;) {
+        const v = await f();
+        if (v) return v;
+        if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await globalThis.sleep(5);
+      }
+    };
+    // GETs of a collection's feed by a device: its pulls.
+    globalThis.pullsBy = (deviceId, collection) =>
+      globalThis.requests.filter((q) => q.device === deviceId && q.method === 'GET' && q.path === `/api/${collection}`);
+  }, [baseUrl(), server]);
+}
+
+const fastPolling = { good: { intervalMs: 200, batchSize: 10 }, fair: { intervalMs: 200, batchSize: 10 }, poor: { intervalMs: 200, batchSize: 10 } };
+const slowPolling = { good: { intervalMs: 60_000, batchSize: 10 }, fair: { intervalMs: 60_000, batchSize: 10 }, poor: { intervalMs: 60_000, batchSize: 10 } };
+
+const collectionFor = (tag) => `rt_${tag}_${Date.now().toString(36)}`;
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+/**
+ * A writes `n` records one by one (each flushed at once); resolves to B's delays from the write's
+ * start to B's `change` event for it, in ms.
+ */
+function writeAndTime(page, collection, n) {
+  return page.evaluate(async ([collection, n]) => {
+    const a = globalThis.devices.a.engine;
+    const b = globalThis.devices.b;
+    const delays = [];
+    for (let i = 0; i < n; i++) {
+      const id = `w${i}`;
+      const t0 = performance.now();
+      await a.put(collection, id, { i }, { priority: 'high' });
+      await globalThis.waitFor(`B to see ${id}`, () => b.seen[id]);
+      delays.push(b.seen[id] - t0);
+      await globalThis.sleep(30);
+    }
+    return delays;
+  }, [collection, n]);
+}
+
+async function openPair(page, collection, bOptions) {
+  const collections = { [collection]: { endpoint: `/api/${collection}` } };
+  await page.evaluate(async ([collections, bOptions, slow]) => {
+    await globalThis.openDevice('a', { collections, network: slow });
+    await globalThis.openDevice('b', { collections, ...bOptions });
+    const b = globalThis.devices.b.engine;
+    await globalThis.waitFor('B connected', () => b.realtimeStatus()?.state === 'open');
+    // The greeting's pull (it could not resume) done, and the open-time round too.
+    await globalThis.waitFor('hello pulled', () => b.realtimeStatus().pulls >= 1);
+    await globalThis.sleep(300);
+  }, [collections, bOptions, slowPolling]);
+}
+
+for (const [browserName, launcher] of Object.entries(ENGINES)) {
+  test(`B sees A's accepted write through the channel in under 200 ms p50, and never polls while connected; a device without the channel polls (${browserName})`, async (t) => {
+    const browser = await launcher();
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    await harness(page);
+    const collection = collectionFor('sse');
+    await openPair(page, collection, { realtime: true, network: fastPolling });
+    const delays = (await writeAndTime(page, collection, 20)).sort((x, y) => x - y);
+    const p50 = percentile(delays, 0.5);
+    console.log(`${browserName}: write on A visible on B over SSE: p50 ${p50.toFixed(1)} ms, p95 ${percentile(delays, 0.95).toFixed(1)} ms`);
+    assert.ok(p50 < 200, `p50 ${p50} ms`);
+
+    // An idle second and a half: B (a 200 ms poll interval) sends no pull; C, the same without the
+    // channel, polls.
+    const idle = await page.evaluate(async ([collection, fast]) => {
+      await globalThis.openDevice('c', { collections: { [collection]: { endpoint: `/api/${collection}` } }, network: fast });
+      const [b, c] = [globalThis.devices.b.engine, globalThis.devices.c.engine];
+      await globalThis.sleep(300);
+      const before = [globalThis.pullsBy(b.deviceId, collection).length, globalThis.pullsBy(c.deviceId, collection).length];
+      await globalThis.sleep(1500);
+      const after = [globalThis.pullsBy(b.deviceId, collection).length, globalThis.pullsBy(c.deviceId, collection).length];
+      return { b: after[0] - before[0], c: after[1] - before[1], status: b.realtimeStatus() };
+    }, [collection, fastPolling]);
+    assert.equal(idle.b, 0, `B polled while connected: ${JSON.stringify(idle)}`);
+    assert.ok(idle.c >= 3, `C without the channel should poll every 200 ms: ${JSON.stringify(idle)}`);
+    assert.equal(idle.status.state, 'open');
+    assert.equal(idle.status.leader, true);
+    assert.equal(idle.status.lastMessage.type, 'poke');
+    assert.equal(idle.status.lastMessage.collection, collection);
+  });
+}
+
+test('the WebSocket kind delivers the same way (Chromium)', async (t) => {
+  const browser = await launch();
+  t.after(() => browser.close());
+  await harness(browser.page);
+  const collection = collectionFor('ws');
+  await openPair(browser.page, collection, { realtime: { kind: 'websocket' }, network: slowPolling });
+  // A live query on B follows what the pulls bring.
+  await browser.page.evaluate((c) => {
+    globalThis.liveIds = [];
+    globalThis.devices.b.engine.subscribeQuery(c, { orderBy: 'i' }, (r) => { globalThis.liveIds = r.map((x) => x.id); });
+  }, collection);
+  const delays = (await writeAndTime(browser.page, collection, 10)).sort((x, y) => x - y);
+  const live = await browser.page.evaluate(() => globalThis.waitFor('the live query', () => globalThis.liveIds.length === 10 && globalThis.liveIds));
+  assert.deepEqual(live, Array.from({ length: 10 }, (_, i) => `w${i}`), 'the live query on B holds what the pulls brought, in order');
+  console.log(`Chromium: write on A visible on B over WebSocket: p50 ${percentile(delays, 0.5).toFixed(1)} ms`);
+  assert.ok(percentile(delays, 0.5) < 200, JSON.stringify(delays));
+  const status = await browser.page.evaluate(() => globalThis.devices.b.engine.realtimeStatus());
+  assert.equal(status.kind, 'websocket');
+  assert.equal(status.url.endsWith('/api/sync/ws'), true);
+});
+
+test('a channel cut mid-stream reconnects with Last-Event-ID and misses nothing written while it was down; offline pauses it (Chromium)', async (t) => {
+  const browser = await launch();
+  t.after(() => browser.close());
+  const page = browser.page;
+  await harness(page);
+  const collection = collectionFor('cut');
+  // B polls only once a minute: whatever reaches it below came through the channel.
+  await openPair(page, collection, {
+    realtime: { backoff: { baseMs: 200, capMs: 400 } }, network: slowPolling, debug: true,
+  });
+  await writeAndTime(page, collection, 1);
+  const before = await page.evaluate(() => globalThis.devices.b.engine.realtimeStatus());
+  assert.ok(before.lastEventId, 'B has an event id to resume from');
+
+  const cut = await api('/admin/streams/cut', { method: 'POST', body: {} });
+  assert.ok(cut.cut >= 1, JSON.stringify(cut));
+  const out = await page.evaluate(async ([collection, lastEventId]) => {
+    const a = globalThis.devices.a.engine;
+    const b = globalThis.devices.b;
+    // Written while B's channel is down.
+    await a.put(collection, 'during-cut', { n: 1 }, { priority: 'high' });
+    await a.flush();
+    await globalThis.waitFor('B to see the write made during the cut', () => b.seen['during-cut'], 10_000);
+    const resumed = globalThis.requests.filter((q) => q.path === '/api/sync/stream' && q.device === b.engine.deviceId);
+    return { status: b.engine.realtimeStatus(), lastResume: resumed.at(-1).lastEventId, lastEventId };
+  }, [collection, before.lastEventId]);
+  assert.equal(out.lastResume, out.lastEventId, 'the reconnection resumed from the last event id');
+  assert.ok(out.status.reconnects >= 1);
+  assert.equal(out.status.lastMessage.type, 'poke', 'resumed, not greeted afresh');
+  assert.equal(await page.evaluate((c) => globalThis.devices.b.engine.get(c, 'during-cut'), collection).then((d) => d?.n), 1);
+
+  // The debug tools' offline switch closes the channel; back online, it opens again.
+  const off = await page.evaluate(async () => {
+    const b = globalThis.devices.b.engine;
+    await b.setFaults({ offline: true });
+    await globalThis.waitFor('offline', () => b.realtimeStatus().state === 'offline');
+    return b.realtimeStatus().state;
+  });
+  assert.equal(off, 'offline');
+  await poll('the server to see the channel close', async () => (await api('/admin/stats')).channels === 0);
+  const back = await page.evaluate(async () => {
+    const b = globalThis.devices.b.engine;
+    await b.setFaults({ offline: false });
+    await globalThis.waitFor('open again', () => b.realtimeStatus().state === 'open');
+    return b.realtimeStatus().state;
+  });
+  assert.equal(back, 'open');
+});
+
+test('a burst of 50 writes on A reaches B with a bounded number of pulls (Chromium)', async (t) => {
+  const browser = await launch();
+  t.after(() => browser.close());
+  await harness(browser.page);
+  const collection = collectionFor('burst');
+  await openPair(browser.page, collection, { realtime: true, network: slowPolling });
+  const out = await browser.page.evaluate(async (collection) => {
+    const a = globalThis.devices.a.engine;
+    const b = globalThis.devices.b;
+    const pullsBefore = globalThis.pullsBy(b.engine.deviceId, collection).length;
+    const writes = [];
+    for (let i = 0; i < 50; i++) writes.push(a.put(collection, `burst${i}`, { i }, { priority: 'high' }));
+    await Promise.all(writes);
+    await globalThis.waitFor('all 50 on B', () => Object.keys(b.seen).filter((id) => id.startsWith('burst')).length === 50, 15_000);
+    await globalThis.sleep(300);
+    return {
+      pulls: globalThis.pullsBy(b.engine.deviceId, collection).length - pullsBefore,
+      batches: globalThis.requests.filter((q) => q.device === a.deviceId && q.path === '/api/sync/batch').length,
+    };
+  }, collection);
+  console.log(`burst of 50 writes: A sent ${out.batches} batches, B pulled ${out.pulls} times`);
+  assert.ok(out.pulls >= 1 && out.pulls <= 10, JSON.stringify(out));
+});
+
+test('one connection per device: the second tab follows the first, hears its pulls, and takes the channel over when it closes (Chromium)', async (t) => {
+  const browser = await launch();
+  t.after(() => browser.close());
+  const collection = collectionFor('tabs');
+  const collections = { [collection]: { endpoint: `/api/${collection}` } };
+  const writer = await browser.newPage();
+  await harness(writer);
+  await writer.evaluate((c) => globalThis.openDevice('a', { collections: c }), collections);
+  const [tab1, tab2] = [browser.page, await browser.newPage()];
+  for (const tab of [tab1, tab2]) {
+    await harness(tab);
+    await tab.evaluate(async ([c, slow]) => {
+      await globalThis.openDevice('b', { collections: c, realtime: true, network: slow });
+    }, [collections, slowPolling]);
+  }
+  await tab1.evaluate(() => globalThis.waitFor('tab 1 connected', () => globalThis.devices.b.engine.realtimeStatus().state === 'open'));
+  const follower = await tab2.evaluate(() => globalThis.waitFor('tab 2 mirrors it', () => {
+    const s = globalThis.devices.b.engine.realtimeStatus();
+    return s.state === 'open' && s;
+  }));
+  assert.equal(follower.leader, false);
+  assert.equal(await tab2.evaluate(() => globalThis.requests.filter((q) => q.path === '/api/sync/stream').length), 0, 'the follower opened no connection');
+
+  const write = (id) => writer.evaluate(([c, id]) => globalThis.devices.a.engine.put(c, id, { id }, { priority: 'high' }), [collection, id]);
+  const seenIn = (tab, id) => tab.evaluate((id) => globalThis.waitFor(`${id} heard`, () => globalThis.devices.b.seen[id]), id);
+  // Tab 2's own open-time round may have pulled once; from here on it should not need to.
+  const pullsOfTab2 = () => tab2.evaluate(([c]) => globalThis.pullsBy(globalThis.devices.b.engine.deviceId, c).length, [collection]);
+  const before = await pullsOfTab2();
+  await write('while-tab1-leads');
+  await seenIn(tab2, 'while-tab1-leads');
+  assert.equal(await pullsOfTab2(), before, 'tab 2 heard it from tab 1, without pulling');
+
+  await tab1.close();
+  const leader = await tab2.evaluate(() => globalThis.waitFor('tab 2 leads', () => {
+    const s = globalThis.devices.b.engine.realtimeStatus();
+    return s.leader && s.state === 'open' && s;
+  }));
+  assert.equal(leader.leader, true);
+  await write('after-handover');
+  await seenIn(tab2, 'after-handover');
+});
+
+/** A free port on loopback (taken and released). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Starts the reference server on `port` with `dataDir`; resolves once it listens. */
+function startServer(port, dataDir) {
+  const bin = path.join(TARGET_DIR, 'debug', 'tidesync-server');
+  // No fixed signing secret: each start makes a new one, so tokens from before the restart fail.
+  const env = { ...process.env };
+  delete env.TIDESYNC_JWT_SECRET;
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--admin', '--demo-users'];
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server not up in 20 s: ${out}`)), 20_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('listening on')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  });
+}
+
+test('a server restart: devices back off with jitter while it is down, reconnect with a fresh token (its signing secret changed), and miss nothing (Chromium)', async (t) => {
+  const port = await freePort();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'tidesync-restart-'));
+  let server = await startServer(port, dataDir);
+  const url = `http://127.0.0.1:${port}`;
+  const browser = await launch();
+  t.after(async () => {
+    await browser.close();
+    server.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  await harness(browser.page, url);
+  const collection = collectionFor('restart');
+  await openPair(browser.page, collection, { realtime: { backoff: { baseMs: 100, capMs: 800 } }, network: slowPolling });
+  await writeAndTime(browser.page, collection, 1);
+  const before = await browser.page.evaluate(() => ({ auth: globalThis.authCalls, at: performance.now() }));
+
+  const stopped = new Promise((resolve) => server.once('exit', resolve));
+  server.kill('SIGTERM');
+  await stopped;
+  await sleep(2000);
+  server = await startServer(port, dataDir);
+  const out = await browser.page.evaluate(async ([collection, since]) => {
+    const b = globalThis.devices.b;
+    const down = globalThis.requests.filter((q) => q.path === '/api/sync/stream' && q.device === b.engine.deviceId && q.at > since);
+    await globalThis.devices.a.engine.put(collection, 'after-restart', { ok: true }, { priority: 'high' });
+    await globalThis.waitFor('B to see the write after the restart', () => b.seen['after-restart'], 15_000);
+    return { attemptsWhileDown: down.length, status: b.engine.realtimeStatus(), authCalls: globalThis.authCalls };
+  }, [collection, before.at]);
+  console.log(`server down ~2 s: B tried to reconnect ${out.attemptsWhileDown} times (backoff 100..800 ms, full jitter)`);
+  // A reconnect loop without backoff would try hundreds of times in two seconds.
+  assert.ok(out.attemptsWhileDown >= 1 && out.attemptsWhileDown <= 25, JSON.stringify(out));
+  assert.ok(out.authCalls > before.auth, 'a new token was asked for after the 401');
+  assert.equal(out.status.state, 'open');
+});
