@@ -247,6 +247,11 @@ async function realtimeSection(page) {
 // ---- 10. live queries ----
 
 async function liveQuerySection(page) {
+  log('pull: a new device pulls 10,000 records');
+  const p = await runs(page, 'pullMany', { count: 10_000 }, 3);
+  const raw = 'raw fetch + JSON.parse + one IndexedDB transaction';
+  ROWS.push(row('10. Live queries', 'a new device pulls 10,000 records (pull())', 'ms', 'lower', pick(p, 'engine', 'ms'), raw, pick(p, 'baseline', 'ms')));
+  ROWS.push(row('10. Live queries', 'longest main-thread task while pulling 10,000 records', 'ms', 'lower', pick(p, 'engine', 'longestMs'), raw, pick(p, 'baseline', 'longestMs')));
   for (const count of [10_000, 100_000]) {
     log(`live queries: ${thousands(count)} records, 100 live queries`);
     const r = await runs(page, 'liveQueries', { count }, count > 10_000 ? 1 : 3);

@@ -709,4 +709,42 @@ async function liveQueries({ count, queries = 100, writes = 30 }) {
   };
 }
 
-window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, hookReads, realtime, liveQueries, info };
+/**
+ * A new device pulls `count` records another device wrote (the server's change feed of a collection
+ * of its own): the engine's pull() against a raw fetch + JSON.parse + one IndexedDB transaction
+ * putting every record, each watched for the main thread's longest task.
+ */
+async function pullMany({ count = 10_000 }) {
+  const c = `pull${Date.now().toString(36)}${serial++}`;
+  for (let i = 0; i < count; i += 1000) {
+    const operations = Array.from({ length: Math.min(1000, count - i) }, (_, k) => ({
+      id: crypto.randomUUID(), type: 'create', entityType: c, entityId: `p${i + k}`, payload: note(i + k), baseVersion: null,
+    }));
+    const res = await postJson('/api/sync/batch', JSON.stringify({ operations, clientTime: new Date().toISOString(), deviceId: 'bench-writer' }));
+    if (!res.success) throw new Error(`pull bench seeding: ${JSON.stringify(res.metrics)}`);
+  }
+  const { SyncEngine: Engine } = await import('./pkg/index.js');
+  const name = fresh('pull');
+  const engine = await Engine.open({
+    name, userId: USER, baseUrl: location.origin, autoSync: false, auth: async () => TOKEN,
+    collections: { [c]: { endpoint: `/api/${c}` } },
+  });
+  let report;
+  const e = await watched(async () => (report = await engine.pull(c)));
+  const stored = (await engine.list(c)).length;
+  if (stored !== count) throw new Error(`pull stored ${stored} of ${count}: ${JSON.stringify(report)}`);
+  await dropEngine(engine, name);
+  const db = await idbOpen(fresh('pull-raw'), { baseline: true });
+  const b = await watched(async () => {
+    const r = await fetch(`/api/${c}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    const { items } = JSON.parse(await r.text());
+    const tx = db.transaction('records', 'readwrite');
+    for (const item of items) tx.objectStore('records').put({ collection: c, id: item.entityId, data: item.data });
+    await committed(tx);
+    if (items.length !== count) throw new Error(`raw pull got ${items.length} of ${count}`);
+  });
+  await dropRaw(db);
+  return { engine: { ms: e.ms, longestMs: e.longestMs }, baseline: { ms: b.ms, longestMs: b.longestMs } };
+}
+
+window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, hookReads, realtime, liveQueries, pullMany, info };
