@@ -12,7 +12,8 @@ const req = (r) => new Promise((ok, no) => {
   r.onerror = () => no(r.error);
 });
 
-// As src/store/idb.js's `part`: the key part of a field's value, undefined when it has none.
+// As src/store/idb.js's `part` (this module cannot import that one: change both together): the key
+// part of a field's value, undefined when it has none.
 function part(v) {
   if (typeof v === 'boolean') return +v;
   return (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'string' ? v : undefined;

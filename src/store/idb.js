@@ -50,8 +50,9 @@ function declared(text) {
 }
 
 // A field's value as an index key part: numbers and strings as they are, booleans as 0 and 1;
-// anything else (missing, null, objects, arrays) keeps the record out of that index.
-export function part(v) {
+// anything else (missing, null, objects, arrays) keeps the record out of that index. pkg/query.js
+// has the same function (it cannot import this module): change both together.
+function part(v) {
   if (typeof v === 'boolean') return +v;
   return (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'string' ? v : undefined;
 }
@@ -67,29 +68,36 @@ function keys(indexes, e) {
   return out;
 }
 
+// An entity as stored: with its index keys in `ix`, or without the field when it has none (a put
+// replaces the whole record, so an absent `ix` takes it out of every index).
+function withKeys(indexes, e) {
+  const ix = keys(indexes, e);
+  if (ix.length) e.ix = ix;
+  else delete e.ix;
+  return e;
+}
+
 // Every entity's `ix` recomputed when the declared indexes changed since the last open (the first
-// open of a build with indexes, or an app that declared another): a cursor over the store, each
-// record written back only when its keys differ.
+// open of a build with indexes, or an app that declared another): a readonly look at what the last
+// open declared, and only on a change a cursor over the store, each record written back only when
+// its keys differ.
 async function reindex(db, indexes) {
   const want = JSON.stringify(indexes);
-  const tx = db.transaction(['entities', 'meta'], 'readwrite');
-  const meta = tx.objectStore('meta');
-  const done = commit(tx, '[]');
-  const had = await req(meta.get('queryIndexes'));
+  const had = await req(db.transaction('meta').objectStore('meta').get('queryIndexes'));
   // The same indexes, or none ever: every record's keys are right.
-  if (had === want || (had === undefined && want === '{}')) return done;
-  await new Promise((ok, no) => {
-    const r = tx.objectStore('entities').openCursor();
-    r.onerror = () => no(r.error);
-    r.onsuccess = () => {
-      const c = r.result;
-      if (!c) return ok();
-      const ix = keys(indexes, c.value);
-      if (JSON.stringify(ix) !== JSON.stringify(c.value.ix ?? [])) c.update({ ...c.value, ix });
-      c.continue();
-    };
-  });
-  meta.put(want, 'queryIndexes');
+  if (had === want || (had === undefined && want === '{}')) return;
+  const tx = db.transaction(['entities', 'meta'], 'readwrite');
+  const done = commit(tx, '[]');
+  const r = tx.objectStore('entities').openCursor();
+  r.onsuccess = () => {
+    const c = r.result;
+    if (!c) return;
+    const before = JSON.stringify(c.value.ix ?? []);
+    const e = withKeys(indexes, c.value);
+    if (JSON.stringify(e.ix ?? []) !== before) c.update(e);
+    c.continue();
+  };
+  tx.objectStore('meta').put(want, 'queryIndexes');
   return done;
 }
 
@@ -155,7 +163,7 @@ export function commit(tx, writes) {
     for (const [s, key, value] of JSON.parse(writes)) {
       const store = tx.objectStore(STORES[s]);
       // An entity carries its query index keys.
-      if (s === 0 && value && indexes) value.ix = keys(indexes, value);
+      if (s === 0 && value && indexes) withKeys(indexes, value);
       if (value === undefined) store.delete(key);
       else if (key === null) store.put(value);
       else store.put(value, key);
