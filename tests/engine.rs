@@ -1529,11 +1529,15 @@ fn status_reads_no_queue_and_counts_again_after_another_tab_wrote() {
     for i in 0..50 {
         e.put("notes", &format!("n{i}"), json!({"i": i}));
     }
-    // The counts are kept as transactions commit: status() costs no store call at all while there
-    // is no conflict or dead letter to list in `blocked`.
+    // Counted once, at the first status() (not at open); then kept as transactions commit:
+    // status() costs no store call at all while there is no conflict or dead letter to list.
+    let before = e.store.calls();
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 50);
+    assert_eq!(e.store.calls() - before, 1, "one count");
+    e.put("notes", "n50", json!({"i": 50}));
     let before = e.store.calls();
     let s = block_on(e.engine.status()).unwrap();
-    assert_eq!((s.pending, s.conflicts, s.dead_letters, e.store.calls() - before), (50, 0, 0, 0));
+    assert_eq!((s.pending, s.conflicts, s.dead_letters, e.store.calls() - before), (51, 0, 0, 0));
     assert_eq!(s.next_attempt_at, Some(e.clock.now_ms()), "the writes are due now");
 
     // Another tab: a second engine over the same database, whose writes this one does not see.
@@ -1541,21 +1545,21 @@ fn status_reads_no_queue_and_counts_again_after_another_tab_wrote() {
     block_on(other.put("notes", "from-the-other-tab", json!({}), None)).unwrap();
     block_on(other.delete("notes", "n0", None)).unwrap();
     block_on(other.put("notes", "another", json!({}), None)).unwrap();
-    assert_eq!(block_on(e.engine.status()).unwrap().pending, 50, "kept, not counted: it has not heard yet");
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 51, "kept, not counted: it has not heard yet");
     // Its message arrives: the next status() counts once (the store's count(), no queue read), and
     // keeps the counts again.
     e.engine.queue_changed();
     assert_eq!(e.engine.kept_counts(), None);
     let before = e.store.calls();
-    assert_eq!(block_on(e.engine.status()).unwrap().pending, 51);
-    assert_eq!(block_on(e.engine.status()).unwrap().pending, 51);
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 52);
+    assert_eq!(block_on(e.engine.status()).unwrap().pending, 52);
     assert_eq!(e.store.calls() - before, 1, "one count for two status() calls");
     assert!(e.engine.kept_counts().is_some());
 
     // A flush answers them all; the queue is empty and nothing is due.
     e.clock.advance(1);
     let r = e.flush();
-    assert_eq!((r.accepted, r.remaining), (51, 0));
+    assert_eq!((r.accepted, r.remaining), (52, 0));
     let s = block_on(e.engine.status()).unwrap();
     assert_eq!((s.pending, s.next_attempt_at), (0, None));
 }
@@ -1602,4 +1606,73 @@ fn counts_stay_exact_through_conflicts_dead_letters_and_their_resolution() {
     e.clock.advance(60_000);
     e.flush();
     assert_eq!(check("flushed").pending, 0);
+}
+
+// ---- long calls stored in parts ----
+
+/// An engine over `e`'s store, server and clock whose `on_events` hook takes the queued events, as
+/// the browser's does, recording how many each stored part queued.
+fn probed(e: &Env, tweak: impl FnOnce(&mut EngineConfig)) -> (Rc<TestEngine>, Rc<RefCell<Vec<usize>>>) {
+    let engine =
+        Rc::new(block_on(Engine::open(e.store.clone(), e.net.clone(), e.clock.clone(), config(tweak))).unwrap());
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (s, weak) = (seen.clone(), Rc::downgrade(&engine));
+    engine.on_events(Box::new(move || {
+        let n = weak
+            .upgrade()
+            .map_or(0, |en| en.take_events().iter().filter(|ev| matches!(ev, Event::Change { .. })).count());
+        s.borrow_mut().push(n);
+    }));
+    (engine, seen)
+}
+
+#[test]
+fn a_page_larger_than_a_transaction_is_stored_in_parts_and_its_cursor_with_the_last() {
+    let e = env();
+    e.synced("notes", "r0499", json!({"t": 1}));
+    e.put("notes", "r0499", json!({"t": 2}));
+    e.net.fail(503, None);
+    e.flush(); // in flight now: the pulled change to r0499 is held back
+    let record = |i: u64| ServerRecord {
+        id: format!("r{i:04}"),
+        version: Some(5),
+        data: Some(json!({"i": i})),
+        modified_ms: None,
+    };
+    *e.net.feed.borrow_mut() = Some((0..600).map(|i| (i + 1, record(i))).collect());
+    let (engine, parts) = probed(&e, |_| {});
+    let r = block_on(engine.pull(Some("notes"))).unwrap();
+    assert_eq!((r.received, r.applied, r.skipped), (600, 599, 1), "{r:?}");
+    assert_eq!(*parts.borrow(), [250, 249, 100], "three transactions, each part's changes handed over");
+    assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), None, "a record was held: the page comes again");
+    assert_eq!(e.record("notes", "r0599").data, Some(json!({"i": 599})));
+
+    // Answered, the page comes again: what is stored already is unchanged, the held record taken.
+    e.clock.advance(60_000);
+    e.flush();
+    parts.borrow_mut().clear();
+    let r = block_on(engine.pull(Some("notes"))).unwrap();
+    assert_eq!((r.received, r.applied), (600, 1), "{r:?}");
+    assert_eq!(*parts.borrow(), [0, 1, 0]);
+    assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), Some(json!("600")));
+}
+
+#[test]
+fn a_batch_larger_than_a_transaction_is_answered_in_parts() {
+    let tier = tidesync::core::netpolicy::Tier { interval_ms: 1_000, batch_size: 1_000 };
+    let big = |c: &mut EngineConfig| {
+        c.net_policy = tidesync::core::netpolicy::NetPolicy { good: tier, fair: tier, poor: tier }
+    };
+    let e = env_with(big);
+    for i in 0..600 {
+        e.put("cards", &format!("c{i}"), json!({"i": i}));
+    }
+    let (engine, parts) = probed(&e, big);
+    let r = block_on(engine.flush()).unwrap();
+    assert_eq!((r.sent, r.accepted), (600, 600), "{r:?}");
+    assert_eq!(e.net.sent().len(), 1, "one request");
+    let events = parts.borrow().clone();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events.iter().all(|&n| n > 0), "each part's changes are handed over as it is stored: {events:?}");
+    assert!(e.queue().is_empty());
 }

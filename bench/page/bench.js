@@ -736,12 +736,20 @@ async function pullMany({ count = 10_000 }) {
   await dropEngine(engine, name);
   const db = await idbOpen(fresh('pull-raw'), { baseline: true });
   const b = await watched(async () => {
-    const r = await fetch(`/api/${c}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
-    const { items } = JSON.parse(await r.text());
-    const tx = db.transaction('records', 'readwrite');
-    for (const item of items) tx.objectStore('records').put({ collection: c, id: item.entityId, data: item.data });
-    await committed(tx);
-    if (items.length !== count) throw new Error(`raw pull got ${items.length} of ${count}`);
+    // The snapshot comes a page at a time (1,000 records): each page fetched, parsed and put in a
+    // transaction of its own.
+    let [got, url] = [0, `/api/${c}`];
+    for (;;) {
+      const r = await fetch(url, { headers: { Authorization: `Bearer ${TOKEN}` } });
+      const { items, cursor, hasMore } = JSON.parse(await r.text());
+      const tx = db.transaction('records', 'readwrite');
+      for (const item of items) tx.objectStore('records').put({ collection: c, id: item.entityId, data: item.data });
+      await committed(tx);
+      got += items.length;
+      if (!hasMore) break;
+      url = `/api/${c}?since=${cursor}`;
+    }
+    if (got !== count) throw new Error(`raw pull got ${got} of ${count}`);
   });
   await dropRaw(db);
   return { engine: { ms: e.ms, longestMs: e.longestMs }, baseline: { ms: b.ms, longestMs: b.longestMs } };

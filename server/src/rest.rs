@@ -71,12 +71,22 @@ pub async fn list(
         store.with(|conn| -> rusqlite::Result<Value> {
             match since {
                 None => {
-                    // Read both under one lock so the cursor matches the snapshot exactly.
-                    let items = store::list_live(conn, &user, &collection)?;
-                    let cursor = store::current_seq(conn, &user)?;
+                    // The snapshot, a page at a time in change order: a page of `limit` records at
+                    // most, so a new device never receives (and parses) a whole large collection in
+                    // one answer. Read under one lock so the cursor matches the snapshot exactly.
+                    let mut items = store::list_live(conn, &user, &collection, limit + 1)?;
+                    let has_more = items.len() as i64 > limit;
+                    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                    // More to come: the feed from the last record's change brings the rest (and
+                    // whatever changed meanwhile). All of it: the global cursor.
+                    let cursor = match (has_more, items.last()) {
+                        (true, Some(last)) => last.change_seq,
+                        _ => store::current_seq(conn, &user)?,
+                    };
                     Ok(json!({
                         "items": items.iter().map(Record::wire).collect::<Vec<_>>(),
                         "cursor": cursor,
+                        "hasMore": has_more,
                     }))
                 }
                 Some(since) => {

@@ -235,11 +235,13 @@ pub fn write(
     })
 }
 
-pub fn list_live(conn: &Connection, user: &str, collection: &str) -> rusqlite::Result<Vec<Record>> {
+/// At most `limit` live records of `collection`, oldest change first (a snapshot's page).
+pub fn list_live(conn: &Connection, user: &str, collection: &str, limit: i64) -> rusqlite::Result<Vec<Record>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE user = ?1 AND collection = ?2 AND deleted = 0 ORDER BY id"
+        "SELECT {RECORD_COLUMNS} FROM records WHERE user = ?1 AND collection = ?2 AND deleted = 0
+         ORDER BY change_seq LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![user, collection], record_from_row)?;
+    let rows = stmt.query_map(params![user, collection, limit], record_from_row)?;
     rows.collect()
 }
 

@@ -331,7 +331,21 @@ async fn pull_since_includes_tombstones_and_pages_by_cursor() {
     assert_eq!(snapshot["cursor"], 6);
     let ids: Vec<&str> =
         snapshot["items"].as_array().expect("items").iter().filter_map(|r| r["entityId"].as_str()).collect();
-    assert_eq!(ids, ["a", "c"], "live records only, ordered by id");
+    assert_eq!(ids, ["c", "a"], "live records only, in change order");
+    assert_eq!(snapshot["hasMore"], false);
+
+    // A snapshot larger than `limit` comes a page at a time; the feed from the page's cursor brings
+    // the rest of the live records (and the tombstones since).
+    let first = server.get("/api/todos?limit=1").await.json();
+    let ids: Vec<&str> =
+        first["items"].as_array().expect("items").iter().filter_map(|r| r["entityId"].as_str()).collect();
+    assert_eq!(ids, ["c"]);
+    assert_eq!((first["cursor"].clone(), first["hasMore"].clone()), (json!(4), json!(true)));
+    let rest = server.get("/api/todos?since=4").await.json();
+    let ids: Vec<&str> =
+        rest["items"].as_array().expect("items").iter().filter_map(|r| r["entityId"].as_str()).collect();
+    assert_eq!(ids, ["b", "a"], "b's tombstone, then a");
+    assert_eq!(rest["hasMore"], false);
 
     let feed = server.get("/api/todos?since=0").await.json();
     let items = feed["items"].as_array().expect("items");

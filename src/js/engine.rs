@@ -247,6 +247,14 @@ impl SyncEngine {
             live: Cell::new(false),
         });
         *weak.borrow_mut() = Rc::downgrade(&inner);
+        // A pull or flush that stores its work in parts has each part's events delivered as soon
+        // as it is stored, not all at once when it returns.
+        let parts = Rc::downgrade(&inner);
+        inner.engine.on_events(Box::new(move || {
+            if let Some(inner) = parts.upgrade() {
+                inner.dispatch();
+            }
+        }));
         inner.listen_channel();
         if inner.auto_sync {
             inner.listen_browser();
@@ -507,8 +515,9 @@ impl SyncEngine {
 }
 
 impl Inner {
-    /// Delivers queued events to the listeners. Runs after the engine call returned, with no
-    /// engine state borrowed; a listener that throws is reported and the others still run.
+    /// Delivers queued events to the listeners. Runs after the engine call returned, or between
+    /// the parts a pull or flush stores, with no engine state borrowed; a listener that throws is
+    /// reported and the others still run.
     pub(crate) fn dispatch(self: &Rc<Self>) {
         let events = self.engine.take_events();
         if events.is_empty() {

@@ -140,39 +140,76 @@ export const remove = async (name) => req(indexedDB.deleteDatabase(name));
 // A readwrite transaction over every store (throws InvalidStateError once the database is closed).
 export const begin = (db) => db.transaction(STORES, 'readwrite');
 
+// A transaction over thousands of records issues its requests CHUNK at a time, the next chunk from
+// a success event (a task of its own, the transaction still active): no long main-thread task.
+const CHUNK = 128;
+
+// Issues `n` requests (`make(i)` makes the i-th) a chunk at a time, each when the first request of
+// the one before succeeds. Resolves with their results in order; rejects with the first error, or
+// what `make` threw (a key or value IndexedDB refuses).
+function issue(n, make) {
+  return new Promise((ok, no) => {
+    const out = new Array(n);
+    let left = n;
+    const from = (start) => {
+      try {
+        for (let i = start; i < Math.min(n, start + CHUNK); i++) {
+          const r = make(i);
+          r.onsuccess = () => {
+            out[i] = r.result;
+            if (i === start && start + CHUNK < n) from(start + CHUNK);
+            if (--left === 0) ok(out);
+          };
+          r.onerror = () => no(r.error);
+        }
+      } catch (e) {
+        no(e);
+      }
+    };
+    if (n) from(0);
+    else ok(out);
+  });
+}
+
 // The reads of a `transact`: the sequence counter (the meta record `seq`), then each key's entity
 // (or null) and its lane of ops, as one JSON array. `keys` is JSON text: [[collection, id], ...].
 export async function read(tx, seq, keys) {
   const entities = tx.objectStore('entities');
   const lanes = tx.objectStore('ops').index('entity');
-  const reads = [req(tx.objectStore('meta').get(seq))];
-  for (const k of JSON.parse(keys)) reads.push(req(entities.get(k)), req(lanes.getAll(k)));
-  return text(await Promise.all(reads));
+  const list = JSON.parse(keys);
+  const found = await issue(1 + 2 * list.length, (i) =>
+    i === 0 ? tx.objectStore('meta').get(seq) : i % 2 ? entities.get(list[(i - 1) / 2]) : lanes.getAll(list[i / 2 - 1]),
+  );
+  return text(found);
 }
 
 // Issues `writes` (JSON text: [[store index, key], ...] deletes, [store index, key or null, record]
 // puts) and resolves when the transaction has committed. A write the browser refuses, or a commit
 // that fails (QuotaExceededError), aborts the transaction: none of its writes happen.
 export function commit(tx, writes) {
-  const done = new Promise((ok, no) => {
+  return new Promise((ok, no) => {
     tx.oncomplete = () => ok();
     tx.onabort = () => no(tx.error || 'the transaction was aborted');
-  });
-  try {
+    const failed = (e) => {
+      abort(tx);
+      no(e);
+    };
+    let list;
+    try {
+      list = JSON.parse(writes);
+    } catch (e) {
+      return failed(e);
+    }
     const indexes = ixOf.get(tx.db);
-    for (const [s, key, value] of JSON.parse(writes)) {
+    issue(list.length, (i) => {
+      const [s, key, value] = list[i];
       const store = tx.objectStore(STORES[s]);
       // An entity carries its query index keys.
       if (s === 0 && value && indexes) withKeys(indexes, value);
-      if (value === undefined) store.delete(key);
-      else if (key === null) store.put(value);
-      else store.put(value, key);
-    }
-  } catch (e) {
-    abort(tx);
-    return Promise.reject(e);
-  }
-  return done;
+      if (value === undefined) return store.delete(key);
+      return key === null ? store.put(value) : store.put(value, key);
+    }).catch(failed);
+  });
 }
 
 export function abort(tx) {

@@ -1,5 +1,7 @@
-//! The flush: sending due ops batch by batch, and applying the server's answers (accepted, failed)
-//! in one store transaction per batch.
+//! The flush: sending due ops batch by batch, and applying the server's answers (accepted, failed).
+//! A batch is marked sent, and its answers applied, in transactions of `TX_CHUNK` ops: each op with
+//! its record in one, so a flush cut short between them leaves ops that are sent again with their
+//! idempotency keys, as after a lost answer.
 
 use super::conflict::ServerSide;
 use super::pull::Fetched;
@@ -206,34 +208,37 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(paused)
     }
 
-    /// Marks the batch's ops as sent, in one transaction, and returns them as they are now:
+    /// Marks the batch's ops as sent (in parts of `TX_CHUNK`), and returns them as they are now:
     /// another tab may have coalesced a write into one of them since we read the queue.
     async fn mark_sent(&self, heads: Vec<Operation>) -> Result<Vec<Operation>> {
-        let keys: Vec<EntityKey> = heads.iter().map(Operation::key).collect();
-        self.transact(&keys, |tx| {
-            let mut batch = Vec::with_capacity(heads.len());
-            for expected in &heads {
-                // Only the op that is still the lane's head goes out.
-                let Some(head) = tx.lane(&expected.key()).first().cloned() else { continue };
-                if head.id != expected.id {
-                    continue;
+        let mut batch = Vec::with_capacity(heads.len());
+        for part in heads.chunks(TX_CHUNK) {
+            let keys: Vec<EntityKey> = part.iter().map(Operation::key).collect();
+            self.transact(&keys, |tx| {
+                for expected in part {
+                    // Only the op that is still the lane's head goes out.
+                    let Some(head) = tx.lane(&expected.key()).first().cloned() else { continue };
+                    if head.id != expected.id {
+                        continue;
+                    }
+                    if !head.sent {
+                        let mut h = head.clone();
+                        h.sent = true;
+                        tx.write(Write::PutOp(h.clone()));
+                        batch.push(h);
+                    } else {
+                        batch.push(head);
+                    }
                 }
-                if !head.sent {
-                    let mut h = head.clone();
-                    h.sent = true;
-                    tx.write(Write::PutOp(h.clone()));
-                    batch.push(h);
-                } else {
-                    batch.push(head);
-                }
-            }
-            Ok(batch)
-        })
-        .await
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(batch)
     }
 
-    /// Applies the server's answers to the batch in one transaction. Returns whether the flush
-    /// should stop here (an op waits for a retry), and the batch's lanes as they are now.
+    /// Applies the server's answers to the batch (in parts of `TX_CHUNK`). Returns whether the
+    /// flush should stop here (an op waits for a retry), and the batch's lanes as they are now.
     async fn apply_response(
         &self,
         batch: &[Operation],
@@ -247,39 +252,47 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Ok(r) => self.fetch_mismatched(batch, r).await,
             Err(_) => Vec::new(),
         };
-        let keys: Vec<EntityKey> = batch.iter().map(Operation::key).collect();
         let results: VecMap<&str, &Outcome> = match &response {
             Ok(r) => r.results.iter().map(|r| (r.op_id.as_str(), &r.outcome)).collect(),
             Err(_) => VecMap::default(),
         };
-        let mut out = self
-            .transact(&keys, |tx| {
-                let mut out = Applied::at(t1);
-                for op in batch {
-                    // Only act on the op if it is still queued (another flusher may have finished it).
-                    if !tx.lane(&op.key()).iter().any(|o| o.id == op.id) {
-                        continue;
-                    }
-                    let answer = Answer {
-                        response: &response,
-                        outcome: results.get(op.id.as_str()).copied(),
-                        fetched: fetched.iter().find(|(id, _)| *id == op.id).map(|(_, r)| r),
-                    };
-                    self.apply_answer(tx, op, answer, &mut out)?;
-                }
-                out.lanes = tx.take_lanes();
-                Ok(out)
-            })
-            .await?;
         if let Err(f) = &response {
             self.state.borrow_mut().metrics.record_error(ErrorEntry::of(t1, &f.error));
         }
-        self.tally(&out, report);
+        let (mut retried, mut dead) = (0, 0);
+        let mut lanes = VecMap::default();
+        for part in batch.chunks(TX_CHUNK) {
+            let keys: Vec<EntityKey> = part.iter().map(Operation::key).collect();
+            let mut out = self
+                .transact(&keys, |tx| {
+                    let mut out = Applied::at(t1);
+                    for op in part {
+                        // Only act on the op if it is still queued (another flusher may have finished it).
+                        if !tx.lane(&op.key()).iter().any(|o| o.id == op.id) {
+                            continue;
+                        }
+                        let answer = Answer {
+                            response: &response,
+                            outcome: results.get(op.id.as_str()).copied(),
+                            fetched: fetched.iter().find(|(id, _)| *id == op.id).map(|(_, r)| r),
+                        };
+                        self.apply_answer(tx, op, answer, &mut out)?;
+                    }
+                    out.lanes = tx.take_lanes();
+                    Ok(out)
+                })
+                .await?;
+            self.tally(&out, report);
+            (retried, dead) = (retried + out.retried, dead + out.dead);
+            for (key, lane) in std::mem::take(&mut out.lanes) {
+                lanes.insert(key, lane);
+            }
+            self.absorb(out);
+            self.hand_over();
+        }
         // Stop the flush only when something waits for a retry (sending on would spin); a dead
         // letter removed its op, so the next pass makes progress.
-        let waits = out.retried > 0 || (response.is_err() && out.dead == 0);
-        let lanes = std::mem::take(&mut out.lanes);
-        self.absorb(out);
+        let waits = retried > 0 || (response.is_err() && dead == 0);
         Ok((waits, lanes))
     }
 

@@ -208,7 +208,7 @@ pub(super) struct State {
     /// again, so a new write does not wait behind the whole drain.
     queue_epoch: u64,
     /// The pending ops, dead letters and conflicts in the store, kept from each committed
-    /// transaction's `Tx::delta`; `None`: to be counted again (`Engine::counts`).
+    /// transaction's `Tx::delta`; `None`: not counted yet, or to be counted again (`Engine::counts`).
     counts: Option<Counts>,
     /// Moves whenever `counts` is dropped: a count begun before it is not kept.
     counts_epoch: u64,
@@ -254,7 +254,14 @@ pub struct Engine<S, T, C> {
     device_id: String,
     pub(super) state: RefCell<State>,
     resolvers: RefCell<VecMap<String, Resolver>>,
+    /// Called when a long call (a pull, a flush) has stored a part and queued its events.
+    on_events: RefCell<Option<Box<dyn Fn()>>>,
 }
+
+/// At most this many records per store transaction when a pull or a flush stores a page or a
+/// batch: the parts are stored one after the other, each once the one before has committed, so the
+/// main thread is free in between, and subscribers hear of each part as soon as it is stored.
+pub(super) const TX_CHUNK: usize = 250;
 
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Opens the engine over `store`, creating this device's id on first use.
@@ -275,7 +282,6 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             Some(Value::Array(entries)) => entries.into_iter().filter_map(|v| AuditEntry::from_json(v).ok()).collect(),
             _ => VecDeque::new(),
         };
-        let counts = store.counts().await?;
         let state = State {
             breaker: CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown_ms),
             metrics: Metrics::default(),
@@ -285,10 +291,12 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             flushing: false,
             flush_again: false,
             queue_epoch: 0,
-            counts: Some(counts),
+            // Counted at the first `status()`, not here: an open with 100,000 pending writes would
+            // otherwise wait for IndexedDB to count them before the app's first read.
+            counts: None,
             counts_epoch: 0,
             // Whatever an earlier session left may be due already; the first flush says when.
-            next_due: (counts.pending > 0).then(|| clock.now_ms()),
+            next_due: Some(clock.now_ms()),
             delta_epoch: 0,
             last_report: FlushReport::default(),
             events: Vec::new(),
@@ -307,6 +315,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             device_id,
             state: RefCell::new(state),
             resolvers: RefCell::default(),
+            on_events: RefCell::default(),
         })
     }
 
@@ -329,6 +338,19 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
 
     pub fn transport(&self) -> &T {
         &self.transport
+    }
+
+    /// Has `f` called when a long call has stored a part of its work and queued its events (they
+    /// are then taken at once rather than when the whole call returns).
+    pub fn on_events(&self, f: Box<dyn Fn()>) {
+        *self.on_events.borrow_mut() = Some(f);
+    }
+
+    /// Tells the `on_events` hook that a part is stored and its events are queued.
+    pub(super) fn hand_over(&self) {
+        if let Some(f) = &*self.on_events.borrow() {
+            f();
+        }
     }
 
     /// Events since the last call, oldest first.
@@ -416,16 +438,18 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Pending ops, dead letters and conflicts: as kept, or counted by the store when they are not
     /// (`queue_changed`, or a transaction that deleted a dead letter or conflict).
     pub async fn counts(&self) -> Result<Counts> {
-        let epoch = {
+        let epochs = {
             let st = self.state.borrow();
             if let Some(c) = st.counts {
                 return Ok(c);
             }
-            st.counts_epoch
+            (st.counts_epoch, st.delta_epoch)
         };
         let c = self.store.counts().await?;
         let mut st = self.state.borrow_mut();
-        if st.counts_epoch == epoch {
+        // Kept only if no write landed meanwhile: its delta was not applied to counts not kept, and
+        // the count may have been taken before it.
+        if (st.counts_epoch, st.delta_epoch) == epochs {
             st.counts = Some(c);
         }
         Ok(c)

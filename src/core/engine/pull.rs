@@ -1,6 +1,7 @@
 //! Pulling the server's changes: records with no pending write take the server's state; records
 //! with pending writes are rebased (3-way merge, the pending write re-made against the server's
-//! version); tombstones delete. Each page and its cursor are stored in one transaction.
+//! version); tombstones delete. A page is stored in transactions of `TX_CHUNK` records, its cursor
+//! with the last: a page cut short (a closed tab) comes again, and taking a record again is a no-op.
 //!
 //! Also the integrity repairs that take records from the server: a write whose accepted answer
 //! carries a checksum that does not match (`fetch_mismatched`), and a stored record that fails its
@@ -9,7 +10,7 @@
 use serde::Serialize;
 
 use super::conflict::ServerSide;
-use super::{change_event, intact, newest_copy, Applied, Engine, Event};
+use super::{change_event, intact, newest_copy, Applied, Engine, Event, TX_CHUNK};
 use crate::core::checksum::checksum;
 use crate::core::error::{Result, SyncError};
 use crate::core::op::{Entity, EntityKey, OpKind, Operation, SyncStatus};
@@ -88,24 +89,7 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
                     .collect();
                 items.extend(gone);
             }
-            let keys: Vec<EntityKey> = items.iter().map(|r| EntityKey::new(collection, r.id.clone())).collect();
-            let now = self.clock.now_ms();
-            let (out, held) = self
-                .transact(&keys, |tx| {
-                    let mut out = Applied::at(now);
-                    let mut held = false;
-                    for (key, item) in keys.iter().zip(&items) {
-                        held |= self.apply_remote(tx, key, item, report, &mut out)?;
-                    }
-                    // A change held back for a write in flight must come again: the cursor stays
-                    // where it was until that write is answered (the answer may be older than it).
-                    if let (Some(c), false) = (&page.cursor, held) {
-                        tx.write(Write::PutMeta(meta.clone(), Value::String(c.clone())));
-                    }
-                    Ok((out, held))
-                })
-                .await?;
-            self.absorb(out);
+            let held = self.store_page(collection, &items, page.cursor.as_ref(), report).await?;
             if held || !page.has_more || page.cursor.is_none() || page.cursor == cursor {
                 return Ok(());
             }
@@ -116,6 +100,47 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
             status: None,
         });
         Ok(())
+    }
+
+    /// Stores a pulled page in parts of `TX_CHUNK` records, its cursor with the last part unless a
+    /// record was held back. Returns whether one was (see `apply_remote`).
+    async fn store_page(
+        &self,
+        collection: &str,
+        items: &[ServerRecord],
+        cursor: Option<&String>,
+        report: &mut PullReport,
+    ) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let mut held = false;
+        let mut parts = items.chunks(TX_CHUNK).peekable();
+        // An empty page still stores its cursor.
+        let mut part: &[ServerRecord] = parts.next().unwrap_or_default();
+        loop {
+            let last = parts.peek().is_none();
+            let keys: Vec<EntityKey> = part.iter().map(|r| EntityKey::new(collection, r.id.clone())).collect();
+            let earlier = held;
+            let (out, h) = self
+                .transact(&keys, |tx| {
+                    let mut out = Applied::at(now);
+                    let mut held = false;
+                    for (key, item) in keys.iter().zip(part) {
+                        held |= self.apply_remote(tx, key, item, report, &mut out)?;
+                    }
+                    // A change held back for a write in flight must come again: the cursor stays
+                    // where it was until that write is answered (the answer may be older than it).
+                    if let (Some(c), false, true) = (cursor, earlier || held, last) {
+                        tx.write(Write::PutMeta(cursor_meta(collection), Value::String(c.clone())));
+                    }
+                    Ok((out, held))
+                })
+                .await?;
+            held |= h;
+            self.absorb(out);
+            self.hand_over();
+            let Some(next) = parts.next() else { return Ok(held) };
+            part = next;
+        }
     }
 
     /// Takes one pulled record. `Ok(true)`: it was held back because a write of ours to it is in
