@@ -130,26 +130,35 @@ export async function launchWebKit() {
     xvfb.stdout.once('data', (d) => ok(String(d).trim()));
     xvfb.once('exit', (code) => no(new Error(`Xvfb exited (${code})`)));
   });
-  const port = await freePort();
-  const driverProcess = spawn('WebKitWebDriver', [`--port=${port}`], {
-    env: { ...process.env, DISPLAY: `:${display}` },
-    stdio: 'ignore',
-  });
-  const stop = () => {
-    driverProcess.kill();
+  let driver;
+  try {
+    driver = await startWebDriver('WebKitWebDriver', { ...process.env, DISPLAY: `:${display}` }, {
+      browserName: 'MiniBrowser',
+      'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] },
+    });
+  } catch (err) {
     xvfb.kill();
-  };
+    throw err;
+  }
+  return webDriverPages(driver.session, () => {
+    driver.stop();
+    xvfb.kill();
+  });
+}
+
+/**
+ * Starts the WebDriver server `command` (WebKitWebDriver, WPEWebDriver) on a free port and opens a
+ * session with `capabilities`. Returns { session, stop } (stop ends the driver process).
+ */
+async function startWebDriver(command, env, capabilities) {
+  const port = await freePort();
+  const driverProcess = spawn(command, [`--port=${port}`], { env, stdio: 'ignore' });
+  const stop = () => driverProcess.kill();
   let driver;
   try {
     for (let i = 0; ; i++) {
       try {
-        driver = await new Builder()
-          .usingServer(`http://127.0.0.1:${port}`)
-          .withCapabilities({
-            browserName: 'MiniBrowser',
-            'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] },
-          })
-          .build();
+        driver = await new Builder().usingServer(`http://127.0.0.1:${port}`).withCapabilities(capabilities).build();
         break;
       } catch (err) {
         if (i >= 50) throw err; // the driver takes a moment to listen
@@ -161,6 +170,11 @@ export async function launchWebKit() {
     stop();
     throw err;
   }
+  return { session: driver, stop };
+}
+
+/** Playwright-like pages over one classic WebDriver session (see launchWebKit). */
+async function webDriverPages(driver, stop) {
   // One command at a time, each in its page's window.
   let queue = Promise.resolve();
   let current = await driver.getWindowHandle();
@@ -231,6 +245,24 @@ export async function launchWebKit() {
       stop();
     },
   };
+}
+
+/** WPE WebKit's browser (Debian's `cog`, WPE 2.38: the Safari 16.0 era) and its WebDriver. */
+export const COG = process.env.COG || '/usr/bin/cog';
+
+/**
+ * Launches WPE WebKit 2.38 (Debian's cog + wpewebkit-driver), truly headless (`--platform=headless`:
+ * no display needed), through WPEWebDriver and selenium-webdriver. The same page API as
+ * launchWebKit's. It has no import maps: its pages import the package by path. `env` is added to the
+ * driver's environment, which the browser and its web process inherit (e.g. JavaScriptCore's `JSC_*`
+ * options).
+ */
+export async function launchWPE({ env = {} } = {}) {
+  const driver = await startWebDriver('WPEWebDriver', { ...process.env, ...env }, {
+    browserName: 'cog',
+    'wpe:browserOptions': { binary: COG, args: ['--automation', '--platform=headless'] },
+  });
+  return webDriverPages(driver.session, driver.stop);
 }
 
 /** Every engine the cross-engine specs run in, by name: its launcher (each returns { newPage, close }). */
