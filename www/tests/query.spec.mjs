@@ -262,6 +262,9 @@ engineTest('useQuery renders again only when its result changes; useQuerySuspens
   t.after(() => browser.close());
   const page = browser.page;
   await page.goto(`${baseUrl()}/tests/pages/query.html?db=q-react-${Date.now()}`);
+  // The page's module may still be loading when the navigation returns (WebKitGTK's WebDriver
+  // returns at the load event, before a module's top-level await ends).
+  await page.waitForFunction(() => window.queries, null, { timeout: 30_000 });
   await page.evaluate(() => window.queries.ready);
   const read = (id) => page.evaluate((id) => {
     const el = document.querySelector(`[data-testid="${id}"]`);
