@@ -1,9 +1,12 @@
 // The write API at the JS boundary, in Chromium, Firefox and WebKitGTK with real IndexedDB, through
 // the package as an app imports it (/pkg/index.js): what counts as a record, `putMany` (one transaction, all or nothing),
 // and how many IndexedDB transactions each write opens.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, ENGINES } from './browser.mjs';
+import { baseUrl, closeEngines, ENGINES, openEngine } from './browser.mjs';
+
+// One browser per engine for the whole file, a fresh context per test (browser.mjs's openEngine).
+after(closeEngines);
 import { api, serverRecords, tokenFor } from './app.mjs';
 
 /**
@@ -11,9 +14,9 @@ import { api, serverRecords, tokenFor } from './app.mjs';
  * engine; IndexedDB transactions are counted by mode.
  */
 async function inPage(t, browserName, name, fn) {
-  const browser = await ENGINES[browserName]();
+  const browser = await openEngine(browserName);
   t.after(() => browser.close());
-  const page = await browser.newPage();
+  const { page } = browser;
   await page.goto(`${baseUrl()}/tests/pages/blank.html`);
   await page.evaluate(() => {
     const open = IDBDatabase.prototype.transaction;

@@ -3,7 +3,7 @@
 // two pages are two devices syncing through the server), console logs and screenshots kept in
 // www/test-results/ (each test's final screens, and the moments worth seeing).
 import assert from 'node:assert/strict';
-import { baseUrl, launch, screenshot } from './browser.mjs';
+import { baseUrl, openEngine, screenshot } from './browser.mjs';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -86,12 +86,13 @@ export async function waitText(page, selector, want, timeoutMs = 15_000) {
 }
 
 /**
- * Runs `body(env)` against an empty server with a fresh Chromium profile. `env.open(device)` opens
- * the demo as that device in a new window; `env.shot(name)` saves every window's screenshot.
+ * Runs `body(env)` against an empty server with a fresh context of `engine` (browser.mjs's
+ * openEngine: Chromium unless told). `env.open(device)` opens the demo as that device in a new
+ * window; `env.shot(name)` saves every window's screenshot.
  */
-export async function withApp(t, body) {
+export async function withApp(t, body, engine = 'Chromium') {
   await api('/admin/reset', { method: 'POST' });
-  const browser = await launch();
+  const browser = await openEngine(engine);
   const { context } = browser;
   const logs = [];
   const pages = new Map();

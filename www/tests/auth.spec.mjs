@@ -1,30 +1,35 @@
-// Signing in, end to end: the engine in Chromium against the reference server's real token check and
+// Signing in, end to end: the engine in Chromium, Firefox and WebKitGTK against the reference server's real token check and
 // rate limiter (no injected 401s or 429s). A token that expires in the middle of a flush is replaced
 // through `auth()` and the flush goes on; a user over their rate limit gets 429 + Retry-After, the
 // engine backs off, and every write arrives exactly once.
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, launch } from './browser.mjs';
-import { api, mintToken, serverRecords } from './app.mjs';
+import { baseUrl, engineTest, openEngine } from './browser.mjs';
+import { api, serverRecords } from './app.mjs';
 
 /**
- * Opens a blank page of the server's origin and runs `source` there with `engine` (autoSync off,
- * batches of `batchSize`) whose `auth()` gets alice a token living `ttlSeconds` (app.mjs's
- * mintToken, through POST /admin/tokens) and records when it was called in `authCalls`.
+ * Opens a blank page of the server's origin in a fresh context of `browserName` and runs `source`
+ * there with `engine` (autoSync off, batches of `batchSize`) whose `auth()` gets alice a token living
+ * `ttlSeconds` (as app.mjs's mintToken does: POST /admin/tokens, the server's admin route, from the
+ * page itself: same origin) and records when it was called in `authCalls`.
  */
-async function inPage(t, { ttlSeconds, batchSize }, source) {
-  const browser = await launch();
+async function inPage(t, browserName, { ttlSeconds, batchSize }, source) {
+  const browser = await openEngine(browserName);
   t.after(() => browser.close());
   const { page } = browser;
-  await page.exposeFunction('mintAliceToken', () => mintToken('alice', ttlSeconds));
   await page.goto(`${baseUrl()}/tests/pages/blank.html`);
   const out = await page.evaluate(
-    async ([name, size, body]) => {
+    async ([name, size, body, ttlSeconds]) => {
       const { SyncEngine } = await import('/pkg/index.js');
       const authCalls = [];
       const auth = async () => {
         authCalls.push(Date.now());
-        return window.mintAliceToken();
+        const response = await fetch('/admin/tokens', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ sub: 'alice', ttlSeconds }),
+        });
+        if (!response.ok) throw new Error(`POST /admin/tokens: ${response.status}`);
+        return (await response.json()).token;
       };
       const tier = { intervalMs: 60_000, batchSize: size };
       const engine = await SyncEngine.open({
@@ -41,17 +46,17 @@ async function inPage(t, { ttlSeconds, batchSize }, source) {
         engine.close();
       }
     },
-    [`auth-${Date.now()}`, batchSize, source],
+    [`auth-${Date.now()}`, batchSize, source, ttlSeconds],
   );
   return out;
 }
 
-test('a token that expires in the middle of a flush: the engine asks auth() again, retries, and loses nothing', async (t) => {
+engineTest('a token that expires in the middle of a flush: the engine asks auth() again, retries, and loses nothing', {}, async (t, engine) => {
   await api('/admin/reset', { method: 'POST' });
   // Every /api/ request takes 700 ms after its token was checked: 5 batches of 2 take 3.5 s, and a
   // 2 s token (exp is whole seconds, so it lives 1 to 2 s) dies before the flush ends.
   await api('/admin/faults', { method: 'POST', body: { latencyMs: 700 } });
-  const out = await inPage(t, { ttlSeconds: 2, batchSize: 2 }, `
+  const out = await inPage(t, engine, { ttlSeconds: 2, batchSize: 2 }, `
     for (let i = 0; i < 10; i++) await engine.put('notes', 'n' + i, { i });
     const started = Date.now();
     const report = await engine.flush();
@@ -74,12 +79,12 @@ test('a token that expires in the middle of a flush: the engine asks auth() agai
   assert.ok(entries.every((e) => e.deliveries === 1 && e.user === 'alice'), JSON.stringify(entries));
 });
 
-test('over its rate limit the engine gets 429 + Retry-After, backs off, and every write arrives once', async (t) => {
+engineTest('over its rate limit the engine gets 429 + Retry-After, backs off, and every write arrives once', {}, async (t, engine) => {
   await api('/admin/reset', { method: 'POST' });
   const limits = { user: { perSecond: 2, burst: 2 }, address: { perSecond: 0, burst: 0 } };
   await api('/admin/limits', { method: 'POST', body: limits });
   try {
-    const out = await inPage(t, { ttlSeconds: 3600, batchSize: 1 }, `
+    const out = await inPage(t, engine, { ttlSeconds: 3600, batchSize: 1 }, `
       for (let i = 0; i < 6; i++) await engine.put('notes', 'r' + i, { i });
       const started = Date.now();
       const first = await engine.flush();

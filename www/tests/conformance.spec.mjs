@@ -7,6 +7,7 @@
 //   4. tests/backends/fastapi/app.py: FastAPI's own defaults (plain arrays, `{"detail": ...}` errors,
 //      a `version` field in the body, 204 deletes).
 //
+// Each backend runs in Chromium, and the reference server in Firefox and WebKitGTK too (see the end).
 // Each backend runs behind tests/backends/proxy.mjs (in this process), which serves the test page
 // (www/tests/conformance/) and the package (/pkg/) on the same origin and injects faults: 503s (half of
 // them with `Retry-After: 0`), dropped answers after the backend applied the write, latency. Two
@@ -29,7 +30,6 @@
 // TIDESYNC_CONFORMANCE_STEPS=<n> changes the workload's length, TIDESYNC_CONFORMANCE_ONLY=<key,...> runs
 // only some backends (reference, json-server, progress, fastapi), TIDESYNC_CONFORMANCE_DUMP=<dir> writes each
 // run's writes, proxy log, events and final records there as JSON.
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -39,7 +39,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import { launch } from './browser.mjs';
+import { engineTest, openEngine } from './browser.mjs';
 import { rng, startProxy } from '../../tests/backends/proxy.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -449,7 +449,7 @@ async function quiesce(devices, { rounds = 60, deadlineMs = 60_000 } = {}) {
 
 // ---- the scenario ----
 
-async function runScenario(t, backend) {
+async function runScenario(t, backend, engine) {
   const random = rng(SEED);
   const pickOf = (list) => list[Math.floor(random() * list.length)];
   const logs = [];
@@ -459,7 +459,7 @@ async function runScenario(t, backend) {
   const devices = [];
   try {
     proxy = await startProxy({ routes: server.routes, mounts: { '/pkg/': PKG_DIR, '/conformance/': PAGE_DIR } });
-    browser = await launch();
+    browser = await openEngine(engine);
     const options = (device) => ({
       name: `conformance-${backend.key}-${device}`,
       userId: 'u1',
@@ -745,7 +745,17 @@ async function runScenario(t, backend) {
   }
 }
 
+// Every backend runs in Chromium; Firefox and WebKitGTK run the backends in
+// TIDESYNC_CONFORMANCE_ENGINE_BACKENDS (default: the reference server; `all` for every one), which
+// keeps the js tier's time down: the engine's browser code is the same whatever the backend speaks.
+const OTHER_ENGINE_BACKENDS = (process.env.TIDESYNC_CONFORMANCE_ENGINE_BACKENDS || 'reference').split(',');
 for (const backend of BACKENDS) {
-  test(`conformance: ${backend.title}`, { skip: ONLY && !ONLY.has(backend.key) ? 'not in TIDESYNC_CONFORMANCE_ONLY' : false }, (t) =>
-    runScenario(t, backend));
+  const skip = {};
+  for (const engine of ['Chromium', 'Firefox', 'WebKit']) {
+    if (ONLY && !ONLY.has(backend.key)) skip[engine] = 'not in TIDESYNC_CONFORMANCE_ONLY';
+    else if (engine !== 'Chromium' && !OTHER_ENGINE_BACKENDS.includes('all') && !OTHER_ENGINE_BACKENDS.includes(backend.key)) {
+      skip[engine] = `${engine} runs the ${OTHER_ENGINE_BACKENDS.join(', ')} backend(s) only (TIDESYNC_CONFORMANCE_ENGINE_BACKENDS=all for every backend)`;
+    }
+  }
+  engineTest(`conformance: ${backend.title}`, { skip }, (t, engine) => runScenario(t, backend, engine));
 }

@@ -1,26 +1,23 @@
 // End to end, the shortest path: the demo app (www/app, React + tidesync/react) writes a note to
 // IndexedDB through tidesync, the engine syncs it to the reference server, and the server has it.
 // It signs in through the app's form as alice, one of the two demo users; bob never sees her note.
+// In Chromium, Firefox and WebKitGTK.
 // The longer stories (offline, two devices, conflicts, dead letters) are in e2e.spec.mjs.
-import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { api } from './app.mjs';
-import { baseUrl, launch, screenshot } from './browser.mjs';
+import { baseUrl, engineTest, openEngine, screenshot } from './browser.mjs';
 
-let browser;
-
-before(async () => {
-  browser = await launch();
-});
-
-afterEach(async (t) => {
-  await screenshot(browser.page, t.name.replace(/\W+/g, '-'));
-  if (browser.logs.length) t.diagnostic(`page console:\n${browser.logs.join('\n')}`);
-});
-
-after(async () => {
-  await browser?.close();
-});
+/** Runs `body(page)` in a fresh context of `engine`; its screenshot and console kept. */
+async function withDemo(t, engine, body) {
+  const browser = await openEngine(engine);
+  try {
+    await body(browser.page);
+  } finally {
+    await screenshot(browser.page, t.name.replace(/\W+/g, '-')).catch(() => {});
+    if (browser.logs.length) t.diagnostic(`page console:\n${browser.logs.join('\n')}`);
+    await browser.close();
+  }
+}
 
 // The server's list answer: an array, or an object holding one under `items`; each record carries its
 // id and data either on top or as `entityId` / `data`.
@@ -31,8 +28,7 @@ function findRecord(body, id) {
   return record && { ...record, data: record.data ?? record };
 }
 
-test('signed in as alice, a note added in the demo syncs to her records on the server, not bob\'s', async () => {
-  const { page } = browser;
+engineTest('signed in as alice, a note added in the demo syncs to her records on the server, not bob\'s', {}, (t, engine) => withDemo(t, engine, async (page) => {
   await page.goto(`${baseUrl()}/`);
   await page.waitForSelector('body[data-ready="sign-in"]', { timeout: 30_000 });
   await page.fill('[data-testid="sign-in-user"]', 'alice');
@@ -71,4 +67,4 @@ test('signed in as alice, a note added in the demo syncs to her records on the s
   assert.equal(findRecord(await api('/api/notes', { as: 'bob' }), id), undefined, 'bob must not see alice\'s note');
   const anonymous = await fetch(`${baseUrl()}/api/notes`);
   assert.equal(anonymous.status, 401);
-});
+}));

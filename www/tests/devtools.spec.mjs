@@ -1,11 +1,10 @@
-// tidesync/devtools in Chromium (www/tests/pages/devtools.tsx, production build, importing
+// tidesync/devtools in Chromium, Firefox and WebKitGTK (www/tests/pages/devtools.tsx, production build, importing
 // `tidesync/devtools` as an app would): <SyncDevtools> over an engine syncing with the reference
 // server. Every step goes through the panel's own buttons where it has one: the queue while the
 // offline fault is on, a manual conflict shown base / local / server and resolved with merged JSON,
 // a dead letter retried, the event log, the fault controls, and the push channel section.
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, launch, screenshot } from './browser.mjs';
+import { baseUrl, engineTest, openEngine, screenshot } from './browser.mjs';
 import { api, poll, serverRecords, tid, waitText } from './app.mjs';
 
 const NOTES = 'notes';
@@ -21,9 +20,9 @@ async function openDevtools(browser, query = '') {
 }
 
 
-async function withDevtools(t, query, body) {
+async function withDevtools(t, engine, query, body) {
   await api('/admin/reset', { method: 'POST' });
-  const browser = await launch();
+  const browser = await openEngine(engine);
   try {
     const page = await openDevtools(browser, query);
     await body(page);
@@ -37,8 +36,8 @@ async function withDevtools(t, query, body) {
   }
 }
 
-test('devtools: the queue while offline, a conflict side by side resolved with merged JSON, a dead letter retried, the event log', async (t) => {
-  await withDevtools(t, '', async (page) => {
+engineTest('devtools: the queue while offline, a conflict side by side resolved with merged JSON, a dead letter retried, the event log', {}, async (t, engine) => {
+  await withDevtools(t, engine, '', async (page) => {
     // The app's own controls (children) sit with the fault buttons; no push channel on this engine.
     await page.waitForSelector(`${tid('faults')} ${tid('app-control')}`);
     await waitText(page, tid('realtime-off'), 'not enabled');
@@ -64,7 +63,7 @@ test('devtools: the queue while offline, a conflict side by side resolved with m
     const row = await page.textContent(`${tid('queue-row')}[data-entity="n1"]`);
     assert.match(row, /update notes\/n1/);
     assert.equal((await serverRecords(NOTES)).get('n1')?.body, 'milk', 'an offline write reached the server');
-    await screenshot(page, 'devtools-offline-queue');
+    await screenshot(page, `devtools-offline-queue-${engine}`);
 
     // Another device changes the note on the server; back online, the write meets it: 'manual'.
     await api(`/api/${NOTES}/n1`, { method: 'PATCH', body: { body: 'bread' } });
@@ -79,7 +78,7 @@ test('devtools: the queue while offline, a conflict side by side resolved with m
     // The proposal: both changed the body, so both texts.
     assert.deepEqual(JSON.parse(await page.inputValue(`${conflict} ${tid('conflict-merged')}`)), { title: 'Shopping', body: 'bread\nmilk, eggs' });
     await page.waitForSelector(`${tid('event-log')} li[data-type="conflict"]`);
-    await screenshot(page, 'devtools-conflict');
+    await screenshot(page, `devtools-conflict-${engine}`);
 
     // Not JSON: the merged button says so; then the edited record resolves the conflict.
     await page.fill(`${conflict} ${tid('conflict-merged')}`, '{"title": ');
@@ -107,7 +106,7 @@ test('devtools: the queue while offline, a conflict side by side resolved with m
     assert.equal(await page.$(tid('armed')), null, 'the armed failure was used');
     await page.waitForSelector(`${tid('event-log')} li[data-type="deadLetter"]`);
     assert.equal((await serverRecords(NOTES)).has('n2'), false);
-    await screenshot(page, 'devtools-dead-letter');
+    await screenshot(page, `devtools-dead-letter-${engine}`);
 
     // Retry: back in the queue, then on the server.
     await page.click(`${letter} ${tid('retry-dead-letter')}`);
@@ -134,8 +133,8 @@ test('devtools: the queue while offline, a conflict side by side resolved with m
   });
 });
 
-test('devtools with the engine as a prop: latency, clear faults, clear the queue', async (t) => {
-  await withDevtools(t, '&mode=prop', async (page) => {
+engineTest('devtools with the engine as a prop: latency, clear faults, clear the queue', {}, async (t, engine) => {
+  await withDevtools(t, engine, '&mode=prop', async (page) => {
     assert.equal(await page.$(tid('app-control')), null);
     await page.click(tid('toggle-latency'));
     await waitText(page, tid('toggle-latency'), 'Remove latency (800 ms)');
@@ -158,8 +157,8 @@ test('devtools with the engine as a prop: latency, clear faults, clear the queue
   });
 });
 
-test('devtools without debug: true says why the fault buttons are off; the push channel shows realtimeStatus()', async (t) => {
-  await withDevtools(t, '&mode=prop&debug=0&realtime=1', async (page) => {
+engineTest('devtools without debug: true says why the fault buttons are off; the push channel shows realtimeStatus()', {}, async (t, engine) => {
+  await withDevtools(t, engine, '&mode=prop&debug=0&realtime=1', async (page) => {
     await page.waitForSelector(tid('debug-hint'));
     assert.match(await page.textContent(tid('debug-hint')), /debug: true/);
     for (const id of ['toggle-offline', 'fail-next', 'toggle-latency', 'clear-faults', 'clear-queue']) {

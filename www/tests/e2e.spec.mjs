@@ -1,9 +1,9 @@
-// End to end: the demo app (www/app, React + tidesync/react) in Chromium against the reference
-// server. Two windows with ?device=a and ?device=b have their own databases: two devices that see
+// End to end: the demo app (www/app, React + tidesync/react) in Chromium, Firefox and WebKitGTK
+// against the reference server. Two windows with ?device=a and ?device=b have their own databases: two devices that see
 // each other's edits only through the server (the background round pulls every 2 s).
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { poll, serverRecords, sleep, tid, waitText, withApp } from './app.mjs';
+import { engineTest } from './browser.mjs';
 
 const card = (page, id) => `${tid('card', id)}`;
 
@@ -18,7 +18,7 @@ async function setOffline(page, offline) {
   await waitText(page, tid('online-state'), (s) => (offline ? s === 'offline' : s !== 'offline'));
 }
 
-test('cards graded offline sync to a second device once back online', async (t) => {
+engineTest('cards graded offline sync to a second device once back online', {}, async (t, engine) => {
   await withApp(t, async ({ open, shot }) => {
     const a = await open('a');
     const b = await open('b');
@@ -48,10 +48,10 @@ test('cards graded offline sync to a second device once back online', async (t) 
     await waitText(b, `${card(b, 'nagara')} ${tid('card-grade')}`, 'grade 1');
     await waitText(b, tid('stat-cards'), '2');
     await shot('synced');
-  });
+  }, engine);
 });
 
-test('signed in as bob, the demo never shows alice\'s grades; alice\'s other device does', async (t) => {
+engineTest('signed in as bob, the demo never shows alice\'s grades; alice\'s other device does', {}, async (t, engine) => {
   await withApp(t, async ({ open, shot }) => {
     const alice = await open('a');
     const bob = await open('b', { query: '&user=bob' });
@@ -67,10 +67,10 @@ test('signed in as bob, the demo never shows alice\'s grades; alice\'s other dev
     assert.equal((await serverRecords('progress', 'alice')).get('te-iru')?.grade, 3);
     assert.equal((await serverRecords('progress', 'bob')).size, 0);
     await shot('two-users');
-  });
+  }, engine);
 });
 
-test('two tabs of one device update each other at once, before the server has anything', async (t) => {
+engineTest('two tabs of one device update each other at once, before the server has anything', {}, async (t, engine) => {
   await withApp(t, async ({ open }) => {
     const tab1 = await open('c');
     const tab2 = await open('c');
@@ -81,10 +81,10 @@ test('two tabs of one device update each other at once, before the server has an
     await waitText(tab2, `${card(tab2, 'bakari')} ${tid('card-grade')}`, 'grade 2', 5_000);
     await waitText(tab2, tid('stat-cards'), '1', 5_000);
     assert.equal((await serverRecords('progress')).size, 0);
-  });
+  }, engine);
 });
 
-test('a conflict between two devices is resolved in the debug panel', async (t) => {
+engineTest('a conflict between two devices is resolved in the debug panel', {}, async (t, engine) => {
   await withApp(t, async ({ open, shot }) => {
     const a = await open('a');
     const b = await open('b');
@@ -125,10 +125,10 @@ test('a conflict between two devices is resolved in the debug panel', async (t) 
     await waitText(b, `${tid('note-row', id)} ${tid('note-body')}`, merged.body);
     const audit = await a.evaluate(() => window.syncDebug.auditLog());
     assert.ok(audit.some((e) => e.how === 'manual' && e.id === id && e.result.body === merged.body), JSON.stringify(audit));
-  });
+  }, engine);
 });
 
-test('a write the server refused is retried from the dead-letter list', async (t) => {
+engineTest('a write the server refused is retried from the dead-letter list', {}, async (t, engine) => {
   await withApp(t, async ({ open, shot }) => {
     const a = await open('a');
     const b = await open('b');
@@ -157,5 +157,5 @@ test('a write the server refused is retried from the dead-letter list', async (t
     await waitText(a, `${card(a, rejected)} ${tid('card-status')}`, 'synced');
     assert.equal((await serverRecords('progress')).get(rejected)?.grade, 2);
     await waitText(b, `${card(b, rejected)} ${tid('card-grade')}`, 'grade 2');
-  });
+  }, engine);
 });

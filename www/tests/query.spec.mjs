@@ -1,9 +1,8 @@
 // Queries and live queries (`query`, `subscribeQuery`) with real IndexedDB, through the package as an
 // app imports it. Every result is checked against the same question answered in plain JS over
 // `list()`; IndexedDB reads are counted, so "through the index" is observed, not assumed.
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, ENGINES, launch } from './browser.mjs';
+import { baseUrl, engineTest, openEngine } from './browser.mjs';
 import { tokenFor } from './app.mjs';
 
 /** A blank page with the package loaded, IndexedDB reads counted, and helpers on globalThis. */
@@ -105,11 +104,11 @@ const QUESTIONS = [
   [{ where: { done: false } }, false, false],
 ];
 
-for (const [browserName, launcher] of Object.entries(ENGINES)) {
-  test(`queries answer as the plain-JS reference does, through the index when one fits, and page with \`after\` (${browserName})`, async (t) => {
-    const browser = await launcher();
+{
+  engineTest('queries answer as the plain-JS reference does, through the index when one fits, and page with `after`', {}, async (t, engine) => {
+    const browser = await openEngine(engine);
     t.after(() => browser.close());
-    const page = await browser.newPage();
+    const page = browser.page;
     await harness(page);
     const out = await page.evaluate(async (questions) => {
       const engine = await globalThis.openCards(`q-${Date.now()}`, [
@@ -161,8 +160,8 @@ for (const [browserName, launcher] of Object.entries(ENGINES)) {
   });
 }
 
-test('a live query follows writes, deletes and other tabs from the changes, sends only real changes, and refills a full page (Chromium)', async (t) => {
-  const browser = await launch();
+engineTest('a live query follows writes, deletes and other tabs from the changes, sends only real changes, and refills a full page', {}, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   const name = `live-${Date.now()}`;
   const [tab1, tab2] = [browser.page, await browser.newPage()];
@@ -217,8 +216,8 @@ test('a live query follows writes, deletes and other tabs from the changes, send
   assert.equal(heard, 'from-tab-2');
 });
 
-test('indexes declared later are built from the stored records; bad indexes and bad queries are refused with stable codes (Chromium)', async (t) => {
-  const browser = await launch();
+engineTest('indexes declared later are built from the stored records; bad indexes and bad queries are refused with stable codes', {}, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   await harness(browser.page);
   const out = await browser.page.evaluate(async () => {
@@ -258,11 +257,14 @@ test('indexes declared later are built from the stored records; bad indexes and 
   ]);
 });
 
-test('useQuery renders again only when its result changes; useQuerySuspense suspends until the first result (Chromium, React StrictMode)', async (t) => {
-  const browser = await launch();
+engineTest('useQuery renders again only when its result changes; useQuerySuspense suspends until the first result (React StrictMode)', {}, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   const page = browser.page;
   await page.goto(`${baseUrl()}/tests/pages/query.html?db=q-react-${Date.now()}`);
+  // The page's module may still be loading when the navigation returns (WebKitGTK's WebDriver
+  // returns at the load event, before a module's top-level await ends).
+  await page.waitForFunction(() => window.queries, null, { timeout: 30_000 });
   await page.evaluate(() => window.queries.ready);
   const read = (id) => page.evaluate((id) => {
     const el = document.querySelector(`[data-testid="${id}"]`);

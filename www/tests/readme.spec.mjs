@@ -4,13 +4,16 @@
 // /pkg/ (what `import ... from 'tidesync'` resolves to); it must finish without throwing or logging an
 // error. Every ```ts and ```tsx block is type-checked (strict) as a module of a small project, named by
 // a `<!-- file: NAME -->` line before it so blocks can import each other; `<!-- test: skip -->` skips one.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { baseUrl, ENGINES } from './browser.mjs';
+import { baseUrl, closeEngines, ENGINES, openEngine } from './browser.mjs';
+
+// One browser per engine for the whole file, a fresh context per test (browser.mjs's openEngine).
+after(closeEngines);
 import { api } from './app.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -80,11 +83,11 @@ for (const readme of READMES) {
   const runnable = all.filter((b) => b.lang === 'js' && b.marker === 'run');
   const typed = all.filter((b) => (b.lang === 'ts' || b.lang === 'tsx') && b.marker !== 'skip');
 
-  for (const [engine, open] of Object.entries(ENGINES)) {
+  for (const engine of Object.keys(ENGINES)) {
     test(`${readme}: the examples marked to run work in ${engine}`, async (t) => {
       assert.ok(runnable.length > 0, `${readme} has no <!-- test: run --> block`);
       await api('/admin/reset', { method: 'POST' });
-      const browser = await open();
+      const browser = await openEngine(engine);
       try {
         for (const block of runnable) await runExample(t, browser, readme, block);
       } finally {

@@ -1,9 +1,8 @@
 // The push channel (`realtime`), in real browsers against the reference server on loopback: two
 // devices (two databases) of one user; device B hears of A's accepted writes through the channel.
 // Every request a page makes is recorded (its fetch is wrapped before the package loads), so "no
-// poll while connected" is counted, not assumed. Chromium, Firefox and WebKitGTK for the main flow;
-// cuts, restarts, tabs and bursts in Chromium.
-import { test } from 'node:test';
+// poll while connected" is counted, not assumed. Every flow (the main one, WebSocket, cuts, restarts,
+// tabs and bursts) runs in Chromium, Firefox and WebKitGTK.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { baseUrl, ENGINES, launch } from './browser.mjs';
+import { baseUrl, engineTest, openEngine } from './browser.mjs';
 import { api, poll, sleep, tokenFor } from './app.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -79,6 +78,12 @@ async function harness(page, server = baseUrl()) {
 const fastPolling = { good: { intervalMs: 200, batchSize: 10 }, fair: { intervalMs: 200, batchSize: 10 }, poor: { intervalMs: 200, batchSize: 10 } };
 const slowPolling = { good: { intervalMs: 60_000, batchSize: 10 }, fair: { intervalMs: 60_000, batchSize: 10 }, poor: { intervalMs: 60_000, batchSize: 10 } };
 
+// Firefox resolves fetch() only once the first bytes of the body arrive, not at the response's
+// head; a resumed stream (Last-Event-ID, nothing missed) sends none until its first heartbeat
+// (15 s), so there the channel stays 'connecting' that long after a cut, offline or a handover.
+const FIREFOX_RESUME =
+  'known bug in Firefox: a resumed SSE stream stays "connecting" until the server sends its first event or heartbeat (15 s): Firefox resolves fetch() at the first body byte, and a resumed stream sends none before';
+
 const collectionFor = (tag) => `rt_${tag}_${Date.now().toString(36)}`;
 
 function percentile(sorted, p) {
@@ -119,11 +124,11 @@ async function openPair(page, collection, bOptions) {
   }, [collections, bOptions, slowPolling]);
 }
 
-for (const [browserName, launcher] of Object.entries(ENGINES)) {
-  test(`B sees A's accepted write through the channel in under 200 ms p50, and never polls while connected; a device without the channel polls (${browserName})`, async (t) => {
-    const browser = await launcher();
+{
+  engineTest("B sees A's accepted write through the channel in under 200 ms p50, and never polls while connected; a device without the channel polls", {}, async (t, browserName) => {
+    const browser = await openEngine(browserName);
     t.after(() => browser.close());
-    const page = await browser.newPage();
+    const page = browser.page;
     await harness(page);
     const collection = collectionFor('sse');
     await openPair(page, collection, { realtime: true, network: fastPolling });
@@ -152,8 +157,8 @@ for (const [browserName, launcher] of Object.entries(ENGINES)) {
   });
 }
 
-test('the WebSocket kind delivers the same way (Chromium)', async (t) => {
-  const browser = await launch();
+engineTest('the WebSocket kind delivers the same way', {}, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   await harness(browser.page);
   const collection = collectionFor('ws');
@@ -166,15 +171,15 @@ test('the WebSocket kind delivers the same way (Chromium)', async (t) => {
   const delays = (await writeAndTime(browser.page, collection, 10)).sort((x, y) => x - y);
   const live = await browser.page.evaluate(() => globalThis.waitFor('the live query', () => globalThis.liveIds.length === 10 && globalThis.liveIds));
   assert.deepEqual(live, Array.from({ length: 10 }, (_, i) => `w${i}`), 'the live query on B holds what the pulls brought, in order');
-  console.log(`Chromium: write on A visible on B over WebSocket: p50 ${percentile(delays, 0.5).toFixed(1)} ms`);
+  console.log(`${engine}: write on A visible on B over WebSocket: p50 ${percentile(delays, 0.5).toFixed(1)} ms`);
   assert.ok(percentile(delays, 0.5) < 200, JSON.stringify(delays));
   const status = await browser.page.evaluate(() => globalThis.devices.b.engine.realtimeStatus());
   assert.equal(status.kind, 'websocket');
   assert.equal(status.url.endsWith('/api/sync/ws'), true);
 });
 
-test('a channel cut mid-stream reconnects with Last-Event-ID and misses nothing written while it was down; offline pauses it (Chromium)', async (t) => {
-  const browser = await launch();
+engineTest('a channel cut mid-stream reconnects with Last-Event-ID and misses nothing written while it was down; offline pauses it', { todo: { Firefox: FIREFOX_RESUME } }, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   const page = browser.page;
   await harness(page);
@@ -222,8 +227,8 @@ test('a channel cut mid-stream reconnects with Last-Event-ID and misses nothing 
   assert.equal(back, 'open');
 });
 
-test('a burst of 50 writes on A reaches B with a bounded number of pulls (Chromium)', async (t) => {
-  const browser = await launch();
+engineTest('a burst of 50 writes on A reaches B with a bounded number of pulls', {}, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   await harness(browser.page);
   const collection = collectionFor('burst');
@@ -246,8 +251,8 @@ test('a burst of 50 writes on A reaches B with a bounded number of pulls (Chromi
   assert.ok(out.pulls >= 1 && out.pulls <= 10, JSON.stringify(out));
 });
 
-test('one connection per device: the second tab follows the first, hears its pulls, and takes the channel over when it closes (Chromium)', async (t) => {
-  const browser = await launch();
+engineTest('one connection per device: the second tab follows the first, hears its pulls, and takes the channel over when it closes', { todo: { Firefox: FIREFOX_RESUME } }, async (t, engine) => {
+  const browser = await openEngine(engine);
   t.after(() => browser.close());
   const collection = collectionFor('tabs');
   const collections = { [collection]: { endpoint: `/api/${collection}` } };
@@ -323,12 +328,12 @@ function startServer(port, dataDir) {
   });
 }
 
-test('a server restart: devices back off with jitter while it is down, reconnect with a fresh token (its signing secret changed), and miss nothing (Chromium)', async (t) => {
+engineTest('a server restart: devices back off with jitter while it is down, reconnect with a fresh token (its signing secret changed), and miss nothing', {}, async (t, engine) => {
   const port = await freePort();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'tidesync-restart-'));
   let server = await startServer(port, dataDir);
   const url = `http://127.0.0.1:${port}`;
-  const browser = await launch();
+  const browser = await openEngine(engine);
   t.after(async () => {
     await browser.close();
     server.kill('SIGKILL');
