@@ -265,7 +265,11 @@ pub async fn stream(
     let events = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|out| out.map(|out| Ok::<_, std::convert::Infallible>(out.sse(heartbeat))))
     });
-    let mut response = Sse::new(events).into_response();
+    // A comment first, at once: a resumed stream with nothing missed has no event to send until the
+    // first heartbeat, and some clients (Firefox's fetch) resolve only when the body's first bytes
+    // arrive, not with the headers: they would wait that long to learn the channel is open.
+    let open = futures_util::stream::once(async { Ok(Event::default().comment("open")) });
+    let mut response = Sse::new(futures_util::StreamExt::chain(open, events)).into_response();
     // Proxies that buffer responses (nginx) would hold the events back.
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));

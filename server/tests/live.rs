@@ -211,9 +211,12 @@ async fn a_reconnecting_device_hears_of_every_collection_changed_since_its_last_
         ]
     );
 
-    // Up to date: nothing to hear. An id beyond the sequence (from before a reset) or not a
-    // number: greeted afresh, to pull everything.
+    // Up to date: nothing to hear, but the body starts at once (a comment), long before the first
+    // heartbeat: a client that waits for the body's first bytes knows the channel is open. An id
+    // beyond the sequence (from before a reset) or not a number: greeted afresh, to pull everything.
     let mut sse = alice_stream(&server, &[("Last-Event-ID", "4")]).await;
+    let first = tokio::time::timeout(WAIT, sse.next()).await.expect("the body starts at once").expect("open");
+    assert_eq!(first.comment.as_deref(), Some("open"));
     assert!(sse.event(QUIET).await.is_none());
     for stale in ["99", "abc"] {
         let mut sse = alice_stream(&server, &[("Last-Event-ID", stale)]).await;

@@ -78,12 +78,6 @@ async function harness(page, server = baseUrl()) {
 const fastPolling = { good: { intervalMs: 200, batchSize: 10 }, fair: { intervalMs: 200, batchSize: 10 }, poor: { intervalMs: 200, batchSize: 10 } };
 const slowPolling = { good: { intervalMs: 60_000, batchSize: 10 }, fair: { intervalMs: 60_000, batchSize: 10 }, poor: { intervalMs: 60_000, batchSize: 10 } };
 
-// Firefox resolves fetch() only once the first bytes of the body arrive, not at the response's
-// head; a resumed stream (Last-Event-ID, nothing missed) sends none until its first heartbeat
-// (15 s), so there the channel stays 'connecting' that long after a cut, offline or a handover.
-const FIREFOX_RESUME =
-  'known bug in Firefox: a resumed SSE stream stays "connecting" until the server sends its first event or heartbeat (15 s): Firefox resolves fetch() at the first body byte, and a resumed stream sends none before';
-
 const collectionFor = (tag) => `rt_${tag}_${Date.now().toString(36)}`;
 
 function percentile(sorted, p) {
@@ -178,7 +172,7 @@ engineTest('the WebSocket kind delivers the same way', {}, async (t, engine) => 
   assert.equal(status.url.endsWith('/api/sync/ws'), true);
 });
 
-engineTest('a channel cut mid-stream reconnects with Last-Event-ID and misses nothing written while it was down; offline pauses it', { todo: { Firefox: FIREFOX_RESUME } }, async (t, engine) => {
+engineTest('a channel cut mid-stream reconnects with Last-Event-ID and misses nothing written while it was down; offline pauses it', {}, async (t, engine) => {
   const browser = await openEngine(engine);
   t.after(() => browser.close());
   const page = browser.page;
@@ -251,7 +245,7 @@ engineTest('a burst of 50 writes on A reaches B with a bounded number of pulls',
   assert.ok(out.pulls >= 1 && out.pulls <= 10, JSON.stringify(out));
 });
 
-engineTest('one connection per device: the second tab follows the first, hears its pulls, and takes the channel over when it closes', { todo: { Firefox: FIREFOX_RESUME } }, async (t, engine) => {
+engineTest('one connection per device: the second tab follows the first, hears its pulls, and takes the channel over when it closes', {}, async (t, engine) => {
   const browser = await openEngine(engine);
   t.after(() => browser.close());
   const collection = collectionFor('tabs');
