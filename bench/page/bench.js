@@ -711,8 +711,8 @@ async function liveQueries({ count, queries = 100, writes = 30 }) {
 
 /**
  * A new device pulls `count` records another device wrote (the server's change feed of a collection
- * of its own): the engine's pull() against a raw fetch + JSON.parse + one IndexedDB transaction
- * putting every record, each watched for the main thread's longest task.
+ * of its own): the engine's pull() against raw fetches of the same pages, JSON.parse and a
+ * transaction per page putting its records, each watched for the main thread's longest task.
  */
 async function pullMany({ count = 10_000 }) {
   const c = `pull${Date.now().toString(36)}${serial++}`;

@@ -268,10 +268,14 @@ async function webDriverSession(url, capabilities) {
  * and `console` / `pageerror` events (replayed from what the page collected: see WEBKIT_START).
  */
 export async function launchWebKit() {
-  const server = await startWebKitDriver();
+  return launchOver(await startWebKitDriver(), MINIBROWSER_CAPABILITIES);
+}
+
+/** A session with `capabilities` over the driver `server`: { newPage, close } (close ends both). */
+async function launchOver(server, capabilities) {
   let session;
   try {
-    session = await webDriverSession(server.url, MINIBROWSER_CAPABILITIES);
+    session = await webDriverSession(server.url, capabilities);
   } catch (err) {
     server.stop();
     throw err;
@@ -296,24 +300,10 @@ export const COG = process.env.COG || '/usr/bin/cog';
  * options).
  */
 export async function launchWPE({ env = {} } = {}) {
-  const server = await startDriver('WPEWebDriver', { ...process.env, ...env });
-  let session;
-  try {
-    session = await webDriverSession(server.url, {
-      browserName: 'cog',
-      'wpe:browserOptions': { binary: COG, args: ['--automation', '--platform=headless'] },
-    });
-  } catch (err) {
-    server.stop();
-    throw err;
-  }
-  return {
-    newPage: session.newPage,
-    async close() {
-      await session.close();
-      server.stop();
-    },
-  };
+  return launchOver(await startDriver('WPEWebDriver', { ...process.env, ...env }), {
+    browserName: 'cog',
+    'wpe:browserOptions': { binary: COG, args: ['--automation', '--platform=headless'] },
+  });
 }
 
 /** Every engine the cross-engine specs run in, by name: its launcher (each returns { newPage, close }). */
