@@ -51,12 +51,18 @@ export interface CollectionState<T, C extends string = string> {
 /** One record, re-rendering only when it changes (in this tab, another tab, or by sync). */
 export declare function useEntity<T = DefaultSchema[string]>(collection: string, id: string): EntityState<T>;
 
+/** `useEntity` for Suspense: suspends until the record is read; the record, or `undefined` when there is none. Throws a read's error. */
+export declare function useEntitySuspense<T = DefaultSchema[string]>(collection: string, id: string): SyncRecord<T> | undefined;
+
 /**
  * Every record of a collection, re-rendering only when one of them changes. A change event reads
  * that record alone and puts it in place; a burst changing more than one record in twelve reads the
  * list once.
  */
 export declare function useCollection<T = DefaultSchema[string]>(collection: string): CollectionState<T>;
+
+/** `useCollection` for Suspense: suspends until the collection is read; its records, in id order. Throws a read's error. */
+export declare function useCollectionSuspense<T = DefaultSchema[string]>(collection: string): SyncRecord<T>[];
 
 /**
  * `engine.status()` kept current (pending count, online, last sync, ...), read at most once per
@@ -83,7 +89,9 @@ export declare function useQuerySuspense<T = DefaultSchema[string]>(collection: 
 export interface SyncHooks<S> {
   useSyncEngine(): SyncEngine<S>;
   useEntity<C extends CollectionName<S>>(collection: C, id: string): EntityState<S[C], C>;
+  useEntitySuspense<C extends CollectionName<S>>(collection: C, id: string): SyncRecord<S[C], C> | undefined;
   useCollection<C extends CollectionName<S>>(collection: C): CollectionState<S[C], C>;
+  useCollectionSuspense<C extends CollectionName<S>>(collection: C): SyncRecord<S[C], C>[];
   useSyncStatus(): SyncStatus | undefined;
   useConflicts(): ConflictOf<S>[];
   useDeadLetters(): DeadLetterOf<S>[];

@@ -201,19 +201,36 @@ function useEntry(key, spec) {
   return useSyncExternalStore(subscribe, get, get);
 }
 
+// useEntry for Suspense: suspends until the entry's first value, then returns it (throws its error).
+function useEntrySuspense(key, spec) {
+  const cache = cacheOf(useSyncEngine());
+  const e = cache.entry(key, { update: reread, ...spec });
+  const value = useEntry(key, spec);
+  if (value.loading) {
+    // Subscribed from here on, so the value is read even before React commits; kept a few seconds
+    // after it arrives, for React's retry to find it without reading again.
+    let off;
+    throw new Promise((resolve) => (off = cache.subscribe(e, resolve))).finally(() => setTimeout(off, 5000));
+  }
+  if (value.error) throw value.error;
+  return value;
+}
+
 const LOADING = Object.freeze({ data: undefined, record: undefined, loading: true, error: undefined });
 const LOADING_LIST = Object.freeze({ data: NONE, loading: true, error: undefined });
 const isChange = (ev) => ev.type === 'change';
 
 /** One record: `{ data, record, loading, error }`; `data` is `undefined` when there is none. */
 export function useEntity(collection, id) {
-  return useEntry(entityKey(collection, id), {
-    update: async (cache, e) => share(e.value, shapeRecord(await cache.getRecord(collection, id))),
-    shape: (record, error) => shapeRecord(record, error),
-    concerns: (ev) => isChange(ev) && ev.collection === collection && ev.id === id,
-    initial: LOADING,
-  });
+  return useEntry(entityKey(collection, id), entitySpec(collection, id));
 }
+
+const entitySpec = (collection, id) => ({
+  update: async (cache, e) => share(e.value, shapeRecord(await cache.getRecord(collection, id))),
+  shape: (record, error) => shapeRecord(record, error),
+  concerns: (ev) => isChange(ev) && ev.collection === collection && ev.id === id,
+  initial: LOADING,
+});
 
 const shapeRecord = (record, error) => ({ data: record?.data, record, loading: false, error });
 
@@ -226,7 +243,11 @@ const LIST_RATIO = 12;
 
 /** Every record of a collection: `{ data: SyncRecord[], loading, error }`. */
 export function useCollection(collection) {
-  return useEntry(collectionKey(collection), {
+  return useEntry(collectionKey(collection), collectionSpec(collection));
+}
+
+function collectionSpec(collection) {
+  return {
     read: (engine) => engine.list(collection),
     shape: (records, error) => ({ data: records ?? NONE, loading: false, error }),
     concerns: isChange,
@@ -253,7 +274,7 @@ export function useCollection(collection) {
       return data === prev ? e.value : { data, loading: false, error: undefined };
     },
     initial: LOADING_LIST,
-  });
+  };
 }
 
 // `list` (in id order, as list() returns it) with `ids` set to `records` (undefined: removed); the
@@ -402,7 +423,20 @@ export function useQuerySuspense(collection, spec) {
   return state.data;
 }
 
+/** `useEntity` for Suspense: suspends until the record is read; its `SyncRecord`, or `undefined` when there is none. */
+export function useEntitySuspense(collection, id) {
+  return useEntrySuspense(entityKey(collection, id), entitySpec(collection, id)).record;
+}
+
+/** `useCollection` for Suspense: suspends until the collection is read; its records, in id order. */
+export function useCollectionSuspense(collection) {
+  return useEntrySuspense(collectionKey(collection), collectionSpec(collection)).data;
+}
+
 /** The same hooks, typed for a schema: `export const { useEntity, useCollection } = createSyncHooks<Schema>()`. */
 export function createSyncHooks() {
-  return { useSyncEngine, useEntity, useCollection, useSyncStatus, useConflicts, useDeadLetters, useQueue, useQuery, useQuerySuspense };
+  return {
+    useSyncEngine, useEntity, useEntitySuspense, useCollection, useCollectionSuspense, useSyncStatus, useConflicts,
+    useDeadLetters, useQueue, useQuery, useQuerySuspense,
+  };
 }

@@ -1639,22 +1639,26 @@ fn a_page_larger_than_a_transaction_is_stored_in_parts_and_its_cursor_with_the_l
         data: Some(json!({"i": i})),
         modified_ms: None,
     };
-    *e.net.feed.borrow_mut() = Some((0..600).map(|i| (i + 1, record(i))).collect());
+    *e.net.feed.borrow_mut() = Some((0..2_600).map(|i| (i + 1, record(i))).collect());
     let (engine, parts) = probed(&e, |_| {});
     let r = block_on(engine.pull(Some("notes"))).unwrap();
-    assert_eq!((r.received, r.applied, r.skipped), (600, 599, 1), "{r:?}");
-    assert_eq!(*parts.borrow(), [250, 249, 100], "three transactions, each part's changes handed over");
+    assert_eq!((r.received, r.applied, r.skipped), (2_600, 2_599, 1), "{r:?}");
+    // Eleven transactions of 250 (the last 100); the changes are handed over whenever 500 or more
+    // are queued (after the third part: 749; then every second one), the rest when pull() returns.
+    assert_eq!(*parts.borrow(), [749, 500, 500, 500]);
+    let rest = engine.take_events().iter().filter(|ev| matches!(ev, Event::Change { .. })).count();
+    assert_eq!(rest, 350);
     assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), None, "a record was held: the page comes again");
-    assert_eq!(e.record("notes", "r0599").data, Some(json!({"i": 599})));
+    assert_eq!(e.record("notes", "r2599").data, Some(json!({"i": 2599})));
 
     // Answered, the page comes again: what is stored already is unchanged, the held record taken.
     e.clock.advance(60_000);
     e.flush();
     parts.borrow_mut().clear();
     let r = block_on(engine.pull(Some("notes"))).unwrap();
-    assert_eq!((r.received, r.applied), (600, 1), "{r:?}");
-    assert_eq!(*parts.borrow(), [0, 1, 0]);
-    assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), Some(json!("600")));
+    assert_eq!((r.received, r.applied), (2_600, 1), "{r:?}");
+    assert!(parts.borrow().is_empty(), "one change: delivered when pull() returns");
+    assert_eq!(block_on(e.store.get_meta("cursor:notes")).unwrap(), Some(json!("2600")));
 }
 
 #[test]
@@ -1664,15 +1668,14 @@ fn a_batch_larger_than_a_transaction_is_answered_in_parts() {
         c.net_policy = tidesync::core::netpolicy::NetPolicy { good: tier, fair: tier, poor: tier }
     };
     let e = env_with(big);
-    for i in 0..600 {
-        e.put("cards", &format!("c{i}"), json!({"i": i}));
+    for i in 0..2_600 {
+        e.put("cards", &format!("c{i:04}"), json!({"i": i}));
     }
     let (engine, parts) = probed(&e, big);
     let r = block_on(engine.flush()).unwrap();
-    assert_eq!((r.sent, r.accepted), (600, 600), "{r:?}");
-    assert_eq!(e.net.sent().len(), 1, "one request");
-    let events = parts.borrow().clone();
-    assert_eq!(events.len(), 3, "{events:?}");
-    assert!(events.iter().all(|&n| n > 0), "each part's changes are handed over as it is stored: {events:?}");
+    assert_eq!((r.sent, r.accepted), (2_600, 2_600), "{r:?}");
+    assert_eq!(e.net.sent().len(), 3, "1,000 per request");
+    // Each request's answers are stored in parts of 250; their changes are handed over at 500.
+    assert_eq!(*parts.borrow(), [500, 500, 500, 500, 500]);
     assert!(e.queue().is_empty());
 }

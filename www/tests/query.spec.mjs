@@ -257,7 +257,7 @@ engineTest('indexes declared later are built from the stored records; bad indexe
   ]);
 });
 
-engineTest('useQuery renders again only when its result changes; useQuerySuspense suspends until the first result (React StrictMode)', {}, async (t, engine) => {
+engineTest('useQuery renders again only when its result changes; useQuerySuspense, useEntitySuspense and useCollectionSuspense suspend until the first result (React StrictMode)', {}, async (t, engine) => {
   const browser = await openEngine(engine);
   t.after(() => browser.close());
   const page = browser.page;
@@ -280,6 +280,8 @@ engineTest('useQuery renders again only when its result changes; useQuerySuspens
   };
   const start = await settle('due', 'c1,c3,c5');
   await settle('suspended', 'c5,c4');
+  await settle('entity', 'c3:3');
+  await settle('collection', 'empty');
   const write = (collection, id, data) => page.evaluate(([c, id, d]) => window.queries.engine.put(c, id, d), [collection, id, data]);
 
   await write('other', 'o', { done: false, due: 0 });
@@ -295,4 +297,8 @@ engineTest('useQuery renders again only when its result changes; useQuerySuspens
   assert.equal(moved.renders, start.renders + 1, 'one write that changes the result: one render');
   const suspended = await settle('suspended', 'c5,c4');
   assert.ok(suspended.renders >= 1);
+  // The Suspense hooks stay live after their first result: 'other/o' was written above.
+  await settle('collection', 'o');
+  await write('cards', 'c3', { done: false, due: 30 });
+  await settle('entity', 'c3:30');
 });

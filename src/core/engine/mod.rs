@@ -263,6 +263,9 @@ pub struct Engine<S, T, C> {
 /// main thread is free in between, and subscribers hear of each part as soon as it is stored.
 pub(super) const TX_CHUNK: usize = 250;
 
+/// Queued events are handed over in the middle of a long call once there are this many.
+const HAND_OVER_AT: usize = 500;
+
 impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
     /// Opens the engine over `store`, creating this device's id on first use.
     pub async fn open(store: S, transport: T, clock: C, config: EngineConfig) -> Result<Self> {
@@ -346,8 +349,13 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         *self.on_events.borrow_mut() = Some(f);
     }
 
-    /// Tells the `on_events` hook that a part is stored and its events are queued.
+    /// Tells the `on_events` hook that a part is stored, once `HAND_OVER_AT` events are queued:
+    /// fewer wait for the end of the call, so a flush of small batches still reaches subscribers
+    /// as one burst (one render), while a pull of 10,000 records never delivers them in one task.
     pub(super) fn hand_over(&self) {
+        if self.state.borrow().events.len() < HAND_OVER_AT {
+            return;
+        }
         if let Some(f) = &*self.on_events.borrow() {
             f();
         }

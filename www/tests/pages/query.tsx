@@ -1,4 +1,4 @@
-// useQuery and useQuerySuspense under test: each component counts its renders in data-renders, so the
+// useQuery and the Suspense hooks (useQuerySuspense, useEntitySuspense, useCollectionSuspense) under test: each component counts its renders in data-renders, so the
 // spec can tell which re-rendered after a write. `window.queries` has the engine.
 import { StrictMode, Suspense, useRef } from 'react';
 import { createRoot } from 'react-dom/client';
@@ -13,7 +13,7 @@ interface Schema {
   cards: Card;
   other: Card;
 }
-const { useQuery, useQuerySuspense } = createSyncHooks<Schema>();
+const { useQuery, useQuerySuspense, useEntitySuspense, useCollectionSuspense } = createSyncHooks<Schema>();
 
 function useRenders(): number {
   const n = useRef(0);
@@ -31,6 +31,18 @@ function DueSuspended() {
   const renders = useRenders();
   const records = useQuerySuspense('cards', { orderBy: ['due', 'desc'], limit: 2 });
   return <p data-testid="suspended" data-renders={renders}>{records.map((r) => r.id).join(',')}</p>;
+}
+
+function OneSuspended() {
+  const renders = useRenders();
+  const record = useEntitySuspense('cards', 'c3');
+  return <p data-testid="entity" data-renders={renders}>{record ? `${record.id}:${record.data.due}` : 'none'}</p>;
+}
+
+function AllSuspended() {
+  const renders = useRenders();
+  const records = useCollectionSuspense('other');
+  return <p data-testid="collection" data-renders={renders}>{records.map((r) => r.id).join(',') || 'empty'}</p>;
 }
 
 declare global {
@@ -55,6 +67,12 @@ async function main() {
         <Due />
         <Suspense fallback={<p data-testid="suspended">loading</p>}>
           <DueSuspended />
+        </Suspense>
+        <Suspense fallback={<p data-testid="entity">loading</p>}>
+          <OneSuspended />
+        </Suspense>
+        <Suspense fallback={<p data-testid="collection">loading</p>}>
+          <AllSuspended />
         </Suspense>
       </SyncProvider>
     </StrictMode>,
