@@ -168,14 +168,28 @@ engineTest('a write renders its record, its collection and the status once each,
     assert.equal((await statusCalls()) - calls, 1, 'one status() for the burst');
     assert.equal(await listCalls(), 1, 'one list() for the burst');
 
-    // 100 writes one after the other, each awaited: the status is read once per frame, not once per write.
+    // 100 writes one after the other, each awaited: the status is read at most once per animation
+    // frame, not once per write (how many frames pass depends on the machine's load: counted).
+    await page.evaluate(() => {
+      window.frames_ = 0;
+      const tick = () => {
+        window.frames_ += 1;
+        window.frameLoop = requestAnimationFrame(tick);
+      };
+      window.frameLoop = requestAnimationFrame(tick);
+    });
     calls = await statusCalls();
     d = await step('100 writes', async () => {
       for (let i = 0; i < 100; i++) await window.hooks.engine.put('b', `s${i}`, { i });
     }, () => document.querySelector('[data-testid="collection-b"]').dataset.count === '101', { many: true });
     const statusReads = (await statusCalls()) - calls;
-    t.diagnostic(`100 sequential writes: ${statusReads} status() calls, ${d.status} status renders, ${d['collection-b']} renders of collection b`);
-    assert.ok(statusReads < 50, `${statusReads} status() calls for 100 writes`);
+    const frames = await page.evaluate(() => {
+      cancelAnimationFrame(window.frameLoop);
+      return window.frames_;
+    });
+    t.diagnostic(`100 sequential writes: ${statusReads} status() calls over ${frames} frames, ${d.status} status renders, ${d['collection-b']} renders of collection b`);
+    assert.ok(statusReads <= frames + 1, `${statusReads} status() calls in ${frames} frames`);
+    assert.ok(statusReads < 100 || frames >= 100, `${statusReads} status() calls for 100 writes`);
     assert.equal(await page.getAttribute('[data-testid="status"]', 'data-pending'), '403');
     assert.equal(d['collection-a'], 0);
     assert.equal(d['entity-a-y'], 0);
