@@ -194,18 +194,21 @@ function cacheOf(engine) {
 
 // useSyncExternalStore over one cache entry. `spec` must depend only on `key`.
 function useEntry(key, spec) {
+  return useEntryOf(key, spec).value;
+}
+
+// useEntry, with the cache and the entry behind the value (for the Suspense variants).
+function useEntryOf(key, spec) {
   const cache = cacheOf(useSyncEngine());
   const e = cache.entry(key, { update: reread, ...spec });
   const subscribe = useCallback((l) => cache.subscribe(e, l), [cache, e]);
   const get = () => e.value;
-  return useSyncExternalStore(subscribe, get, get);
+  return { value: useSyncExternalStore(subscribe, get, get), cache, e };
 }
 
 // useEntry for Suspense: suspends until the entry's first value, then returns it (throws its error).
 function useEntrySuspense(key, spec) {
-  const cache = cacheOf(useSyncEngine());
-  const e = cache.entry(key, { update: reread, ...spec });
-  const value = useEntry(key, spec);
+  const { value, cache, e } = useEntryOf(key, spec);
   if (value.loading) {
     // Subscribed from here on, so the value is read even before React commits; kept a few seconds
     // after it arrives, for React's retry to find it without reading again.

@@ -714,7 +714,7 @@ async function runScenario(t, backend, engine) {
         e.body?.operations
           ? e.body.operations.filter((o) => o.entityId === id).map((o) => `${o.type}:${o.payload?.writer ?? '-'}@${o.baseVersion}`).join(',')
           : `${e.body?.writer ?? '-'}${e.body?.version !== undefined ? ` body.version=${e.body.version}` : ''}`;
-      const reads = proxy.reads.filter((e) => e.path.split('?')[0].endsWith(`/${encodeURIComponent(id)}`));
+      const reads = proxy.reads.filter((e) => toId(e, id));
       const wire = [...proxy.log.filter(about), ...reads].sort((x, y) => x.start - y.start).map((e) =>
         e.method === 'GET'
           ? `GET ${e.path} -> ${e.status ?? ''}${e.fault ? ` (${e.fault})` : ''}`
