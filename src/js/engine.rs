@@ -58,6 +58,11 @@ pub(crate) struct Inner {
     _channel_listener: RefCell<Option<MessageCallback>>,
     /// A Background Sync tag is registered for the current pending writes.
     background_sync_registered: Cell<bool>,
+    /// This tab holds the flush lock and is flushing (a round, or `flush()`).
+    round_running: Cell<bool>,
+    /// The earliest flush asked for (`schedule`) while it was: the flush may have read the queue
+    /// before that write, so the next one follows when it ends.
+    asked_during_round: Cell<Option<u64>>,
     /// A push channel (`realtime.js`, in this tab or another) is open: it pulls when the server
     /// says something changed, so the background rounds only push.
     live: Cell<bool>,
@@ -244,6 +249,8 @@ impl SyncEngine {
             db_name: options.db_name,
             _channel_listener: RefCell::new(None),
             background_sync_registered: Cell::new(false),
+            round_running: Cell::new(false),
+            asked_during_round: Cell::new(None),
             live: Cell::new(false),
         });
         *weak.borrow_mut() = Rc::downgrade(&inner);
@@ -316,7 +323,10 @@ impl SyncEngine {
             let (records, priority) = args?;
             let stored = inner.engine.put_many(&collection, records, priority).await?;
             inner.after_write(inner.engine.flush_delay(&collection, priority));
-            Ok(stored.into_iter().map(entity_js).collect::<js_sys::Array>().into())
+            // One JSON text, one JSON.parse (as `list`): not a conversion per record.
+            let records: Vec<RecordView> =
+                stored.into_iter().flatten().filter(|e| !e.is_deleted()).map(RecordView::from).collect();
+            Ok(to_js_or_undefined(&records))
         })
     }
 
@@ -374,9 +384,14 @@ impl SyncEngine {
     pub fn flush(&self) -> Promise {
         promise(&self.inner, move |inner| async move {
             // Waits for another tab's flush to finish rather than racing it.
-            let report = with_lock(&inner.lock_name(), inner.engine.store(), true, || inner.engine.flush())
-                .await?
-                .unwrap_or(Err(SyncError::Closed))?;
+            let report = with_lock(&inner.lock_name(), inner.engine.store(), true, || async {
+                inner.round_running.set(true);
+                let r = inner.engine.flush().await;
+                inner.round_running.set(false);
+                r
+            })
+            .await?
+            .unwrap_or(Err(SyncError::Closed))?;
             Ok(to_js_or_undefined(&report))
         })
     }
@@ -593,7 +608,12 @@ impl Inner {
         if !self.auto_sync {
             return;
         }
-        if let Some(delay) = self.engine.next_flush_in(report, js_sys::Date::now() as u64) {
+        let now = js_sys::Date::now() as u64;
+        let asked = self.asked_during_round.take().map(|t| t.saturating_sub(now));
+        if let Some(delay) = match (self.engine.next_flush_in(report, now), asked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        } {
             self.schedule(delay);
         }
     }
@@ -604,6 +624,9 @@ impl Inner {
             return;
         }
         let due = js_sys::Date::now() as u64 + delay_ms;
+        if self.round_running.get() {
+            self.asked_during_round.set(Some(self.asked_during_round.get().map_or(due, |t| t.min(due))));
+        }
         if self.timer.borrow().as_ref().is_some_and(|t| t.due <= due) {
             return;
         }
@@ -629,12 +652,14 @@ impl Inner {
         let me = self.clone();
         // Another tab (or the service worker) flushing right now has it covered.
         let locked = with_lock(&self.lock_name(), self.engine.store(), false, || async move {
+            me.round_running.set(true);
             let flushed = me.engine.flush().await;
             if flushed.as_ref().is_ok_and(|r| !r.offline) && !me.live.get() {
                 if let Err(e) = me.engine.pull(None).await {
                     me.engine.report(&e);
                 }
             }
+            me.round_running.set(false);
         })
         .await;
         match locked {
@@ -643,7 +668,11 @@ impl Inner {
         }
         self.dispatch();
         if !self.engine.is_closed() {
-            self.schedule(self.engine.network().interval_ms);
+            // A write made while the round ran had its timer fire into the lock this round held, and
+            // the round's flush had read the queue before it: it is due now, not at the next interval.
+            let interval = self.engine.network().interval_ms;
+            let asked = self.asked_during_round.take().map(|t| t.saturating_sub(js_sys::Date::now() as u64));
+            self.schedule(asked.map_or(interval, |d| d.min(interval)));
         }
     }
 
