@@ -17,9 +17,9 @@
 //                destroyed before it sees the answer (a "maybe applied" write);
 //     seed       the random draws are reproducible from it.
 // - `GET /__proxy/log`: every write request (not GET/HEAD) that reached the proxy, in order: method,
-//   path, backend path, Idempotency-Key, X-Operation-ID, X-Client-Version, If-Match, request body,
-//   the backend's status (null when the fault answered instead), the fault, start and end times; and
-//   `reads`: the GET/HEAD requests, with the same times, status and fault. `DELETE /__proxy/log` clears both.
+//   path, backend path, Idempotency-Key, X-Operation-ID, X-Client-Version, If-Match, X-Device-ID,
+//   request body, the backend's status (null when the fault answered instead), the fault, start and
+//   end times; and `reads`: the GET/HEAD requests, with the same times, device, status and fault. `DELETE /__proxy/log` clears both.
 //
 //   node tests/backends/proxy.mjs --port 0 --mount /pkg/=pkg --route /api/notes=http://127.0.0.1:3000/notes
 //
@@ -200,6 +200,7 @@ export async function startProxy({ routes = {}, mounts = {}, port = 0, host = '1
         operationId: req.headers['x-operation-id'] ?? null,
         clientVersion: req.headers['x-client-version'] ?? null,
         ifMatch: req.headers['if-match'] ?? null,
+        device: req.headers['x-device-id'] ?? null,
         body: parsed,
         status: null,
         fault: null,
@@ -209,7 +210,10 @@ export async function startProxy({ routes = {}, mounts = {}, port = 0, host = '1
       log.push(entry);
     } else {
       counts.reads += 1;
-      entry = { seq: reads.length + 1, method: req.method, path: url.pathname + url.search, status: null, fault: null, start: Date.now(), end: null };
+      entry = {
+        seq: reads.length + 1, method: req.method, path: url.pathname + url.search, device: req.headers['x-device-id'] ?? null,
+        status: null, fault: null, start: Date.now(), end: null,
+      };
       reads.push(entry);
     }
     if (faults.latencyMs) await new Promise((r) => setTimeout(r, faults.latencyMs));

@@ -23,6 +23,8 @@
 //                   last write wins), or deleted records still present anywhere
 //   applied twice   from the backend's ledger (reference server, progress API), else from the proxy log:
 //                   a write re-applied after another write to the same record, or a create applied twice
+//                   (without versions, a write re-sent after a lost answer, checked before the other
+//                   write landed, is the versionless gap: reported apart, not failed)
 //   pull errors     PROTOCOL errors (events or rejected calls) on either device
 //   stalls          pending writes, dead letters and waiting conflicts left on the devices at the end
 //
@@ -144,8 +146,14 @@ const restIdOf = (keyField) => (e) => {
  * A write (one Idempotency-Key) applied again after another write to the same record was applied is an
  * older write re-applied over a newer one; so is a `writer` tag applied again under another key after
  * another write. A POST applied twice (same key) is a create applied twice.
+ *
+ * With `reads` (a backend without versions), a write re-applied after another is marked `gap: true`
+ * when its device had not read the record since that other write landed: the write was sent again
+ * after a lost answer, checked by a read made before the other write landed (the versionless gap the
+ * README states; see `gap` in runScenario). Re-sent after a read that showed the other write, it is
+ * a violation like any other.
  */
-function reappliedFromProxyLog(entries, idOf) {
+function reappliedFromProxyLog(entries, idOf, reads = null) {
   const applied = entries
     .filter((e) => e.status !== null && isOk(e.status))
     .sort((x, y) => x.end - y.end || x.seq - y.seq);
@@ -156,9 +164,13 @@ function reappliedFromProxyLog(entries, idOf) {
     const id = idOf(e);
     const key = e.idempotencyKey ?? e.operationId ?? `unkeyed#${e.seq}`;
     const tag = e.method === 'DELETE' ? null : (e.body?.writer ?? null);
-    const s = perRecord.get(id) ?? { lastKey: null, lastTag: undefined, keys: new Set(), tags: new Map() };
+    const s = perRecord.get(id) ?? { last: null, lastKey: null, lastTag: undefined, keys: new Set(), tags: new Map() };
     if (s.keys.has(key) && s.lastKey !== key) {
-      violations.push({ id, key, seq: e.seq, method: e.method, tag, what: `write ${key} re-applied after ${s.lastKey}` });
+      const other = s.last;
+      // Did the sender read the record after the other write had landed (answered), before this one?
+      const sawOther = (r) => r.device === e.device && !r.fault && r.status !== null && idOf(r) === id && r.start > other.end && r.start < e.start;
+      const gap = reads !== null && !!e.device && !reads.some(sawOther);
+      violations.push({ id, key, seq: e.seq, method: e.method, tag, what: `write ${key} re-applied after ${s.lastKey}`, ...(gap ? { gap } : {}) });
     } else if (tag !== null && s.tags.has(tag) && s.tags.get(tag) !== key && s.lastTag !== tag) {
       violations.push({ id, key, seq: e.seq, method: e.method, tag, what: `${tag} re-applied (first as ${s.tags.get(tag)}) after ${s.lastTag}` });
     }
@@ -168,6 +180,7 @@ function reappliedFromProxyLog(entries, idOf) {
     }
     s.keys.add(key);
     if (tag !== null && !s.tags.has(tag)) s.tags.set(tag, key);
+    s.last = e;
     s.lastKey = key;
     s.lastTag = tag;
     perRecord.set(id, s);
@@ -271,7 +284,7 @@ const BACKENDS = [
           return new Map((await getJson(`${url}/notes`)).map((r) => [String(r.id), r]));
         },
         async appliedTwice(proxy) {
-          return reappliedFromProxyLog(proxy.log, restIdOf('id'));
+          return reappliedFromProxyLog(proxy.log, restIdOf('id'), proxy.reads);
         },
         async stop() {
           await stopChild(child);
@@ -645,7 +658,9 @@ async function runScenario(t, backend, engine) {
       }
     }
 
-    const appliedTwice = await server.appliedTwice(proxy);
+    const reapplied = await server.appliedTwice(proxy);
+    const appliedTwice = reapplied.filter((v) => !v.gap);
+    const resentInGap = reapplied.filter((v) => v.gap);
 
     const events = [];
     for (const d of devices) for (const e of await d.events()) events.push({ device: d.name, ...e });
@@ -685,7 +700,8 @@ async function runScenario(t, backend, engine) {
     const line =
       `${backend.key}: converged ${numbers.converged} differing | foreign ${numbers.foreign} | lost ${numbers.lost} ` +
       `(${toGap.length} more lost to the versionless gap${toGap.length ? `: ${toGap.map((x) => `${x.id} ${x.what}, has ${x.has?.writer}`).join('; ')}` : ''}) | ` +
-      `applied twice ${numbers.appliedTwice} | pull errors ${numbers.pullErrors} | stalls ${numbers.stalls} ` +
+      `applied twice ${numbers.appliedTwice} (${resentInGap.length} more re-sent through the versionless gap` +
+      `${resentInGap.length ? `: ${resentInGap.map((x) => `${x.id} ${x.what}`).join('; ')}` : ''}) | pull errors ${numbers.pullErrors} | stalls ${numbers.stalls} ` +
       `(pending ${statuses.map((s) => s.pending).join('/')}, dead letters ${statuses.map((s) => s.deadLetters).join('/')}, ` +
       `conflicts ${statuses.map((s) => s.conflicts).join('/')})`;
     console.log(summary);
@@ -698,6 +714,7 @@ async function runScenario(t, backend, engine) {
       foreign,
       lost,
       appliedTwice,
+      resentInGap,
       pullErrors,
       stalls: { statuses: statuses.map((s) => ({ pending: s.pending, deadLetters: s.deadLetters, conflicts: s.conflicts, lastError: s.lastError })), deadLetters, pending: stuck },
     };
