@@ -11,7 +11,7 @@ use std::rc::Rc;
 use tidesync::core::engine::{CollectionConfig, Engine, EngineConfig};
 use tidesync::core::merge::{MergeSpec, Strategy};
 use tidesync::core::op::{Priority, SyncStatus};
-use tidesync::core::traits::Store;
+use tidesync::core::traits::{Store, Write};
 use tidesync::core::value::Value;
 use tidesync::json;
 use tidesync::net::fetch::FetchTransport;
@@ -280,6 +280,42 @@ async fn a_queue_longer_than_a_read_page_is_read_whole_and_in_order() {
     let counts = engine.store().counts().await.unwrap();
     assert_eq!((counts.pending, counts.dead_letters, counts.conflicts), (2_500, 0, 0));
     assert_eq!(engine.kept_counts(), Some(counts));
+}
+
+#[wasm_bindgen_test]
+async fn a_transaction_in_parts_stores_every_part_or_none() {
+    // Each part's writes go to IndexedDB before the next part runs (putMany of thousands); a part
+    // that fails still undoes the parts before it.
+    let engine = fresh(&unique("parts"), &Backend { url: "http://127.0.0.1:9", ..batch() }).await;
+    let store = engine.store();
+    let put = |part: usize| Write::PutMeta(format!("part{part}"), json!(part));
+    let mut part = 0;
+    let failed = store
+        .transact_parts(&[], |tx| {
+            if part == 3 {
+                return Err(tidesync::core::error::SyncError::InvalidInput("part 3 fails".into()));
+            }
+            tx.write(put(part));
+            part += 1;
+            Ok(true)
+        })
+        .await;
+    assert_eq!(failed.unwrap_err().code(), "INVALID_INPUT");
+    for p in 0..3 {
+        assert_eq!(store.get_meta(&format!("part{p}")).await.unwrap(), None, "part {p} was undone");
+    }
+    let mut part = 0;
+    store
+        .transact_parts(&[], |tx| {
+            tx.write(put(part));
+            part += 1;
+            Ok(part < 4)
+        })
+        .await
+        .unwrap();
+    for p in 0..4 {
+        assert_eq!(store.get_meta(&format!("part{p}")).await.unwrap(), Some(json!(p)), "part {p} stored");
+    }
 }
 
 /// Writes records tidesync did not write straight into the database `name`, in a connection of its own.

@@ -152,6 +152,12 @@ impl Tx {
         self.delta
     }
 
+    /// The writes recorded since the last call, for a store that sends a transaction's writes in
+    /// parts (`Store::transact_parts`); the sequence counter's goes with the last (`into_writes`).
+    pub fn take_writes(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.writes)
+    }
+
     /// The writes to apply, with the sequence counter's if it moved.
     pub fn into_writes(mut self) -> Vec<Write> {
         if self.seq_used {
@@ -171,6 +177,17 @@ pub trait Store {
     /// Loads `keys`' entities and lanes and the sequence counter, runs `f`, and applies its writes,
     /// all in one transaction. If `f` fails nothing is written.
     async fn transact<R>(&self, keys: &[EntityKey], f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R>;
+    /// One transaction as `transact`, its work in parts: `f` runs again while it returns `Ok(true)`.
+    /// A store may send each part's writes before the next part runs, so that no part's work and
+    /// the next one's share a task (IndexedDB: each part after the success of the one before, the
+    /// transaction still active); all are still stored, or none.
+    async fn transact_parts(&self, keys: &[EntityKey], mut f: impl FnMut(&mut Tx) -> Result<bool>) -> Result<()> {
+        self.transact(keys, |tx| {
+            while f(tx)? {}
+            Ok(())
+        })
+        .await
+    }
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>>;
     async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>>;
     /// All pending ops and the keys of entities whose lane is paused by a manual conflict,

@@ -48,8 +48,39 @@ export function toJson(value) {
     return v;
   });
 }
+const plain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) &&
+  ((p) => p === null || Object.getPrototypeOf(p) === null)(Object.getPrototypeOf(v));
+// putMany's records as JSON texts of `size` records each, `[[id, data], ...]`: one crossing into the
+// wasm per part, not several per record. Throws the message naming the first bad record.
+export function recordsJson(list, size) {
+  if (!Array.isArray(list)) throw 'putMany takes an array of { id, data }';
+  const out = [];
+  for (let i = 0; i < list.length; i += size) {
+    const part = list.slice(i, i + size).map((r, k) => {
+      if (typeof r?.id !== 'string') throw `putMany: records[${i + k}] has no string \`id\``;
+      if (!plain(r.data)) throw `putMany: records[${i + k}] a record must be a plain object`;
+      return [r.id, r.data];
+    });
+    try {
+      out.push(toJson(part));
+    } catch {
+      part.forEach(([, data], k) => {
+        try {
+          toJson(data);
+        } catch (e) {
+          throw `putMany: records[${i + k}] the record is not JSON-compatible: ${e?.message ?? e}`;
+        }
+      });
+    }
+  }
+  return out;
+}
 "#)]
 extern "C" {
+    /// `putMany`'s records, checked, as JSON texts of `size` `[id, data]` pairs each; throws the
+    /// message naming the first bad one.
+    #[wasm_bindgen(js_name = recordsJson, catch)]
+    fn records_json(list: &JsValue, size: u32) -> std::result::Result<js_sys::Array, JsValue>;
     /// `JSON.stringify` with a replacer: a string with a lone surrogate (text cut in the middle of
     /// an emoji) gets U+FFFD there, as the browser's own encoders do; a Map, Set or binary buffer
     /// throws instead of becoming `{}`.
@@ -76,6 +107,32 @@ fn json_text(v: &JsValue) -> std::result::Result<String, String> {
 /// JS value -> JSON value, as `INVALID_INPUT` when it does not fit.
 pub fn from_js(v: JsValue, what: &str) -> Result<Value> {
     json(&v).map_err(|e| SyncError::InvalidInput(format!("{what}: {e}")))
+}
+
+/// `putMany`'s records: an array of `{ id: string, data: object }`, each a plain, JSON-compatible
+/// object, as `record` checks one.
+pub fn records(list: &JsValue) -> Result<Vec<(String, Value)>> {
+    let invalid = |e: String| SyncError::InvalidInput(e);
+    let mut out = Vec::new();
+    let texts = records_json(list, 250)
+        .map_err(|e| invalid(e.as_string().unwrap_or_else(|| "putMany: the records cannot be read".into())))?;
+    for text in texts.iter() {
+        let Value::Array(pairs) = crate::core::json::parse(&text.as_string().unwrap_or_default()).map_err(invalid)?
+        else {
+            return Err(invalid("putMany: the records cannot be read".into()));
+        };
+        for pair in pairs {
+            let mut pair = match pair {
+                Value::Array(pair) => pair,
+                _ => Vec::new(),
+            };
+            match (pair.pop(), pair.pop()) {
+                (Some(data), Some(Value::String(id))) if data.is_object() && pair.is_empty() => out.push((id, data)),
+                _ => return Err(invalid(format!("putMany: records[{}] a record must be a plain object", out.len()))),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A record from the app: a plain, JSON-compatible object.

@@ -111,26 +111,6 @@ fn settle(inner: Rc<Inner>, work: Pin<Box<dyn Future<Output = Result<JsValue>>>>
     })
 }
 
-/// `putMany`'s records: an array of `{ id: string, data: object }`.
-fn many(records: JsValue) -> Result<Vec<(String, Value)>> {
-    let bad = |i: u32, what: &str| SyncError::InvalidInput(format!("putMany: records[{i}] {what}"));
-    let list = records
-        .dyn_into::<js_sys::Array>()
-        .map_err(|_| SyncError::InvalidInput("putMany takes an array of { id, data }".into()))?;
-    let field = |item: &JsValue, name: &str| js_sys::Reflect::get(item, &name.into()).unwrap_or(JsValue::UNDEFINED);
-    (0..list.length())
-        .map(|i| {
-            let item = list.get(i);
-            let id = field(&item, "id").as_string().ok_or_else(|| bad(i, "has no string `id`"))?;
-            let data = record(field(&item, "data")).map_err(|e| match e {
-                SyncError::InvalidInput(m) => bad(i, &m),
-                other => other,
-            })?;
-            Ok((id, data))
-        })
-        .collect()
-}
-
 fn priority_of(options: &JsValue) -> Result<Option<Priority>> {
     if options.is_undefined() || options.is_null() {
         return Ok(None);
@@ -318,7 +298,7 @@ impl SyncEngine {
     /// `records` is an array of `{ id, data }`. Resolves to the stored records, in order.
     #[wasm_bindgen(js_name = "putMany", unchecked_return_type = "Promise<SyncRecord[]>")]
     pub fn put_many(&self, collection: String, records: JsValue, options: JsValue) -> Promise {
-        let args = many(records).and_then(|r| Ok((r, priority_of(&options)?)));
+        let args = crate::js::convert::records(&records).and_then(|r| Ok((r, priority_of(&options)?)));
         promise(&self.inner, move |inner| async move {
             let (records, priority) = args?;
             let stored = inner.engine.put_many(&collection, records, priority).await?;

@@ -184,8 +184,34 @@ export async function read(tx, seq, keys) {
 }
 
 // Issues `writes` (JSON text: [[store index, key], ...] deletes, [store index, key or null, record]
-// puts) and resolves when the transaction has committed. A write the browser refuses, or a commit
-// that fails (QuotaExceededError), aborts the transaction: none of its writes happen.
+// puts); resolves when they all succeeded. Throws if the text is not JSON.
+function issueWrites(tx, writes) {
+  const list = JSON.parse(writes);
+  const indexes = ixOf.get(tx.db);
+  return issue(list.length, (i) => {
+    const [s, key, value] = list[i];
+    const store = tx.objectStore(STORES[s]);
+    // An entity carries its query index keys.
+    if (s === 0 && value && indexes) withKeys(indexes, value);
+    if (value === undefined) return store.delete(key);
+    return key === null ? store.put(value) : store.put(value, key);
+  });
+}
+
+// One part of a transaction's writes (as in `commit`), resolving once they succeeded, the
+// transaction still active for the next part; a failure aborts the transaction.
+export async function stage(tx, writes) {
+  try {
+    await issueWrites(tx, writes);
+  } catch (e) {
+    abort(tx);
+    throw e;
+  }
+}
+
+// Issues `writes` (as above) and resolves when the transaction has committed. A write the browser
+// refuses, or a commit that fails (QuotaExceededError), aborts the transaction: none of its writes
+// happen.
 export function commit(tx, writes) {
   return new Promise((ok, no) => {
     tx.oncomplete = () => ok();
@@ -194,21 +220,11 @@ export function commit(tx, writes) {
       abort(tx);
       no(e);
     };
-    let list;
     try {
-      list = JSON.parse(writes);
+      issueWrites(tx, writes).catch(failed);
     } catch (e) {
-      return failed(e);
+      failed(e);
     }
-    const indexes = ixOf.get(tx.db);
-    issue(list.length, (i) => {
-      const [s, key, value] = list[i];
-      const store = tx.objectStore(STORES[s]);
-      // An entity carries its query index keys.
-      if (s === 0 && value && indexes) withKeys(indexes, value);
-      if (value === undefined) return store.delete(key);
-      return key === null ? store.put(value) : store.put(value, key);
-    }).catch(failed);
   });
 }
 

@@ -35,6 +35,7 @@ extern "C" {
     fn begin(db: &JsValue) -> std::result::Result<JsValue, JsValue>;
     fn read(tx: &JsValue, seq: &str, keys: &str) -> Promise;
     fn commit(tx: &JsValue, writes: &str) -> Promise;
+    fn stage(tx: &JsValue, writes: &str) -> Promise;
     fn abort(tx: &JsValue);
     fn write(db: &JsValue, stores: &str, writes: &str) -> Promise;
     fn get(db: &JsValue, store: &str, key: &str) -> Promise;
@@ -200,7 +201,7 @@ impl<T: Serialize> Erased for T {
 impl IdbStore {
     /// `Store::transact` without its type parameters: one copy of this code in the wasm, however many
     /// closures call it (a generic copy per call site cost about 5 KB each).
-    async fn run(&self, keys: &[EntityKey], f: &mut dyn FnMut(&mut Tx) -> Result<()>) -> Result<()> {
+    async fn run(&self, keys: &[EntityKey], f: &mut dyn FnMut(&mut Tx) -> Result<bool>) -> Result<()> {
         // In key order, each once: the snapshot is then built in one pass.
         let keys: VecSet<EntityKey> = keys.iter().cloned().collect();
         let tx = begin(&self.db).map_err(js_error)?;
@@ -227,14 +228,14 @@ impl IdbStore {
             snapshot.add(k, entity, lane);
         }
 
-        let text = f(&mut snapshot).and_then(|()| writes_text(&snapshot.into_writes()));
-        match text {
-            Ok(text) => wait(commit(&tx, &text)).await.map(drop),
-            Err(e) => {
-                abort(&tx);
-                Err(e)
-            }
+        // Each part's writes are issued before the next part runs, the next part from their
+        // success events: a task of its own, with the transaction still active.
+        while f(&mut snapshot).inspect_err(|_| abort(&tx))? {
+            let text = writes_text(&snapshot.take_writes()).inspect_err(|_| abort(&tx))?;
+            wait(stage(&tx, &text)).await?;
         }
+        let text = writes_text(&snapshot.into_writes()).inspect_err(|_| abort(&tx))?;
+        wait(commit(&tx, &text)).await.map(drop)
     }
 
     /// Every record of the store `name` (only the entities of `collection`, when given), in one
@@ -284,10 +285,14 @@ impl Store for IdbStore {
             if let Some(f) = f.take() {
                 out = Some(f(tx)?);
             }
-            Ok(())
+            Ok(false)
         })
         .await?;
         out.ok_or_else(|| SyncError::Storage("the transaction ended before it ran".into()))
+    }
+
+    async fn transact_parts(&self, keys: &[EntityKey], mut f: impl FnMut(&mut Tx) -> Result<bool>) -> Result<()> {
+        self.run(keys, &mut f).await
     }
 
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>> {

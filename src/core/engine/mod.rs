@@ -423,6 +423,24 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         Ok(r)
     }
 
+    /// `Store::transact_parts`, keeping the counts in step as `transact` does.
+    pub(super) async fn transact_parts(
+        &self,
+        keys: &[EntityKey],
+        mut f: impl FnMut(&mut Tx) -> Result<bool>,
+    ) -> Result<()> {
+        let mut delta = Delta::default();
+        self.store
+            .transact_parts(keys, |tx| {
+                let more = f(tx);
+                delta = tx.delta();
+                more
+            })
+            .await?;
+        self.count(delta);
+        Ok(())
+    }
+
     fn count(&self, d: Delta) {
         let mut st = self.state.borrow_mut();
         st.delta_epoch += 1;

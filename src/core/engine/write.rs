@@ -51,7 +51,8 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         effects.pop().ok_or_else(|| SyncError::Storage("a write had no effect".into()))
     }
 
-    /// Applies `writes` in order in one store transaction (every write of a call, or none).
+    /// Applies `writes` in order in one store transaction (every write of a call, or none), in
+    /// parts of `TX_CHUNK` writes: a `putMany` of thousands is never one long task.
     async fn write(
         &self,
         collection: &str,
@@ -65,32 +66,31 @@ impl<S: Store, T: Transport, C: Clock> Engine<S, T, C> {
         }
         let now = self.clock.now_ms();
         let mut new_id = || uuid(&self.clock);
-        let corrupt: RefCell<Option<Entity>> = RefCell::new(None);
+        let mut corrupt: Option<Entity> = None;
+        let mut effects = Vec::with_capacity(keys.len());
+        let mut todo = keys.iter().zip(writes);
         let result = self
-            .transact(&keys, |tx| {
-                keys.iter()
-                    .zip(writes)
-                    .map(|(key, (_, m))| {
-                        // A patch builds on the stored record: never on a copy that fails its checksum.
-                        if let (Mutation::Patch(_), Some(e)) = (&m, tx.entity(key).filter(|e| !intact(e))) {
-                            *corrupt.borrow_mut() = Some(e.clone());
-                            return Err(SyncError::Integrity(format!(
-                                "{}/{} does not match its checksum",
-                                e.collection, e.id
-                            )));
-                        }
-                        local_write(tx, key, m, now, &mut new_id, priority)
-                    })
-                    .collect::<Result<Vec<_>>>()
+            .transact_parts(&keys, |tx| {
+                for (key, (_, m)) in todo.by_ref().take(TX_CHUNK) {
+                    // A patch builds on the stored record: never on a copy that fails its checksum.
+                    if let (Mutation::Patch(_), Some(e)) = (&m, tx.entity(key).filter(|e| !intact(e))) {
+                        let err =
+                            SyncError::Integrity(format!("{}/{} does not match its checksum", e.collection, e.id));
+                        corrupt = Some(e.clone());
+                        return Err(err);
+                    }
+                    effects.push(local_write(tx, key, m, now, &mut new_id, priority)?);
+                }
+                Ok(effects.len() < keys.len())
             })
             .await;
-        if let Some(e) = corrupt.into_inner() {
+        if let Some(e) = corrupt {
             if let Err(err) = self.verify(&e) {
                 self.repair(vec![e.key()], true).await;
                 return Err(err);
             }
         }
-        let effects = result?;
+        result?;
         self.wrote_queue();
         for (key, eff) in keys.iter().zip(&effects) {
             if eff.changed {
