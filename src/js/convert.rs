@@ -110,13 +110,22 @@ pub fn from_js(v: JsValue, what: &str) -> Result<Value> {
 }
 
 /// `putMany`'s records: an array of `{ id: string, data: object }`, each a plain, JSON-compatible
-/// object, as `record` checks one.
-pub fn records(list: &JsValue) -> Result<Vec<(String, Value)>> {
+/// object, as `record` checks one. Checked and written as JSON at once (the app may change its
+/// objects once the call returns); read into the wasm by `parse_records`.
+pub fn records_text(list: &JsValue) -> Result<js_sys::Array> {
+    records_json(list, 250).map_err(|e| {
+        SyncError::InvalidInput(e.as_string().unwrap_or_else(|| "putMany: the records cannot be read".into()))
+    })
+}
+
+/// The records `records_text` wrote, 1,000 to a task: a putMany of thousands is not read in one.
+pub async fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
     let invalid = |e: String| SyncError::InvalidInput(e);
     let mut out = Vec::new();
-    let texts = records_json(list, 250)
-        .map_err(|e| invalid(e.as_string().unwrap_or_else(|| "putMany: the records cannot be read".into())))?;
-    for text in texts.iter() {
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            crate::web::sleep(0).await;
+        }
         let Value::Array(pairs) = crate::core::json::parse(&text.as_string().unwrap_or_default()).map_err(invalid)?
         else {
             return Err(invalid("putMany: the records cannot be read".into()));

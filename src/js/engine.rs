@@ -298,9 +298,10 @@ impl SyncEngine {
     /// `records` is an array of `{ id, data }`. Resolves to the stored records, in order.
     #[wasm_bindgen(js_name = "putMany", unchecked_return_type = "Promise<SyncRecord[]>")]
     pub fn put_many(&self, collection: String, records: JsValue, options: JsValue) -> Promise {
-        let args = crate::js::convert::records(&records).and_then(|r| Ok((r, priority_of(&options)?)));
+        let args = crate::js::convert::records_text(&records).and_then(|r| Ok((r, priority_of(&options)?)));
         promise(&self.inner, move |inner| async move {
-            let (records, priority) = args?;
+            let (texts, priority) = args?;
+            let records = crate::js::convert::parse_records(texts).await?;
             let stored = inner.engine.put_many(&collection, records, priority).await?;
             inner.after_write(inner.engine.flush_delay(&collection, priority));
             // One JSON text, one JSON.parse (as `list`): not a conversion per record.
