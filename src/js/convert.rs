@@ -64,9 +64,10 @@ export function recordsJson(list, size) {
     try {
       out.push(toJson(part));
     } catch {
-      part.forEach(([, data], k) => {
+      // Name the record; if each is fine alone (the part's text was too long), one text each.
+      part.forEach((pair, k) => {
         try {
-          toJson(data);
+          out.push(toJson([pair]));
         } catch (e) {
           throw `putMany: records[${i + k}] the record is not JSON-compatible: ${e?.message ?? e}`;
         }
@@ -118,14 +119,12 @@ pub fn records_text(list: &JsValue) -> Result<js_sys::Array> {
     })
 }
 
-/// The records `records_text` wrote, 1,000 to a task: a putMany of thousands is not read in one.
-pub async fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
+/// The records `records_text` wrote. Read at once, in the task of the call: a write called after
+/// this one must not start its transaction first.
+pub fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
     let invalid = |e: String| SyncError::InvalidInput(e);
     let mut out = Vec::new();
-    for (i, text) in texts.iter().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            crate::web::sleep(0).await;
-        }
+    for text in texts.iter() {
         let Value::Array(pairs) = crate::core::json::parse(&text.as_string().unwrap_or_default()).map_err(invalid)?
         else {
             return Err(invalid("putMany: the records cannot be read".into()));

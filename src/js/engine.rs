@@ -58,8 +58,9 @@ pub(crate) struct Inner {
     _channel_listener: RefCell<Option<MessageCallback>>,
     /// A Background Sync tag is registered for the current pending writes.
     background_sync_registered: Cell<bool>,
-    /// This tab holds the flush lock and is flushing (a round, or `flush()`).
-    round_running: Cell<bool>,
+    /// Flushes of this tab running now (a round, or `flush()`; two only where the lease was taken
+    /// unguarded).
+    round_running: Cell<u32>,
     /// The earliest flush asked for (`schedule`) while it was: the flush may have read the queue
     /// before that write, so the next one follows when it ends.
     asked_during_round: Cell<Option<u64>>,
@@ -229,7 +230,7 @@ impl SyncEngine {
             db_name: options.db_name,
             _channel_listener: RefCell::new(None),
             background_sync_registered: Cell::new(false),
-            round_running: Cell::new(false),
+            round_running: Cell::new(0),
             asked_during_round: Cell::new(None),
             live: Cell::new(false),
         });
@@ -301,7 +302,7 @@ impl SyncEngine {
         let args = crate::js::convert::records_text(&records).and_then(|r| Ok((r, priority_of(&options)?)));
         promise(&self.inner, move |inner| async move {
             let (texts, priority) = args?;
-            let records = crate::js::convert::parse_records(texts).await?;
+            let records = crate::js::convert::parse_records(texts)?;
             let stored = inner.engine.put_many(&collection, records, priority).await?;
             inner.after_write(inner.engine.flush_delay(&collection, priority));
             // One JSON text, one JSON.parse (as `list`): not a conversion per record.
@@ -365,14 +366,15 @@ impl SyncEngine {
     pub fn flush(&self) -> Promise {
         promise(&self.inner, move |inner| async move {
             // Waits for another tab's flush to finish rather than racing it.
-            let report = with_lock(&inner.lock_name(), inner.engine.store(), true, || async {
-                inner.round_running.set(true);
-                let r = inner.engine.flush().await;
-                inner.round_running.set(false);
-                r
-            })
-            .await?
-            .unwrap_or(Err(SyncError::Closed))?;
+            let report =
+                with_lock(&inner.lock_name(), inner.engine.store(), true, || inner.flushing(inner.engine.flush()))
+                    .await?
+                    .unwrap_or(Err(SyncError::Closed));
+            // A flush that failed has no `sync` event to plan the next one from (`after_flush`).
+            if report.is_err() {
+                inner.follow_round(None);
+            }
+            let report = report?;
             Ok(to_js_or_undefined(&report))
         })
     }
@@ -589,9 +591,23 @@ impl Inner {
         if !self.auto_sync {
             return;
         }
-        let now = js_sys::Date::now() as u64;
-        let asked = self.asked_during_round.take().map(|t| t.saturating_sub(now));
-        if let Some(delay) = match (self.engine.next_flush_in(report, now), asked) {
+        self.follow_round(self.engine.next_flush_in(report, js_sys::Date::now() as u64));
+    }
+
+    /// Runs `work` as a flush of this tab: a flush asked for meanwhile is remembered
+    /// (`asked_during_round`), since `work` may have read the queue before that write.
+    async fn flushing<T>(&self, work: impl Future<Output = T>) -> T {
+        self.round_running.set(self.round_running.get() + 1);
+        let out = work.await;
+        self.round_running.set(self.round_running.get() - 1);
+        out
+    }
+
+    /// Plans the next flush once one of this tab's ended: in `delay` ms, or sooner if a flush was
+    /// asked for while it ran.
+    fn follow_round(self: &Rc<Self>, delay: Option<u64>) {
+        let asked = self.asked_during_round.take().map(|t| t.saturating_sub(js_sys::Date::now() as u64));
+        if let Some(delay) = match (delay, asked) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         } {
@@ -605,7 +621,7 @@ impl Inner {
             return;
         }
         let due = js_sys::Date::now() as u64 + delay_ms;
-        if self.round_running.get() {
+        if self.round_running.get() > 0 {
             self.asked_during_round.set(Some(self.asked_during_round.get().map_or(due, |t| t.min(due))));
         }
         if self.timer.borrow().as_ref().is_some_and(|t| t.due <= due) {
@@ -633,27 +649,33 @@ impl Inner {
         let me = self.clone();
         // Another tab (or the service worker) flushing right now has it covered.
         let locked = with_lock(&self.lock_name(), self.engine.store(), false, || async move {
-            me.round_running.set(true);
-            let flushed = me.engine.flush().await;
-            if flushed.as_ref().is_ok_and(|r| !r.offline) && !me.live.get() {
-                if let Err(e) = me.engine.pull(None).await {
-                    me.engine.report(&e);
+            me.flushing(async {
+                let flushed = me.engine.flush().await;
+                if flushed.as_ref().is_ok_and(|r| !r.offline) && !me.live.get() {
+                    if let Err(e) = me.engine.pull(None).await {
+                        me.engine.report(&e);
+                    }
                 }
-            }
-            me.round_running.set(false);
+            })
+            .await
         })
         .await;
+        let ran = matches!(locked, Ok(Some(())));
         match locked {
             Ok(_) | Err(SyncError::Closed) => {}
             Err(e) => self.engine.report(&e),
         }
         self.dispatch();
         if !self.engine.is_closed() {
-            // A write made while the round ran had its timer fire into the lock this round held, and
-            // the round's flush had read the queue before it: it is due now, not at the next interval.
             let interval = self.engine.network().interval_ms;
-            let asked = self.asked_during_round.take().map(|t| t.saturating_sub(js_sys::Date::now() as u64));
-            self.schedule(asked.map_or(interval, |d| d.min(interval)));
+            if ran {
+                // A write made while the round ran had its timer fire into the lock this round held,
+                // and the round's flush may have read the queue before it: it is due now.
+                self.follow_round(Some(interval));
+            } else {
+                // The lock's holder (a round of this tab, or another tab) plans what comes after it.
+                self.schedule(interval);
+            }
         }
     }
 

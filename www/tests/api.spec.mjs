@@ -128,7 +128,8 @@ for (const browserName of Object.keys(ENGINES)) {
       try { await engine.putMany('notes', [{ data: {} }]); } catch (e) { noId = e.code + ': ' + e.message; }
 
       // 600 records: stored in parts of 250 (each part's work in a task of its own), still one
-      // transaction; a bad record in the second part refuses the whole call, naming it.
+      // transaction. A bad record at index 400 refuses the whole call before any transaction, naming
+      // it (a part failing inside the transaction undoes the parts before it: tests/web_store.rs).
       const big = Array.from({ length: 600 }, (_, i) => ({ id: 'b' + i, data: { n: i } }));
       before = count();
       const bigStored = await engine.putMany('notes', big);

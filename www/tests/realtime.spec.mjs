@@ -28,6 +28,16 @@ async function harness(page, server = baseUrl()) {
     // `globalThis.slowReads = { device, ms }` holds that device's GETs of /api/ (not the channel)
     // for `ms` before they go out: a slow pull.
     globalThis.slowReads = null;
+    // Requests of each Web Lock, by name: a flush timer firing into a held lock must not spin.
+    globalThis.lockRequests = {};
+    const locks = globalThis.navigator?.locks;
+    if (locks?.request) {
+      const request = locks.request.bind(locks);
+      locks.request = (name, ...rest) => {
+        globalThis.lockRequests[name] = (globalThis.lockRequests[name] ?? 0) + 1;
+        return request(name, ...rest);
+      };
+    }
     globalThis.fetch = async (input, init) => {
       const r = new Request(input, init);
       const url = new URL(r.url);
@@ -188,16 +198,23 @@ engineTest("a write made while the device's sync round is pulling goes out when 
     // The round sent `first` and is now in its pull, held for 1.5 s.
     await globalThis.waitFor('the round to flush and start pulling', () =>
       writesBy(t0).length >= 1 && globalThis.requests.some((q) => q.device === deviceId && q.method === 'GET' && q.path === `/api/${collection}` && q.at > t0));
+    const flushLocks = () => Object.entries(globalThis.lockRequests).filter(([n]) => n.endsWith(':flush')).reduce((x, [, c]) => x + c, 0);
+    const locksBefore = flushLocks();
     const t1 = performance.now();
     await a.put(collection, 'second', { n: 2 }, { priority: 'high' });
     await globalThis.waitFor('second to be sent', () => writesBy(t1).length >= 1, 10_000);
     const sentAfter = writesBy(t1)[0].at - t1;
+    const lockTries = flushLocks() - locksBefore;
     globalThis.slowReads = null;
     await globalThis.waitFor('nothing pending', async () => (await a.status()).pending === 0, 10_000);
-    return { sentAfter };
+    return { sentAfter, lockTries, locks: 'request' in (navigator.locks ?? {}) };
   }, [collection, slowPolling]);
-  // Sent once the held pull (1.5 s) ends; before the fix, a minute later.
+  // Sent once the held pull (1.5 s) and the write's own check (a read, held too) end; before the fix,
+  // a minute later.
   assert.ok(out.sentAfter < 5_000, `second went out ${out.sentAfter} ms after it was written`);
+  // The write's timer fires into the lock the round holds once, and the round's end plans the next
+  // flush: a few lock requests, not one every few milliseconds while the pull is held.
+  if (out.locks) assert.ok(out.lockTries <= 4, `${out.lockTries} flush-lock requests while the round held the lock`);
   const server = await api(`/api/${collection}/second`);
   assert.equal(server.n, 2, JSON.stringify(server));
 });
