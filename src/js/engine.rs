@@ -740,8 +740,12 @@ impl Inner {
             if !js_sys::Array::is_array(&data) {
                 return;
             }
-            // Another tab wrote: a flush running here reads the queue again.
+            // Another tab wrote: a flush running here reads the queue again, and, since it may have
+            // read it before that write (whose own timer finds our lock taken), another follows it.
             inner.engine.queue_changed();
+            if inner.round_running.get() > 0 {
+                inner.schedule(0);
+            }
             let events: Vec<JsValue> =
                 data.unchecked_into::<js_sys::Array>().iter().filter(JsValue::is_object).collect();
             for ev in &events {

@@ -219,6 +219,48 @@ engineTest("a write made while the device's sync round is pulling goes out when 
   assert.equal(server.n, 2, JSON.stringify(server));
 });
 
+// The same across tabs: the other tab's write finds the flush lock taken by this tab's round, which
+// may have read the queue before it; the round's end plans a flush for it.
+engineTest("a write made in another tab while this tab's sync round is pulling goes out when the round ends", {}, async (t, engine) => {
+  const browser = await openEngine(engine);
+  t.after(() => browser.close());
+  const collection = collectionFor('tabround');
+  const [tab1, tab2] = [browser.page, await browser.newPage()];
+  let deviceId;
+  for (const tab of [tab1, tab2]) {
+    await harness(tab);
+    // One database in both tabs: one device.
+    deviceId = await tab.evaluate(([c, slow]) => globalThis.openDevice('a', { collections: { [c]: { endpoint: `/api/${c}` } }, network: slow }), [collection, slowPolling]);
+  }
+  await tab1.evaluate(async ([c, deviceId]) => {
+    const a = globalThis.devices.a.engine;
+    await globalThis.waitFor('the open-time rounds', async () => (await a.status()).pending === 0);
+    await globalThis.sleep(300);
+    // Tab 1 writes: its round sends `first`, then pulls, held for 2 s.
+    globalThis.slowReads = { device: deviceId, ms: 2000 };
+    const t0 = performance.now();
+    await a.put(c, 'first', { n: 1 }, { priority: 'high' });
+    const since = (q) => q.device === deviceId && q.at > t0;
+    await globalThis.waitFor('tab 1 to flush and start pulling', () =>
+      globalThis.requests.some((q) => since(q) && q.method !== 'GET') &&
+      globalThis.requests.some((q) => since(q) && q.method === 'GET' && q.path === `/api/${c}`));
+  }, [collection, deviceId]);
+  const t1 = Date.now();
+  await tab2.evaluate((c) => globalThis.devices.a.engine.put(c, 'second', { n: 2 }, { priority: 'high' }), collection);
+  const token = await tokenFor('alice');
+  let status = 0;
+  while (Date.now() - t1 < 10_000) {
+    status = (await fetch(`${baseUrl()}/api/${collection}/second`, { headers: { authorization: `Bearer ${token}` } })).status;
+    if (status === 200) break;
+    await sleep(100);
+  }
+  const took = Date.now() - t1;
+  await tab1.evaluate(() => { globalThis.slowReads = null; });
+  // Sent once tab 1's held pull (2 s) ends; before the fix, at tab 1's next interval (a minute).
+  assert.equal(status, 200, `second was not on the server ${took} ms after tab 2 wrote it`);
+  assert.ok(took < 6_000, `second reached the server ${took} ms after tab 2 wrote it`);
+});
+
 engineTest('the WebSocket kind delivers the same way', {}, async (t, engine) => {
   const browser = await openEngine(engine);
   t.after(() => browser.close());
