@@ -725,29 +725,24 @@ async function putManyTask({ count, runs = 3 }) {
   let changes = 0;
   const off = engine.subscribe((e) => { if (e.type === 'change') changes++; });
   const batch = (k) => Array.from({ length: count }, (_, i) => ({ id: `b${k}-${i}`, data: { due: i, title: `card ${i}`, body: 'x'.repeat(200) } }));
-  const rawName = fresh(`pm-raw-${count}`);
-  const r = indexedDB.open(rawName, 1);
-  r.onupgradeneeded = () => r.result.createObjectStore('cards', { keyPath: 'id' });
-  const raw = await request(r);
+  const raw = await idbOpen(fresh(`pm-raw-${count}`), { baseline: true });
   const engineSide = [];
   const rawSide = [];
   for (let k = 0; k < runs; k++) {
     const records = batch(k);
     engineSide.push(await watched(() => engine.putMany('cards', records)));
     rawSide.push(await watched(async () => {
-      const tx = raw.transaction('cards', 'readwrite');
-      for (const x of records) tx.objectStore('cards').put(x);
+      const tx = raw.transaction('records', 'readwrite');
+      for (const x of records) tx.objectStore('records').put({ collection: 'cards', id: x.id, data: x.data });
       await committed(tx);
     }));
   }
   off();
   if (changes !== count * runs) throw new Error(`putMany: ${changes} change events, expected ${count * runs}`);
-  raw.close();
-  await request(indexedDB.deleteDatabase(rawName));
+  await dropRaw(raw);
   await dropEngine(engine, name);
-  const max = (xs) => Math.max(...xs.map((x) => x.longestMs));
-  const median = (xs) => xs.map((x) => x.ms).sort((a, b) => a - b)[xs.length >> 1];
-  return { engine: { longestMs: max(engineSide), ms: median(engineSide) }, baseline: { longestMs: max(rawSide), ms: median(rawSide) } };
+  const side = (xs) => ({ longestMs: Math.max(...xs.map((x) => x.longestMs)), ms: median(xs.map((x) => x.ms)) });
+  return { engine: side(engineSide), baseline: side(rawSide) };
 }
 
 /**

@@ -130,12 +130,12 @@ pub fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
             return Err(invalid("putMany: the records cannot be read".into()));
         };
         for pair in pairs {
-            let mut pair = match pair {
-                Value::Array(pair) => pair,
-                _ => Vec::new(),
+            let pair = match pair {
+                Value::Array(pair) => <[Value; 2]>::try_from(pair).ok(),
+                _ => None,
             };
-            match (pair.pop(), pair.pop()) {
-                (Some(data), Some(Value::String(id))) if data.is_object() && pair.is_empty() => out.push((id, data)),
+            match pair {
+                Some([Value::String(id), data]) if data.is_object() => out.push((id, data)),
                 _ => return Err(invalid(format!("putMany: records[{}] a record must be a plain object", out.len()))),
             }
         }

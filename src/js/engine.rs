@@ -607,11 +607,15 @@ impl Inner {
     /// asked for while it ran.
     fn follow_round(self: &Rc<Self>, delay: Option<u64>) {
         let asked = self.asked_during_round.take().map(|t| t.saturating_sub(js_sys::Date::now() as u64));
-        if let Some(delay) = match (delay, asked) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        } {
+        if let Some(delay) = delay.into_iter().chain(asked).min() {
             self.schedule(delay);
+        }
+    }
+
+    /// Remembers a flush asked for at `due` while this tab flushes (see `follow_round`).
+    fn ask_after_round(&self, due: u64) {
+        if self.round_running.get() > 0 {
+            self.asked_during_round.set(Some(self.asked_during_round.get().map_or(due, |t| t.min(due))));
         }
     }
 
@@ -621,9 +625,7 @@ impl Inner {
             return;
         }
         let due = js_sys::Date::now() as u64 + delay_ms;
-        if self.round_running.get() > 0 {
-            self.asked_during_round.set(Some(self.asked_during_round.get().map_or(due, |t| t.min(due))));
-        }
+        self.ask_after_round(due);
         if self.timer.borrow().as_ref().is_some_and(|t| t.due <= due) {
             return;
         }
@@ -743,9 +745,7 @@ impl Inner {
             // Another tab wrote: a flush running here reads the queue again, and, since it may have
             // read it before that write (whose own timer finds our lock taken), another follows it.
             inner.engine.queue_changed();
-            if inner.round_running.get() > 0 {
-                inner.schedule(0);
-            }
+            inner.ask_after_round(js_sys::Date::now() as u64);
             let events: Vec<JsValue> =
                 data.unchecked_into::<js_sys::Array>().iter().filter(JsValue::is_object).collect();
             for ev in &events {
