@@ -283,6 +283,33 @@ async fn a_queue_longer_than_a_read_page_is_read_whole_and_in_order() {
 }
 
 #[wasm_bindgen_test]
+async fn a_collection_longer_than_a_read_page_is_listed_whole_in_order_and_alone() {
+    // list() reads 1,000 records per request, in one readonly transaction: 2,500 take three pages.
+    // The collections whose names sort just before and just after ("note", "notes2") stay out.
+    let name = unique("list-pages");
+    IdbStore::delete_database(&name).await.expect("delete old database");
+    let store = IdbStore::open(&name, "{}", noop(), noop()).await.expect("open IndexedDB");
+    let transport = FetchTransport::new("http://127.0.0.1:9", "/api/sync/batch", [].into(), 5_000, None);
+    let mut c = config();
+    for n in ["note", "notes2"] {
+        c.collections.insert(n.into(), c.collections.get("notes").unwrap().clone());
+    }
+    let engine = Engine::open(store, transport, WebClock, c).await.expect("open engine");
+    let records = |n: usize| (0..n).map(|i| (format!("n{i:04}"), json!({"i": i}))).collect::<Vec<(String, Value)>>();
+    engine.put_many("notes", records(2_500), None).await.unwrap();
+    for n in ["note", "notes2"] {
+        engine.put_many(n, records(3), None).await.unwrap();
+    }
+    let listed = engine.list("notes").await.unwrap();
+    assert_eq!(listed.len(), 2_500);
+    assert!(listed.iter().all(|e| e.collection == "notes"), "only the collection asked for");
+    assert!(listed.windows(2).all(|w| w[0].id < w[1].id), "in id order, none twice");
+    for n in ["note", "notes2"] {
+        assert_eq!(engine.list(n).await.unwrap().len(), 3, "{n}");
+    }
+}
+
+#[wasm_bindgen_test]
 async fn a_transaction_in_parts_stores_every_part_or_none() {
     // Each part's writes go to IndexedDB before the next part runs (putMany of thousands); a part
     // that fails still undoes the parts before it.

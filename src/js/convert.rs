@@ -56,11 +56,15 @@ export function recordsJson(list, size) {
   if (!Array.isArray(list)) throw 'putMany takes an array of { id, data }';
   const out = [];
   for (let i = 0; i < list.length; i += size) {
-    const part = list.slice(i, i + size).map((r, k) => {
-      if (typeof r?.id !== 'string') throw `putMany: records[${i + k}] has no string \`id\``;
-      if (!plain(r.data)) throw `putMany: records[${i + k}] a record must be a plain object`;
-      return [r.id, r.data];
-    });
+    // The records before a bad one are written first: the first bad record of the list is named.
+    const part = [];
+    let bad;
+    for (let k = i; k < Math.min(i + size, list.length) && !bad; k++) {
+      const r = list[k]; // a hole in a sparse array is a record without an id
+      if (typeof r?.id !== 'string') bad = `putMany: records[${k}] has no string \`id\``;
+      else if (!plain(r.data)) bad = `putMany: records[${k}] a record must be a plain object`;
+      else part.push([r.id, r.data]);
+    }
     try {
       out.push(toJson(part));
     } catch {
@@ -73,6 +77,7 @@ export function recordsJson(list, size) {
         }
       });
     }
+    if (bad) throw bad;
   }
   return out;
 }
@@ -91,10 +96,10 @@ extern "C" {
 
 /// A value from the app, through JSON text: `JSON.stringify` throws on a cycle or a `BigInt`, leaves
 /// out `undefined` and functions and honours `toJSON()` (what `fetch` with a JSON body does), and
-/// `core::json::parse` refuses nesting deeper than 128. Walking the JS object graph directly instead would
-/// recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
-fn json(v: &JsValue) -> std::result::Result<Value, String> {
-    crate::core::json::parse(&json_text(v)?)
+/// `core::json` refuses nesting deeper than `depth` (at most 128). Walking the JS object graph directly
+/// instead would recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
+fn json(v: &JsValue, depth: u32) -> std::result::Result<Value, String> {
+    crate::core::json::parse_nested(&json_text(v)?, depth, 0)
 }
 
 fn json_text(v: &JsValue) -> std::result::Result<String, String> {
@@ -107,7 +112,11 @@ fn json_text(v: &JsValue) -> std::result::Result<String, String> {
 
 /// JS value -> JSON value, as `INVALID_INPUT` when it does not fit.
 pub fn from_js(v: JsValue, what: &str) -> Result<Value> {
-    json(&v).map_err(|e| SyncError::InvalidInput(format!("{what}: {e}")))
+    nested_from_js(v, what, crate::core::json::MAX_DEPTH)
+}
+
+fn nested_from_js(v: JsValue, what: &str, depth: u32) -> Result<Value> {
+    json(&v, depth).map_err(|e| SyncError::InvalidInput(format!("{what}: {e}")))
 }
 
 /// `putMany`'s records: an array of `{ id: string, data: object }`, each a plain, JSON-compatible
@@ -125,7 +134,9 @@ pub fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
     let invalid = |e: String| SyncError::InvalidInput(e);
     let mut out = Vec::new();
     for text in texts.iter() {
-        let Value::Array(pairs) = crate::core::json::parse(&text.as_string().unwrap_or_default()).map_err(invalid)?
+        // Each record sits two levels inside its part's text: it may nest as deep as put()'s.
+        let Value::Array(pairs) =
+            crate::core::json::parse_nested(&text.as_string().unwrap_or_default(), RECORD_DEPTH, 2).map_err(invalid)?
         else {
             return Err(invalid("putMany: the records cannot be read".into()));
         };
@@ -143,7 +154,12 @@ pub fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
-/// A record from the app: a plain, JSON-compatible object.
+/// How deep an app's record may nest. The engine wraps it in a few levels of its own where it is
+/// stored (a page of entities, an op, a conflict) and sent (a batch, a 409 answer), and every JSON
+/// reader on the way, the engine's and a server's (`serde_json`), stops at 128.
+pub(crate) const RECORD_DEPTH: u32 = crate::core::json::MAX_DEPTH - 8;
+
+/// A record from the app: a plain, JSON-compatible object, nested at most `RECORD_DEPTH` deep.
 pub fn record(v: JsValue) -> Result<Value> {
     // Plain: `{...}` or `Object.create(null)`, whose prototype chain ends right after
     // Object.prototype. A Date, Map, Set or class instance would not survive JSON as the app meant it.
@@ -154,7 +170,7 @@ pub fn record(v: JsValue) -> Result<Value> {
     if !plain || js_sys::Array::is_array(&v) {
         return Err(SyncError::InvalidInput("a record must be a plain object".into()));
     }
-    let value: Value = from_js(v, "the record is not JSON-compatible")?;
+    let value = nested_from_js(v, "the record is not JSON-compatible", RECORD_DEPTH)?;
     if !value.is_object() {
         return Err(SyncError::InvalidInput("a record must be a plain object".into()));
     }

@@ -257,23 +257,34 @@ export async function get(db, name, key) {
   return v === undefined ? v : text(v);
 }
 
-// Every record of the store `name` in a readonly transaction of its own, as JSON text; with
-// `collection`, only the entities of that collection.
-export async function getAll(db, name, collection) {
-  // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
-  const range = collection === undefined ? undefined : IDBKeyRange.bound([collection], [collection, []]);
-  return text(await req(db.transaction(name).objectStore(name).getAll(range)));
+// Every record of the store `name` in a readonly transaction of its own, as JSON text.
+export async function getAll(db, name) {
+  return text(await req(db.transaction(name).objectStore(name).getAll()));
 }
 
-// A readonly transaction over the stores named in `names` (comma-separated), for `page` reads.
+// A readonly transaction over the stores named in `names` (comma-separated), for `pager` reads.
 export const readonly = (db, names) => db.transaction(names.split(','));
 
-// At most `count` records of `name`, from just after the key `after` (JSON text; '' from the
-// first), as JSON text. Each page arrives in a task of its own, so a long queue is read without one
-// long main-thread task; ask for the next page as soon as one arrives, or the transaction ends.
-export async function page(tx, name, after, count) {
-  const range = after ? IDBKeyRange.lowerBound(JSON.parse(after), true) : undefined;
-  return text(await req(tx.objectStore(name).getAll(range, count)));
+// Reads the store `name` of `tx` (with `collection`, only that collection's entities) `count`
+// records at a time: each call of the function returned resolves to the next page as JSON text,
+// then to undefined after the last. Each page arrives in a task of its own, so a long queue or
+// collection is read without one long main-thread task; ask for the next page as soon as one
+// arrives, or the transaction ends.
+export function pager(tx, name, count, collection) {
+  const store = tx.objectStore(name);
+  const path = store.keyPath;
+  // Every key [collection, id] with a string id sorts between [collection] and [collection, []].
+  let [from, after, done] = [collection === undefined ? undefined : [collection], false, false];
+  return async () => {
+    if (done) return undefined;
+    const range = collection !== undefined ? IDBKeyRange.bound(from, [collection, []], after)
+      : after ? IDBKeyRange.lowerBound(from, true) : undefined;
+    const rows = await req(store.getAll(range, count));
+    done = rows.length < count;
+    const last = rows[rows.length - 1];
+    if (last) [from, after] = [Array.isArray(path) ? path.map((k) => last[k]) : last[path], true];
+    return text(rows);
+  };
 }
 
 // How many pending ops, dead letters and conflicts there are: IndexedDB counts them, in one

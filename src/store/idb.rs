@@ -40,11 +40,11 @@ extern "C" {
     fn write(db: &JsValue, stores: &str, writes: &str) -> Promise;
     fn get(db: &JsValue, store: &str, key: &str) -> Promise;
     #[wasm_bindgen(js_name = getAll)]
-    fn get_all(db: &JsValue, store: &str, collection: Option<&str>) -> Promise;
+    fn get_all(db: &JsValue, store: &str) -> Promise;
     #[wasm_bindgen(catch)]
     fn readonly(db: &JsValue, stores: &str) -> std::result::Result<JsValue, JsValue>;
     fn append(db: &JsValue, name: &str, entries: &str, max: u32) -> Promise;
-    fn page(tx: &JsValue, store: &str, after: &str, count: u32) -> Promise;
+    fn pager(tx: &JsValue, store: &str, count: u32, collection: Option<&str>) -> Function;
     fn counts(db: &JsValue) -> Promise;
     #[wasm_bindgen(js_name = takeLease)]
     fn take_lease(db: &JsValue, holder: f64, expires: f64) -> Promise;
@@ -52,9 +52,9 @@ extern "C" {
     fn drop_lease(db: &JsValue);
 }
 
-/// How many pending ops `load_queue` reads per request: each page is parsed in a task of its own,
-/// so reading a queue of 10,000 ops does not hold the main thread for the whole of it.
-const QUEUE_PAGE: u32 = 1000;
+/// How many pending ops (`load_queue`) or records (`list_entities`) are read per request: each page
+/// is parsed in a task of its own, so reading 10,000 does not hold the main thread for the whole of it.
+const PAGE: u32 = 1000;
 
 /// Where each kind of record lives: the index of its store in `idb.js`'s `STORES`.
 const ENTITIES: u8 = 0;
@@ -238,10 +238,9 @@ impl IdbStore {
         wait(commit(&tx, &text)).await.map(drop)
     }
 
-    /// Every record of the store `name` (only the entities of `collection`, when given), in one
-    /// readonly transaction, read by `read`.
-    async fn all<T>(&self, name: &str, collection: Option<&str>, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
-        records(read_json(get_all(&self.db, name, collection)).await?, read)
+    /// Every record of the store `name`, in one readonly transaction, read by `read`.
+    async fn all<T>(&self, name: &str, read: fn(Value) -> json::Read<T>) -> Result<Vec<T>> {
+        records(read_json(get_all(&self.db, name)).await?, read)
     }
 
     /// One record by key (JSON text), `None` when absent.
@@ -254,28 +253,33 @@ impl IdbStore {
 }
 
 impl IdbStore {
-    /// Every pending op and every conflict, in one readonly transaction. The ops come `QUEUE_PAGE`
-    /// per request, each page parsed in a task of its own.
+    /// Every pending op and every conflict, in one readonly transaction.
     async fn queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
         let tx = readonly(&self.db, "ops,conflicts").map_err(js_error)?;
         // A future at once: its rejection is handled even if reading the ops fails first.
-        let conflicts = JsFuture::from(page(&tx, "conflicts", "", u32::MAX));
-        let (mut ops, mut after) = (Vec::<Operation>::new(), String::new());
-        loop {
-            let chunk = records(read_json(page(&tx, "ops", &after, QUEUE_PAGE)).await?, Operation::from_json)?;
-            let full = chunk.len() == QUEUE_PAGE as usize;
-            if let Some(last) = chunk.last() {
-                after.clear();
-                json::write_string(&last.id, &mut after);
-            }
-            ops.extend(chunk);
-            if !full {
-                break;
-            }
-        }
+        let conflicts = JsFuture::from(next(&pager(&tx, "conflicts", u32::MAX, None)));
+        let ops = records(pages(&tx, "ops", None).await?, Operation::from_json)?;
         let conflicts = parsed(conflicts.await.map_err(js_error)?.as_string())?;
         Ok((ops, records(conflicts, Conflict::from_json)?))
     }
+}
+
+/// The next page of a `pager`: a promise of its JSON text, or of undefined after the last.
+fn next(pager: &Function) -> Promise {
+    pager.call0(&JsValue::NULL).map_or_else(|e| Promise::reject(&e), JsCast::unchecked_into)
+}
+
+/// Every record of the store `name` (with `collection`, that collection's entities) in the readonly
+/// transaction `tx`, `PAGE` per request: each page arrives, and is parsed, in a task of its own.
+async fn pages(tx: &JsValue, name: &str, collection: Option<&str>) -> Result<Value> {
+    let (pager, mut out) = (pager(tx, name, PAGE, collection), Vec::new());
+    while let Some(text) = wait_text(next(&pager)).await? {
+        match parsed(Some(text))? {
+            Value::Array(page) => out.extend(page),
+            _ => return Err(SyncError::Storage(format!("a page of {name} was not a list"))),
+        }
+    }
+    Ok(Value::Array(out))
 }
 
 impl Store for IdbStore {
@@ -305,7 +309,8 @@ impl Store for IdbStore {
     }
 
     async fn list_entities(&self, collection: &str) -> Result<Vec<Entity>> {
-        self.all("entities", Some(collection), Entity::from_json).await
+        let tx = readonly(&self.db, "entities").map_err(js_error)?;
+        records(pages(&tx, "entities", Some(collection)).await?, Entity::from_json)
     }
 
     async fn load_queue(&self) -> Result<(Vec<Operation>, Vec<Conflict>)> {
@@ -320,11 +325,11 @@ impl Store for IdbStore {
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        self.all("deadLetters", None, DeadLetter::from_json).await
+        self.all("deadLetters", DeadLetter::from_json).await
     }
 
     async fn conflicts(&self) -> Result<Vec<Conflict>> {
-        self.all("conflicts", None, Conflict::from_json).await
+        self.all("conflicts", Conflict::from_json).await
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Value>> {

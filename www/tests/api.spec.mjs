@@ -139,13 +139,29 @@ for (const browserName of Object.keys(ENGINES)) {
         await engine.putMany('notes', Array.from({ length: 600 }, (_, i) => ({ id: 'x' + i, data: i === 400 ? { m: new Map() } : { n: i } })));
       } catch (e) { mapped = e.code + ': ' + e.message; }
       const xStored = (await engine.get('notes', 'x0')) !== undefined;
+      // The first bad record of the list is named, whatever is wrong with a later one; a hole in a
+      // sparse array is a record without an id.
+      const code = (p) => p.then(() => 'stored', (e) => e.code + ': ' + e.message);
+      const firstBad = await code(engine.putMany('notes', [{ id: 'f0', data: {} }, { id: 'f1', data: { m: new Set() } }, { data: {} }]));
+      const hole = await code(engine.putMany('notes', [{ id: 'h0', data: {} }, , { id: 'h2', data: {} }]));
+      // A record may nest 120 levels deep, in putMany as in put, and still be read back and sent
+      // (the flush below) in what wraps it; 128 was stored once, then could not be read.
+      const deep = (n) => { let d = {}; for (let i = 1; i < n; i++) d = { d }; return d; };
+      const deepPut = await code(engine.put('notes', 'deep1', deep(120)));
+      const deepMany = await code(engine.putMany('notes', [{ id: 'deep2', data: deep(120) }]));
+      const tooDeep = [
+        await code(engine.put('notes', 'deeper', deep(121))),
+        await code(engine.putMany('notes', [{ id: 'deeper', data: deep(121) }])),
+        await code(engine.putJson('notes', 'deeper', JSON.stringify(deep(121)))),
+        await code(engine.patch('notes', 'deep1', { d: deep(120) })),
+      ];
 
       const okStored = (await engine.get('notes', 'ok')) !== undefined;
       const pending = (await engine.status()).pending;
       const report = await engine.flush();
       return {
         put, many, stored: stored.map((r) => [r.id, r.data.n, r.syncStatus]), refused, notArray, noId,
-        manyBig, bigStored: [bigStored.length, bigStored[599].id], mapped, xStored,
+        manyBig, bigStored: [bigStored.length, bigStored[599].id], mapped, xStored, firstBad, hole, deepPut, deepMany, tooDeep,
         okStored, pending, pendingAfter: (await engine.status()).pending, report,
       };
       `,
@@ -162,10 +178,14 @@ for (const browserName of Object.keys(ENGINES)) {
     assert.deepEqual(out.bigStored, [600, 'b599']);
     assert.match(out.mapped, /^INVALID_INPUT: .*records\[400\].*Map/);
     assert.equal(out.xStored, false, 'nothing of a refused batch is stored');
-    assert.equal(out.pending, 701);
+    assert.match(out.firstBad, /^INVALID_INPUT: .*records\[1\].*Set/, 'the first bad record, not the later one without an id');
+    assert.match(out.hole, /^INVALID_INPUT: .*records\[1\] has no string `id`/);
+    assert.deepEqual([out.deepPut, out.deepMany], ['stored', 'stored'], 'as deep in putMany as in put');
+    for (const refused of out.tooDeep) assert.match(refused, /^INVALID_INPUT: .*nested more than 120/);
+    assert.equal(out.pending, 703);
     assert.equal(out.pendingAfter, 0, JSON.stringify(out.report));
     const onServer = await serverRecords('notes');
-    for (const id of ['single', 'm0', 'm99', 'b0', 'b599']) assert.ok(onServer.has(id), `${id} on the server`);
+    for (const id of ['single', 'm0', 'm99', 'b0', 'b599', 'deep1', 'deep2']) assert.ok(onServer.has(id), `${id} on the server`);
     assert.equal(onServer.get('m42')?.n, 42);
   });
 }

@@ -17,7 +17,13 @@ pub const MAX_DEPTH: u32 = 128;
 
 /// Parses one JSON document. The error says what is wrong and where (line and column, from 1).
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser { s: text, i: 0, depth: 0 };
+    parse_nested(text, MAX_DEPTH, 0)
+}
+
+/// `parse` with another limit: the values the text carries, inside `wrappers` levels of its own
+/// (putMany's `[[id, data], ...]`), may nest `depth` deep.
+pub fn parse_nested(text: &str, depth: u32, wrappers: u32) -> Result<Value, String> {
+    let mut p = Parser { s: text, i: 0, depth: 0, limit: depth + wrappers, wrappers };
     let v = p.value()?;
     p.ws();
     if p.i < text.len() {
@@ -30,6 +36,8 @@ struct Parser<'a> {
     s: &'a str,
     i: usize,
     depth: u32,
+    limit: u32,
+    wrappers: u32,
 }
 
 impl Parser<'_> {
@@ -81,8 +89,8 @@ impl Parser<'_> {
 
     /// Steps into an array or object (past its opening bracket); true when it is empty.
     fn open(&mut self, close: u8) -> Result<bool, String> {
-        if self.depth == MAX_DEPTH {
-            return Err(self.err("nested more than 128 deep"));
+        if self.depth == self.limit {
+            return Err(self.err(&format!("nested more than {} deep", self.limit - self.wrappers)));
         }
         self.depth += 1;
         self.i += 1;
@@ -435,6 +443,9 @@ mod tests {
         let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
         assert!(parse(&deep(MAX_DEPTH as usize)).is_ok());
         assert_eq!(parse(&deep(MAX_DEPTH as usize + 1)).unwrap_err(), "nested more than 128 deep at line 1 column 129");
+        // Another limit, with levels of the text's own that do not count (putMany's `[[id, data]]`).
+        assert!(parse_nested(&deep(12), 10, 2).is_ok());
+        assert_eq!(parse_nested(&deep(13), 10, 2).unwrap_err(), "nested more than 10 deep at line 1 column 13");
         // Far deeper than the stack could take if it were not limited.
         assert!(parse(&deep(1_000_000)).is_err());
         let objects = "{\"a\":".repeat(200) + "1" + &"}".repeat(200);
