@@ -189,3 +189,36 @@ for (const browserName of Object.keys(ENGINES)) {
     assert.equal(onServer.get('m42')?.n, 42);
   });
 }
+
+for (const browserName of Object.keys(ENGINES)) {
+  test(`list() of 4,500 records: read 1,000 per request in one readonly transaction, handed over in parts, all in id order (${browserName})`, async (t) => {
+    const out = await inPage(
+      t,
+      browserName,
+      `api-list-${Date.now()}`,
+      `
+      const ids = Array.from({ length: 4_500 }, (_, i) => 'r' + String(i).padStart(4, '0'));
+      // Written in another order than the ids'; one record deleted, one patched.
+      await engine.putMany('notes', [...ids].reverse().map((id, i) => ({ id, data: { i } })));
+      await engine.delete('notes', 'r0007');
+      await engine.patch('notes', 'r4499', { patched: true });
+      const before = { ...globalThis.idbTransactions };
+      const listed = await engine.list('notes');
+      return {
+        readonly: globalThis.idbTransactions.readonly - before.readonly,
+        count: listed.length,
+        inOrder: listed.every((r, k) => k === 0 || listed[k - 1].id < r.id),
+        deleted: listed.some((r) => r.id === 'r0007'),
+        last: listed.at(-1),
+        expected: ids.filter((id) => id !== 'r0007').join() === listed.map((r) => r.id).join(),
+      };
+      `,
+    );
+    assert.equal(out.count, 4_499);
+    assert.equal(out.inOrder, true);
+    assert.equal(out.deleted, false, 'a deleted record is not listed');
+    assert.equal(out.expected, true, 'every record, once');
+    assert.deepEqual([out.last.id, out.last.data.patched, out.last.data.i], ['r4499', true, 0]);
+    assert.equal(out.readonly, 1, 'one readonly transaction for the five pages');
+  });
+}
