@@ -284,28 +284,37 @@ async fn a_queue_longer_than_a_read_page_is_read_whole_and_in_order() {
 
 #[wasm_bindgen_test]
 async fn a_collection_longer_than_a_read_page_is_listed_whole_in_order_and_alone() {
-    // list() reads 1,000 records per request, in one readonly transaction: 2,500 take three pages.
-    // The collections whose names sort just before and just after ("note", "notes2") stay out.
+    // list() reads 1,000 records per request, in one readonly transaction: 2,500 take three pages,
+    // exactly 2,000 two full ones and an empty one. The collections whose names sort just before and
+    // just after ("note", "notes2") stay out; an empty collection lists nothing.
     let name = unique("list-pages");
     IdbStore::delete_database(&name).await.expect("delete old database");
     let store = IdbStore::open(&name, "{}", noop(), noop()).await.expect("open IndexedDB");
     let transport = FetchTransport::new("http://127.0.0.1:9", "/api/sync/batch", [].into(), 5_000, None);
     let mut c = config();
-    for n in ["note", "notes2"] {
+    for n in ["note", "notes2", "empty"] {
         c.collections.insert(n.into(), c.collections.get("notes").unwrap().clone());
     }
     let engine = Engine::open(store, transport, WebClock, c).await.expect("open engine");
     let records = |n: usize| (0..n).map(|i| (format!("n{i:04}"), json!({"i": i}))).collect::<Vec<(String, Value)>>();
     engine.put_many("notes", records(2_500), None).await.unwrap();
-    for n in ["note", "notes2"] {
-        engine.put_many(n, records(3), None).await.unwrap();
-    }
+    engine.put_many("note", records(3), None).await.unwrap();
+    engine.put_many("notes2", records(2_000), None).await.unwrap();
     let listed = engine.list("notes").await.unwrap();
     assert_eq!(listed.len(), 2_500);
     assert!(listed.iter().all(|e| e.collection == "notes"), "only the collection asked for");
     assert!(listed.windows(2).all(|w| w[0].id < w[1].id), "in id order, none twice");
-    for n in ["note", "notes2"] {
-        assert_eq!(engine.list(n).await.unwrap().len(), 3, "{n}");
+    // A record as deep as a server may send (127 levels; an app's may be 120) reads back from its
+    // page and with its op, as records wrapped in what the engine stores them in.
+    let deep = (1..127).fold(json!({}), |d, _| json!({ "d": d }));
+    engine.put("note", "deep", deep.clone(), None).await.unwrap();
+    let listed = engine.list("note").await.unwrap();
+    assert_eq!(listed.iter().find(|e| e.id == "deep").and_then(|e| e.data.clone()), Some(deep));
+    assert_eq!(engine.store().load_queue().await.unwrap().0.len(), 2_000 + 2_500 + 3 + 1);
+    for (n, count) in [("note", 4), ("notes2", 2_000), ("empty", 0)] {
+        let listed = engine.list(n).await.unwrap();
+        assert_eq!(listed.len(), count, "{n}");
+        assert!(listed.windows(2).all(|w| w[0].id < w[1].id), "{n}: in id order, none twice");
     }
 }
 

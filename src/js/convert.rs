@@ -1,6 +1,7 @@
 //! Values across the JS boundary: JSON-compatible plain objects both ways, and the options of
 //! `SyncEngine.open()`.
 
+use crate::core::json::RECORD_DEPTH;
 use js_sys::{Function, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -36,7 +37,9 @@ function fix(s) {
   }
   return out;
 }
-export function toJson(value) {
+// The values inside `wrappers` levels of the text's own may nest `depth` deep.
+export function toJson(value, depth, wrappers = 0) {
+  const levels = new WeakMap();
   return JSON.stringify(value, function (key, v) {
     if (typeof v === 'string') return fix(v);
     if (v !== null && typeof v === 'object') {
@@ -44,6 +47,9 @@ export function toJson(value) {
       if (TAGS.has(tag) || ArrayBuffer.isView(v)) {
         throw new TypeError(`${key ? `'${key}'` : 'the value'} is a ${tag}, which JSON cannot hold`);
       }
+      const level = (levels.get(this) ?? 0) + 1;
+      if (level > depth + wrappers) throw new TypeError(`it nests more than ${depth} levels deep`);
+      levels.set(v, level);
     }
     return v;
   });
@@ -52,7 +58,7 @@ const plain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) &&
   ((p) => p === null || Object.getPrototypeOf(p) === null)(Object.getPrototypeOf(v));
 // putMany's records as JSON texts of `size` records each, `[[id, data], ...]`: one crossing into the
 // wasm per part, not several per record. Throws the message naming the first bad record.
-export function recordsJson(list, size) {
+export function recordsJson(list, size, depth) {
   if (!Array.isArray(list)) throw 'putMany takes an array of { id, data }';
   const out = [];
   for (let i = 0; i < list.length; i += size) {
@@ -66,12 +72,12 @@ export function recordsJson(list, size) {
       else part.push([r.id, r.data]);
     }
     try {
-      out.push(toJson(part));
+      out.push(toJson(part, depth, 2));
     } catch {
       // Name the record; if each is fine alone (the part's text was too long), one text each.
       part.forEach((pair, k) => {
         try {
-          out.push(toJson([pair]));
+          out.push(toJson([pair], depth, 2));
         } catch (e) {
           throw `putMany: records[${i + k}] the record is not JSON-compatible: ${e?.message ?? e}`;
         }
@@ -86,24 +92,24 @@ extern "C" {
     /// `putMany`'s records, checked, as JSON texts of `size` `[id, data]` pairs each; throws the
     /// message naming the first bad one.
     #[wasm_bindgen(js_name = recordsJson, catch)]
-    fn records_json(list: &JsValue, size: u32) -> std::result::Result<js_sys::Array, JsValue>;
+    fn records_json(list: &JsValue, size: u32, depth: u32) -> std::result::Result<js_sys::Array, JsValue>;
     /// `JSON.stringify` with a replacer: a string with a lone surrogate (text cut in the middle of
     /// an emoji) gets U+FFFD there, as the browser's own encoders do; a Map, Set or binary buffer
-    /// throws instead of becoming `{}`.
+    /// throws instead of becoming `{}`; so does nesting deeper than `depth`.
     #[wasm_bindgen(js_name = toJson, catch)]
-    fn to_json(value: &JsValue) -> std::result::Result<JsValue, JsValue>;
+    fn to_json(value: &JsValue, depth: u32) -> std::result::Result<JsValue, JsValue>;
 }
 
 /// A value from the app, through JSON text: `JSON.stringify` throws on a cycle or a `BigInt`, leaves
 /// out `undefined` and functions and honours `toJSON()` (what `fetch` with a JSON body does), and
-/// `core::json` refuses nesting deeper than `depth` (at most 128). Walking the JS object graph directly
-/// instead would recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
+/// nesting deeper than `depth` (at most 128) is refused. Walking the JS object graph directly instead
+/// would recurse without limit, and a stack overflow in wasm corrupts memory rather than failing.
 fn json(v: &JsValue, depth: u32) -> std::result::Result<Value, String> {
-    crate::core::json::parse_nested(&json_text(v)?, depth, 0)
+    crate::core::json::parse(&json_text(v, depth)?)
 }
 
-fn json_text(v: &JsValue) -> std::result::Result<String, String> {
-    let text = to_json(v).map_err(|e| match e.dyn_ref::<js_sys::Error>() {
+fn json_text(v: &JsValue, depth: u32) -> std::result::Result<String, String> {
+    let text = to_json(v, depth).map_err(|e| match e.dyn_ref::<js_sys::Error>() {
         Some(e) => String::from(e.message()),
         None => e.as_string().unwrap_or_else(|| "it cannot be written as JSON".into()),
     })?;
@@ -123,7 +129,7 @@ fn nested_from_js(v: JsValue, what: &str, depth: u32) -> Result<Value> {
 /// object, as `record` checks one. Checked and written as JSON at once (the app may change its
 /// objects once the call returns); read into the wasm by `parse_records`.
 pub fn records_text(list: &JsValue) -> Result<js_sys::Array> {
-    records_json(list, 250).map_err(|e| {
+    records_json(list, 250, RECORD_DEPTH).map_err(|e| {
         SyncError::InvalidInput(e.as_string().unwrap_or_else(|| "putMany: the records cannot be read".into()))
     })
 }
@@ -134,9 +140,7 @@ pub fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
     let invalid = |e: String| SyncError::InvalidInput(e);
     let mut out = Vec::new();
     for text in texts.iter() {
-        // Each record sits two levels inside its part's text: it may nest as deep as put()'s.
-        let Value::Array(pairs) =
-            crate::core::json::parse_nested(&text.as_string().unwrap_or_default(), RECORD_DEPTH, 2).map_err(invalid)?
+        let Value::Array(pairs) = crate::core::json::parse(&text.as_string().unwrap_or_default()).map_err(invalid)?
         else {
             return Err(invalid("putMany: the records cannot be read".into()));
         };
@@ -153,11 +157,6 @@ pub fn parse_records(texts: js_sys::Array) -> Result<Vec<(String, Value)>> {
     }
     Ok(out)
 }
-
-/// How deep an app's record may nest. The engine wraps it in a few levels of its own where it is
-/// stored (a page of entities, an op, a conflict) and sent (a batch, a 409 answer), and every JSON
-/// reader on the way, the engine's and a server's (`serde_json`), stops at 128.
-pub(crate) const RECORD_DEPTH: u32 = crate::core::json::MAX_DEPTH - 8;
 
 /// A record from the app: a plain, JSON-compatible object, nested at most `RECORD_DEPTH` deep.
 pub fn record(v: JsValue) -> Result<Value> {
@@ -216,7 +215,7 @@ pub fn open_options(v: JsValue) -> Result<OpenOptions> {
     };
     let resolvers = resolvers(&v)?;
     // Through JSON text, as app values are (functions such as `auth` and `resolve` are left out).
-    let text = json_text(&v).map_err(SyncError::Config)?;
+    let text = json_text(&v, crate::core::json::MAX_DEPTH).map_err(SyncError::Config)?;
     let mut options = read_options(crate::core::json::parse(&text).map_err(config)?, auth, resolvers)?;
     options.options = text;
     Ok(options)

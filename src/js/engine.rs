@@ -284,7 +284,7 @@ impl SyncEngine {
     /// Like `put`, with the record given as JSON text (saves converting a string you already have).
     #[wasm_bindgen(js_name = "putJson", unchecked_return_type = "Promise<SyncRecord>")]
     pub fn put_json(&self, collection: String, id: String, json: String, options: JsValue) -> Promise {
-        let args = crate::core::json::parse_nested(&json, crate::js::convert::RECORD_DEPTH, 0)
+        let args = crate::core::json::parse_nested(&json, crate::core::json::RECORD_DEPTH, 0)
             .map_err(|e| SyncError::InvalidInput(format!("not JSON: {e}")))
             .and_then(|d| Ok((d, priority_of(&options)?)));
         promise(&self.inner, move |inner| async move {
@@ -366,7 +366,11 @@ impl SyncEngine {
                 if out.length() > 0 {
                     crate::web::sleep(0).await;
                 }
-                out = out.concat(to_js_or_undefined(&part).unchecked_ref::<js_sys::Array>());
+                let part = to_js_or_undefined(&part);
+                if part.is_undefined() {
+                    return Err(SyncError::Storage("the records could not be handed over".into()));
+                }
+                out = out.concat(part.unchecked_ref::<js_sys::Array>());
             }
         })
     }

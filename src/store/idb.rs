@@ -136,9 +136,10 @@ fn unreadable(e: String) -> SyncError {
     SyncError::Storage(format!("unreadable record in IndexedDB: {e}"))
 }
 
-/// Parses the JSON text of a read.
+/// Parses the JSON text of a read. A record as deep as any reader takes (a server's may be) is wrapped
+/// in up to three levels here (a page, a dead letter, its op): they do not count.
 fn parsed(text: Option<String>) -> Result<Value> {
-    json::parse(text.as_deref().unwrap_or("null")).map_err(unreadable)
+    json::parse_nested(text.as_deref().unwrap_or("null"), json::MAX_DEPTH, 3).map_err(unreadable)
 }
 
 /// The JSON text of an entity's key, `[collection, id]`.

@@ -155,13 +155,17 @@ for (const browserName of Object.keys(ENGINES)) {
         await code(engine.putJson('notes', 'deeper', JSON.stringify(deep(121)))),
         await code(engine.patch('notes', 'deep1', { d: deep(120) })),
       ];
+      // Named by its index, before a later record without an id.
+      const deepFirst = await code(engine.putMany('notes', [{ id: 'ok2', data: {} }, { id: 'deeper', data: deep(121) }, { data: {} }]));
+      // And read back, alone and in a list.
+      const deepBack = [(await engine.get('notes', 'deep1'))?.d?.d !== undefined, (await engine.list('notes')).some((r) => r.id === 'deep2')];
 
       const okStored = (await engine.get('notes', 'ok')) !== undefined;
       const pending = (await engine.status()).pending;
       const report = await engine.flush();
       return {
         put, many, stored: stored.map((r) => [r.id, r.data.n, r.syncStatus]), refused, notArray, noId,
-        manyBig, bigStored: [bigStored.length, bigStored[599].id], mapped, xStored, firstBad, hole, deepPut, deepMany, tooDeep,
+        manyBig, bigStored: [bigStored.length, bigStored[599].id], mapped, xStored, firstBad, hole, deepPut, deepMany, tooDeep, deepFirst, deepBack,
         okStored, pending, pendingAfter: (await engine.status()).pending, report,
       };
       `,
@@ -181,7 +185,9 @@ for (const browserName of Object.keys(ENGINES)) {
     assert.match(out.firstBad, /^INVALID_INPUT: .*records\[1\].*Set/, 'the first bad record, not the later one without an id');
     assert.match(out.hole, /^INVALID_INPUT: .*records\[1\] has no string `id`/);
     assert.deepEqual([out.deepPut, out.deepMany], ['stored', 'stored'], 'as deep in putMany as in put');
-    for (const refused of out.tooDeep) assert.match(refused, /^INVALID_INPUT: .*nested more than 120/);
+    for (const refused of out.tooDeep) assert.match(refused, /^INVALID_INPUT: .*(nested|nests) more than 120/);
+    assert.match(out.deepFirst, /^INVALID_INPUT: .*putMany: records\[1\] .*nests more than 120 levels/);
+    assert.deepEqual(out.deepBack, [true, true], 'the deepest record the engine takes reads back');
     assert.equal(out.pending, 703);
     assert.equal(out.pendingAfter, 0, JSON.stringify(out.report));
     const onServer = await serverRecords('notes');

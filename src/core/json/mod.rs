@@ -11,7 +11,7 @@ mod write;
 
 use crate::core::value::{Map, Value};
 
-pub use parse::{parse, parse_nested, MAX_DEPTH};
+pub use parse::{parse, parse_nested, MAX_DEPTH, RECORD_DEPTH};
 pub use write::{append, to_string, write_f64, write_pair, write_string, Error};
 
 use super::op::{Conflict, ConflictReason, DeadLetter, Entity, OpKind, Operation, Priority, SyncStatus};

@@ -15,6 +15,11 @@ use crate::core::value::{Map, Number, Value};
 /// code on values is sized for).
 pub const MAX_DEPTH: u32 = 128;
 
+/// How deep an app's record may nest. The engine wraps a record in up to five levels of its own where
+/// it sends it (a batch, a 409 answer) and stores it (a page of entities, an op, a dead letter), and
+/// every reader on the way stops near 128 (this parser at 128, `serde_json` at 127).
+pub const RECORD_DEPTH: u32 = MAX_DEPTH - 8;
+
 /// Parses one JSON document. The error says what is wrong and where (line and column, from 1).
 pub fn parse(text: &str) -> Result<Value, String> {
     parse_nested(text, MAX_DEPTH, 0)
