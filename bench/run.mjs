@@ -11,8 +11,9 @@
 // in RESULTS.md, with when and under what load it was measured).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { openSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -100,6 +101,31 @@ async function startServer() {
   const url = /^tidesync-server listening on (http:\/\/\S+)/.exec(first)?.[1];
   if (!url) throw new Error(`unexpected first line from the server: ${first}`);
   log(`server ${url} (pid ${child.pid}, log ${logFile})`);
+  return { url, stop: () => child.kill('SIGTERM') };
+}
+
+// ---- json-server: a backend that lists a whole collection in one answer ----
+
+/** json-server 0.17.4 (tests/json-server, installed by scripts/setup) on loopback, holding `count` notes. */
+async function startJsonServer(count) {
+  const cli = fileURLToPath(new URL('../tests/json-server/node_modules/json-server/lib/cli/bin.js', import.meta.url));
+  if (!existsSync(cli)) return null;
+  const db = path.join(opt.static, '..', 'json-server-db.json');
+  const notes = Array.from({ length: count }, (_, i) => ({ id: `n${String(i).padStart(5, '0')}`, title: `note ${i}`, body: 'x'.repeat(200), done: i % 3 === 0 }));
+  writeFileSync(db, JSON.stringify({ notes }));
+  const port = await new Promise((ok, no) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); });
+    s.on('error', no);
+  });
+  const child = spawn(process.execPath, [cli, '--host', '127.0.0.1', '--port', String(port), db], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  for (const end = Date.now() + 30_000; ;) {
+    try {
+      if ((await fetch(`${url}/notes?_limit=1`)).ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > end) { child.kill(); throw new Error('json-server did not start within 30 s'); }
+    await new Promise((r) => setTimeout(r, 200));
+  }
   return { url, stop: () => child.kill('SIGTERM') };
 }
 
@@ -271,6 +297,29 @@ async function liveQuerySection(page) {
       pick(r, 'engine', 'longestMs'), 'raw IndexedDB re-reads', pick(r, 'baseline', 'longestMs')));
     ROWS.push(row('10. Live queries', `longest main-thread task while opening and reading the first page, ${n} records`, 'ms', 'lower',
       pick(r, 'engine', 'reopenLongestMs'), null, null));
+  }
+  log('full listing: json-server answers with all 10,000 records at once');
+  const json = await startJsonServer(10_000);
+  if (!json) {
+    NOT_AVAILABLE.push('Live queries: the full-listing rows need json-server (tests/json-server): run scripts/setup');
+  } else {
+    try {
+      const r = await runs(page, 'fullListing', { url: json.url, count: 10_000 }, 3);
+      const at = (side, what, key) => r.map((x) => x[side][what][key]);
+      const raw = 'raw fetch + JSON.parse + IndexedDB puts in one transaction';
+      for (const [what, label] of [['first', 'a new device pulls'], ['again', 'the device pulls again']]) {
+        ROWS.push(row('10. Live queries', `${label} a full listing of 10,000 records (json-server, one answer)`, 'ms', 'lower',
+          at('engine', what, 'ms'), raw, at('baseline', what, 'ms')));
+        ROWS.push(row('10. Live queries', `longest main-thread task: ${label} a full listing of 10,000 records`, 'ms', 'lower',
+          at('engine', what, 'longestMs'), raw, at('baseline', what, 'longestMs')));
+      }
+      const getAll = 'raw IndexedDB getAll of the same 10,000 records';
+      ROWS.push(row('10. Live queries', 'list() of 10,000 records', 'ms', 'lower', at('engine', 'list', 'ms'), getAll, at('baseline', 'list', 'ms')));
+      ROWS.push(row('10. Live queries', 'longest main-thread task: list() of 10,000 records', 'ms', 'lower',
+        at('engine', 'list', 'longestMs'), getAll, at('baseline', 'list', 'longestMs')));
+    } finally {
+      json.stop();
+    }
   }
   for (const count of [1_000, 5_000]) {
     log(`putMany: ${thousands(count)} records in one call`);

@@ -800,4 +800,42 @@ async function pullMany({ count = 10_000 }) {
   return { engine: { ms: e.ms, longestMs: e.longestMs }, baseline: { ms: b.ms, longestMs: b.longestMs } };
 }
 
-window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, hookReads, realtime, liveQueries, pullMany, putManyTask, info };
+/**
+ * A backend that answers with the whole collection at once, no pages and no change feed (json-server
+ * at `url`, holding `count` notes): a new device pulls it, pulls it again (the listing is compared with
+ * every stored record, to find the ones deleted on the server), then list()s it. Beside each, raw
+ * IndexedDB: fetch + JSON.parse + one transaction of puts, and one getAll of the stored records.
+ */
+async function fullListing({ url, count }) {
+  const { SyncEngine: Engine } = await import('./pkg/index.js');
+  const name = fresh('full');
+  const engine = await Engine.open({
+    name, userId: USER, baseUrl: url, autoSync: false, collections: { notes: { endpoint: '/notes', transport: 'rest' } },
+  });
+  const first = await watched(() => engine.pull('notes'));
+  const again = await watched(() => engine.pull('notes'));
+  let listed;
+  const list = await watched(async () => (listed = await engine.list('notes')));
+  if (listed.length !== count) throw new Error(`full listing: ${listed.length} of ${count} stored`);
+  await dropEngine(engine, name);
+  const db = await idbOpen(fresh('full-raw'), { baseline: true });
+  const pullRaw = () => watched(async () => {
+    const items = JSON.parse(await (await fetch(`${url}/notes`)).text());
+    const tx = db.transaction('records', 'readwrite');
+    for (const item of items) tx.objectStore('records').put({ collection: 'notes', id: item.id, data: item });
+    await committed(tx);
+  });
+  const rawFirst = await pullRaw();
+  const rawAgain = await pullRaw();
+  let read;
+  const rawList = await watched(async () => (read = await request(db.transaction('records').objectStore('records').getAll())));
+  if (read.length !== count) throw new Error(`full listing, raw: ${read.length} of ${count} stored`);
+  await dropRaw(db);
+  const side = (w) => ({ ms: w.ms, longestMs: w.longestMs });
+  return {
+    engine: { first: side(first), again: side(again), list: side(list) },
+    baseline: { first: side(rawFirst), again: side(rawAgain), list: side(rawList) },
+  };
+}
+
+window.bench = { writes, seed, replicate, drain, drainRest, coldStart, checksums, boundary, hookReads, realtime, liveQueries, pullMany, putManyTask, fullListing, info };
