@@ -12,8 +12,8 @@ use crate::core::merge::parse_time_ms;
 use crate::core::traits::{Failure, PullPage, ServerRecord};
 use crate::core::value::{Map, Value};
 
-/// One page of a listing, and where the listing's next page is when it is a paginated full
-/// listing (the transport follows it; a change feed's `cursor` goes to the engine instead).
+/// A pull's answer as one page of a listing, and where the listing's next page is when it is a
+/// paginated full listing (the transport follows it; a change feed's `cursor` goes to the engine instead).
 pub fn decode_pull(
     c: &CollectionWire,
     status: u16,
@@ -21,8 +21,13 @@ pub fn decode_pull(
     retry_after: Option<&str>,
     now_ms: u64,
 ) -> Result<(PullPage, Option<Next>), Failure> {
-    let v = json_answer(status, body, retry_after, now_ms)?;
-    let l = listing(&v).map_err(|m| protocol(format!("{}: {m}", c.endpoint)))?;
+    decode_listing(c, &json_answer(status, body, retry_after, now_ms)?)
+}
+
+/// `decode_pull` of an answer already parsed (`batch::json_answer`): the transport parses a large
+/// answer in one task and makes it into records in the next.
+pub fn decode_listing(c: &CollectionWire, v: &Value) -> Result<(PullPage, Option<Next>), Failure> {
+    let l = listing(v).map_err(|m| protocol(format!("{}: {m}", c.endpoint)))?;
     let items = l
         .items
         .iter()
